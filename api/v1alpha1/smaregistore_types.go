@@ -1,0 +1,357 @@
+/*
+Copyright 2026 The smaregi-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DefaultEndpoint is the legacy Smaregi API URL shown in every shop's admin
+// screen (スマレジAPI設定 > API受信設定 > URL).
+const DefaultEndpoint = "https://webapi.smaregi.jp/access/"
+
+// DefaultCredentialsKey is the Secret key read when credentialsRef.key is empty.
+const DefaultCredentialsKey = "accessToken"
+
+// DefaultReceiverParameterName is the extra send parameter that carries the
+// receiver key. It matches GoQSystem's name so a shop that moves from
+// GoQSystem changes only the URL and the value.
+const DefaultReceiverParameterName = "goqsystem_key"
+
+// RotateKeyAnnotation asks the operator to replace the receiver key. Set it to
+// any new value (a timestamp, say); the old key keeps working for the grace
+// period so the shop has time to paste the new one into Smaregi.
+const RotateKeyAnnotation = "smaregi.stocksync.io/rotate-key"
+
+// ManagedByLabel and ManagedByValue mark objects this operator creates.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "smaregi-operator"
+)
+
+// Condition types. Each has exactly one writer in the operator.
+const (
+	// ReadyCondition summarises the others: True when the store is usable.
+	ReadyCondition = "Ready"
+	// ReconcilingCondition (kstatus) is True while the operator is working
+	// towards the latest spec.
+	ReconcilingCondition = "Reconciling"
+	// StalledCondition (kstatus) is True when progress needs a human: a
+	// missing Secret, a rejected token, a function switched off in Smaregi.
+	StalledCondition = "Stalled"
+	// CredentialsValidCondition reports the result of the credential check
+	// against Smaregi's API.
+	CredentialsValidCondition = "CredentialsValid"
+	// ReceiverReadyCondition reports that the receiver key exists and the
+	// receiver URL is published.
+	ReceiverReadyCondition = "ReceiverReady"
+	// InventorySyncedCondition reports whether the stock mirror is current.
+	InventorySyncedCondition = "InventorySynced"
+)
+
+// Condition reasons that tell the user what to do.
+const (
+	ReasonSucceeded          = "Succeeded"
+	ReasonProgressing        = "Progressing"
+	ReasonSuspended          = "Suspended"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonSecretKeyNotFound  = "SecretKeyNotFound"
+	ReasonInvalidAccessToken = "InvalidAccessToken"
+	ReasonInvalidContractID  = "InvalidContractID"
+	ReasonFunctionDisabled   = "FunctionDisabled"
+	ReasonIPNotAllowed       = "IPNotAllowed"
+	ReasonAccountLocked      = "AccountLocked"
+	ReasonUnreachable        = "Unreachable"
+	ReasonSmaregiError       = "SmaregiError"
+	ReasonKeyProvisioned     = "KeyProvisioned"
+	ReasonKeyRotating        = "KeyRotating"
+	ReasonSyncFailed         = "SyncFailed"
+)
+
+// SecretKeyReference names one key of a Secret in the store's namespace.
+type SecretKeyReference struct {
+	// Name of the Secret, in the same namespace as the SmaregiStore.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// Key inside the Secret's data. Defaults to "accessToken".
+	// +kubebuilder:default=accessToken
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// ReceiverSpec configures how Smaregi's outgoing sends (API送信) authenticate.
+type ReceiverSpec struct {
+	// ParameterName is the name of the extra parameter (パラメータ情報のキー) that
+	// the shop adds to its send settings; its value is the generated receiver
+	// key. Defaults to "goqsystem_key", so a shop moving from GoQSystem only
+	// changes the URL and the value.
+	// +kubebuilder:default=goqsystem_key
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.-]{1,64}$`
+	// +optional
+	ParameterName string `json:"parameterName,omitempty"`
+}
+
+// SyncSpec sets how often the operator reads stock from Smaregi when no send
+// has arrived. Sends from Smaregi trigger a pull within seconds; these
+// intervals are the safety net.
+type SyncSpec struct {
+	// PollInterval between incremental pulls (rows changed since the last
+	// pull). Defaults to 1m; at least 10s.
+	// +kubebuilder:default="1m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +optional
+	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
+
+	// FullResyncInterval between full reconciles, which read every stock row,
+	// correct the mirror and count the rows that differed (drift). Defaults
+	// to 1h; at least 5m.
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +optional
+	FullResyncInterval *metav1.Duration `json:"fullResyncInterval,omitempty"`
+}
+
+// SmaregiStoreSpec declares one Smaregi shop: which contract and store, where
+// its API is, and where its access token is kept.
+// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.pollInterval) || duration(self.sync.pollInterval) >= duration('10s')",message="sync.pollInterval must be at least 10s"
+// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.fullResyncInterval) || duration(self.sync.fullResyncInterval) >= duration('5m')",message="sync.fullResyncInterval must be at least 5m"
+// +kubebuilder:validation:XValidation:rule="self.endpoint.startsWith('https://') || self.endpoint.matches('^http://(127\\\\.[0-9]+\\\\.[0-9]+\\\\.[0-9]+|localhost|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="endpoint must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)"
+type SmaregiStoreSpec struct {
+	// ContractID is the shop's Smaregi contract ID (契約ID), shown in
+	// スマレジAPI設定 > API受信設定. Immutable: create a new SmaregiStore to
+	// point at another contract.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="contractID is immutable"
+	// +required
+	ContractID string `json:"contractID"`
+
+	// StoreID is the Smaregi store ID (店舗ID, up to 5 digits) whose stock
+	// this object mirrors. Immutable.
+	// +kubebuilder:validation:Pattern=`^[0-9]{1,5}$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storeID is immutable"
+	// +required
+	StoreID string `json:"storeID"`
+
+	// Endpoint is the legacy Smaregi API URL (URL in API受信設定). Defaults to
+	// https://webapi.smaregi.jp/access/. Must be https, except for loopback
+	// hosts (a local simulator).
+	// +kubebuilder:default="https://webapi.smaregi.jp/access/"
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// CredentialsRef points at the Secret holding the shop's access token
+	// (アクセストークン). The operator reads only this Secret.
+	// +required
+	CredentialsRef SecretKeyReference `json:"credentialsRef"`
+
+	// Receiver configures the endpoint that Smaregi's sends (API送信) post to.
+	// +optional
+	Receiver ReceiverSpec `json:"receiver,omitempty"`
+
+	// Sync configures how often stock is read from Smaregi.
+	// +optional
+	Sync SyncSpec `json:"sync,omitempty"`
+
+	// SafetyStock is held back from every product when the hub API reports
+	// what may be sold online: available = stock - layaway - safetyStock
+	// (never below 0). Defaults to 0.
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	SafetyStock int64 `json:"safetyStock,omitempty"`
+
+	// Suspend stops credential checks, pulls and pushes for this store.
+	// Sends that arrive are still recorded and processed after resuming.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// ReceiverStatus tells the shop where to send and how to authenticate.
+type ReceiverStatus struct {
+	// URL to enter as 送信URL in Smaregi's API送信設定. One URL serves every
+	// SmaregiStore of the same contract in this namespace.
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// RouteID is the last path segment of URL. It is stable for the life of
+	// this object and is not derived from the key.
+	// +optional
+	RouteID string `json:"routeID,omitempty"`
+
+	// KeySecretRef names the Secret and key holding the value to enter for
+	// ParameterName in パラメータ情報.
+	// +optional
+	KeySecretRef *SecretKeyReference `json:"keySecretRef,omitempty"`
+
+	// ParameterName is the extra parameter's key (パラメータ情報のキー).
+	// +optional
+	ParameterName string `json:"parameterName,omitempty"`
+
+	// LastRotation is the value of the rotate-key annotation that the current
+	// key answers.
+	// +optional
+	LastRotation string `json:"lastRotation,omitempty"`
+
+	// PreviousKeyExpiresAt is when the key replaced by the last rotation
+	// stops being accepted.
+	// +optional
+	PreviousKeyExpiresAt *metav1.Time `json:"previousKeyExpiresAt,omitempty"`
+}
+
+// InventoryStatus summarises the stock mirror. The rows themselves live in
+// the operator's inventory store, never in this object.
+type InventoryStatus struct {
+	// SKUs is the number of stock rows in the mirror.
+	// +optional
+	SKUs int64 `json:"skus"`
+
+	// LastPullTime is when stock was last read from Smaregi successfully.
+	// +optional
+	LastPullTime *metav1.Time `json:"lastPullTime,omitempty"`
+
+	// LastFullSyncTime is when the last full reconcile finished.
+	// +optional
+	LastFullSyncTime *metav1.Time `json:"lastFullSyncTime,omitempty"`
+
+	// LastFullSyncDuration is how long the last full reconcile took.
+	// +optional
+	LastFullSyncDuration *metav1.Duration `json:"lastFullSyncDuration,omitempty"`
+
+	// Drift is the number of rows the last full reconcile had to correct:
+	// changes that no send and no incremental pull had brought in.
+	// +optional
+	Drift int64 `json:"drift"`
+
+	// LastSendTime is when Smaregi last sent to the receiver for this store.
+	// +optional
+	LastSendTime *metav1.Time `json:"lastSendTime,omitempty"`
+
+	// PendingAdjustments counts adjustments accepted but not yet applied in
+	// Smaregi.
+	// +optional
+	PendingAdjustments int64 `json:"pendingAdjustments,omitempty"`
+
+	// OldestPendingAdjustmentTime is when the oldest pending adjustment was
+	// accepted.
+	// +optional
+	OldestPendingAdjustmentTime *metav1.Time `json:"oldestPendingAdjustmentTime,omitempty"`
+}
+
+// SmaregiStoreStatus is what the operator observed.
+type SmaregiStoreStatus struct {
+	// ObservedGeneration is the generation of the spec last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready (summary), CredentialsValid, ReceiverReady,
+	// InventorySynced, and kstatus's Reconciling and Stalled.
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// Receiver tells the shop what to enter in API送信設定.
+	// +optional
+	Receiver *ReceiverStatus `json:"receiver,omitempty"`
+
+	// Inventory summarises the stock mirror.
+	// +optional
+	Inventory *InventoryStatus `json:"inventory,omitempty"`
+}
+
+// SmaregiStore is one Smaregi shop whose stock the operator mirrors and
+// updates. Apply one per store; stores of the same contract share the
+// receiver URL.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sstore,categories=smaregi
+// +kubebuilder:printcolumn:name="Contract",type=string,JSONPath=`.spec.contractID`
+// +kubebuilder:printcolumn:name="Store",type=string,JSONPath=`.spec.storeID`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="SKUs",type=integer,JSONPath=`.status.inventory.skus`
+// +kubebuilder:printcolumn:name="Drift",type=integer,JSONPath=`.status.inventory.drift`
+// +kubebuilder:printcolumn:name="Last-Sync",type=date,JSONPath=`.status.inventory.lastPullTime`
+// +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SmaregiStore struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec SmaregiStoreSpec `json:"spec"`
+
+	// +optional
+	Status SmaregiStoreStatus `json:"status,omitempty"`
+}
+
+// GetConditions returns the status conditions (for condition helpers).
+func (in *SmaregiStore) GetConditions() []metav1.Condition { return in.Status.Conditions }
+
+// SetConditions replaces the status conditions (for condition helpers).
+func (in *SmaregiStore) SetConditions(c []metav1.Condition) { in.Status.Conditions = c }
+
+// CredentialsKey returns the Secret key holding the access token.
+func (in *SmaregiStore) CredentialsKey() string {
+	if in.Spec.CredentialsRef.Key == "" {
+		return DefaultCredentialsKey
+	}
+	return in.Spec.CredentialsRef.Key
+}
+
+// ReceiverParameterName returns the send parameter that carries the key.
+func (in *SmaregiStore) ReceiverParameterName() string {
+	if in.Spec.Receiver.ParameterName == "" {
+		return DefaultReceiverParameterName
+	}
+	return in.Spec.Receiver.ParameterName
+}
+
+// EndpointURL returns the Smaregi API endpoint, defaulted.
+func (in *SmaregiStore) EndpointURL() string {
+	if in.Spec.Endpoint == "" {
+		return DefaultEndpoint
+	}
+	return in.Spec.Endpoint
+}
+
+// ReceiverKeySecretName is the Secret holding the generated receiver key.
+func (in *SmaregiStore) ReceiverKeySecretName() string { return in.Name + "-receiver-key" }
+
+// +kubebuilder:object:root=true
+
+// SmaregiStoreList contains a list of SmaregiStore.
+type SmaregiStoreList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SmaregiStore `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SmaregiStore{}, &SmaregiStoreList{})
+}
