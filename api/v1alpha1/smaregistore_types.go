@@ -37,6 +37,18 @@ const DefaultReceiverParameterName = "goqsystem_key"
 // period so the shop has time to paste the new one into Smaregi.
 const RotateKeyAnnotation = "smaregi.stocksync.io/rotate-key"
 
+// The receiver key Secret (<store>-receiver-key) holds the current key under
+// the key named by spec.receiver.parameterName. During a rotation it also holds
+// the replaced key under that name plus PreviousKeySuffix, accepted until the
+// RFC 3339 time in the PreviousKeyExpiresAnnotation of the Secret.
+const (
+	PreviousKeySuffix            = ".previous"
+	PreviousKeyExpiresAnnotation = "smaregi.stocksync.io/previous-key-expires-at"
+)
+
+// ReceiverPathPrefix is the receiver's URL path before the route ID.
+const ReceiverPathPrefix = "/smaregi/v1/"
+
 // ManagedByLabel and ManagedByValue mark objects this operator creates.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
