@@ -44,3 +44,76 @@ vet: ## Run go vet.
 .PHONY: envtest
 envtest: ## Build (once, cached) kube-apiserver, etcd and kubectl; print their directory.
 	@$(ENVTEST_ASSETS_CMD)
+
+# go test's own timeout for the whole run; CI has 90 minutes in all.
+TEST_TIMEOUT ?= 30m
+TEST_FLAGS ?=
+
+.PHONY: test
+test: manifests generate fmt vet ## Run every test: unit, envtest (real kube-apiserver), both inventory backends.
+	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
+	 export SMAREGI_TEST_POSTGRES_URL="$${SMAREGI_TEST_POSTGRES_URL:-$$(hack/postgres.sh start)}"; \
+	 echo ">> KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS"; \
+	 go test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+
+.PHONY: bench
+bench: ## Run the benchmarks (figures printed; targets in README).
+	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
+	 export SMAREGI_TEST_POSTGRES_URL="$${SMAREGI_TEST_POSTGRES_URL:-$$(hack/postgres.sh start)}"; \
+	 go test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./...
+
+.PHONY: postgres
+postgres: ## Install (from Debian's packages) and start a throwaway local PostgreSQL; print its URL.
+	@hack/postgres.sh start
+
+.PHONY: postgres-stop
+postgres-stop: ## Stop the local PostgreSQL started by `make postgres`.
+	@hack/postgres.sh stop
+
+##@ Build
+
+.PHONY: build
+build: manifests generate fmt vet ## Build the operator, the simulator and the kubectl plugin into bin/.
+	go build -o bin/manager ./cmd
+	go build -o bin/smaregi-sim ./cmd/smaregi-sim
+	go build -o bin/kubectl-smaregi ./cmd/kubectl-smaregi
+
+.PHONY: run
+run: manifests generate fmt vet ## Run the operator from your host against the cluster in KUBECONFIG.
+	go run ./cmd --receiver-bind-address 127.0.0.1:8082 --receiver-base-url http://127.0.0.1:8082 \
+	  --inventory bolt://$(CURDIR)/bin/inventory.db
+
+.PHONY: demo
+demo: ## Quick start: local control plane + simulator + operator + sample store. Ctrl-C stops it all.
+	@go run ./cmd/smaregi-demo
+
+CONTAINER_TOOL ?= docker
+
+.PHONY: docker-build
+docker-build: ## Build the operator image (needs a Docker engine).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the operator image.
+	$(CONTAINER_TOOL) push $(IMG)
+
+##@ Deployment
+
+# kubectl from PATH, else the one built with the test control plane.
+KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo "$$($(ENVTEST_ASSETS_CMD))/kubectl")
+
+.PHONY: install
+install: manifests ## Install the CRD into the cluster in KUBECONFIG.
+	$(KUBECTL) apply --server-side -k config/crd
+
+.PHONY: uninstall
+uninstall: manifests ## Remove the CRD (and every SmaregiStore) from the cluster.
+	$(KUBECTL) delete --ignore-not-found -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy the operator (image IMG) into the cluster in KUBECONFIG.
+	$(KUBECTL) kustomize config/default | sed 's#ghcr.io/stocksync/smaregi-operator:dev#$(IMG)#' | $(KUBECTL) apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: ## Remove the operator from the cluster.
+	$(KUBECTL) kustomize config/default | $(KUBECTL) delete --ignore-not-found -f -
