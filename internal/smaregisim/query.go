@@ -1,0 +1,656 @@
+package smaregisim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// record is a row of a readable table.
+type record interface {
+	str(col string) string
+	num(col string) int64 // only for numeric columns
+}
+
+type tableDef struct {
+	name    string
+	cols    []string // all columns, in the default field order
+	numeric map[string]bool
+}
+
+func (t *tableDef) has(col string) bool {
+	for _, c := range t.cols {
+		if c == col {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	stockTable = &tableDef{name: "Stock",
+		cols:    []string{"storeId", "productId", "stockAmount", "layawayStockAmount", "updDateTime"},
+		numeric: map[string]bool{"storeId": true, "productId": true, "stockAmount": true, "layawayStockAmount": true}}
+	historyTable = &tableDef{name: "StockHistory",
+		cols: []string{"id", "updDateTime", "targetDateTime", "productId", "storeId", "amount",
+			"stockAmount", "stockDivision", "fromStoreId", "toStoreId", "memo"},
+		numeric: map[string]bool{"id": true, "productId": true, "storeId": true, "amount": true, "stockAmount": true}}
+	productTable = &tableDef{name: "Product",
+		cols:    []string{"productId", "productCode", "productName", "price"},
+		numeric: map[string]bool{"productId": true, "price": true}}
+)
+
+func (r *stockRow) str(col string) string {
+	switch col {
+	case "storeId":
+		return r.storeStr
+	case "productId":
+		return r.prodStr
+	case "stockAmount":
+		return strconv.FormatInt(r.amount, 10)
+	case "layawayStockAmount":
+		return strconv.FormatInt(r.layaway, 10)
+	case "updDateTime":
+		return r.upd
+	}
+	return ""
+}
+
+func (r *stockRow) num(col string) int64 {
+	switch col {
+	case "storeId":
+		return r.storeID
+	case "productId":
+		return r.productID
+	case "stockAmount":
+		return r.amount
+	case "layawayStockAmount":
+		return r.layaway
+	}
+	return 0
+}
+
+func (h *historyRow) str(col string) string {
+	switch col {
+	case "id":
+		return strconv.FormatInt(h.ID, 10)
+	case "updDateTime":
+		return h.UpdDateTime
+	case "targetDateTime":
+		return h.TargetDateTime
+	case "productId":
+		return h.ProductID
+	case "storeId":
+		return h.StoreID
+	case "amount":
+		return strconv.FormatInt(h.Amount, 10)
+	case "stockAmount":
+		return strconv.FormatInt(h.StockAmount, 10)
+	case "stockDivision":
+		return h.StockDivision
+	case "fromStoreId":
+		return h.FromStoreID
+	case "toStoreId":
+		return h.ToStoreID
+	case "memo":
+		return h.Memo
+	}
+	return ""
+}
+
+func (h *historyRow) num(col string) int64 {
+	switch col {
+	case "id":
+		return h.ID
+	case "productId":
+		return h.productID
+	case "storeId":
+		return h.storeID
+	case "amount":
+		return h.Amount
+	case "stockAmount":
+		return h.StockAmount
+	}
+	return 0
+}
+
+func (p *product) str(col string) string {
+	switch col {
+	case "productId":
+		return p.ProductID
+	case "productCode":
+		return p.ProductCode
+	case "productName":
+		return p.ProductName
+	case "price":
+		return strconv.FormatInt(p.Price, 10)
+	}
+	return ""
+}
+
+func (p *product) num(col string) int64 {
+	switch col {
+	case "productId":
+		return p.id
+	case "price":
+		return p.Price
+	}
+	return 0
+}
+
+type cond struct {
+	col, op string // op: "", "like", "<", "<=", ">", ">="
+	val     string
+	n       int64
+	numeric bool // compare as integers
+}
+
+func (c *cond) match(r record) bool {
+	if c.op == "like" {
+		return likeMatch(r.str(c.col), c.val)
+	}
+	var cmp int
+	if c.numeric {
+		v := r.num(c.col)
+		switch {
+		case v < c.n:
+			cmp = -1
+		case v > c.n:
+			cmp = 1
+		}
+	} else {
+		cmp = strings.Compare(r.str(c.col), c.val)
+	}
+	switch c.op {
+	case "":
+		return cmp == 0
+	case "<":
+		return cmp < 0
+	case "<=":
+		return cmp <= 0
+	case ">":
+		return cmp > 0
+	default: // ">="
+		return cmp >= 0
+	}
+}
+
+// likeMatch implements SQL LIKE: % is any run of characters, _ one
+// character; everything else matches itself.
+func likeMatch(s, pat string) bool {
+	sr, pr := []rune(s), []rune(pat)
+	// Iterative wildcard matching with backtracking to the last %.
+	si, pi, starP, starS := 0, 0, -1, 0
+	for si < len(sr) {
+		switch {
+		case pi < len(pr) && (pr[pi] == '_' || (pr[pi] != '%' && pr[pi] == sr[si])):
+			si++
+			pi++
+		case pi < len(pr) && pr[pi] == '%':
+			starP, starS = pi, si
+			pi++
+		case starP >= 0:
+			starS++
+			si, pi = starS, starP+1
+		default:
+			return false
+		}
+	}
+	for pi < len(pr) && pr[pi] == '%' {
+		pi++
+	}
+	return pi == len(pr)
+}
+
+type orderKey struct {
+	col  string
+	desc bool
+}
+
+type query struct {
+	table  *tableDef
+	fields []string
+	groups [][]cond // objects of "conditions"
+	and    bool     // groups combine with AND instead of OR
+	order  []orderKey
+	limit  int
+	page   int
+}
+
+func (q *query) match(r record) bool {
+	if len(q.groups) == 0 {
+		return true
+	}
+	for _, g := range q.groups {
+		ok := true
+		for i := range g {
+			if !g[i].match(r) {
+				ok = false
+				break
+			}
+		}
+		if ok && !q.and {
+			return true
+		}
+		if !ok && q.and {
+			return false
+		}
+	}
+	return q.and
+}
+
+// conjunction returns the conditions every matching row satisfies, when the
+// query is one AND-group; it lets the executor use indexes.
+func (q *query) conjunction() ([]cond, bool) {
+	if len(q.groups) == 0 {
+		return nil, true
+	}
+	if len(q.groups) == 1 {
+		return q.groups[0], true
+	}
+	if !q.and {
+		return nil, false
+	}
+	var all []cond
+	for _, g := range q.groups {
+		all = append(all, g...)
+	}
+	return all, true
+}
+
+func findCond(cs []cond, col, op string) *cond {
+	for i := range cs {
+		if cs[i].col == col && cs[i].op == op {
+			return &cs[i]
+		}
+	}
+	return nil
+}
+
+func (q *query) less(a, b record) int {
+	for _, k := range q.order {
+		var c int
+		if q.table.numeric[k.col] {
+			x, y := a.num(k.col), b.num(k.col)
+			if x < y {
+				c = -1
+			} else if x > y {
+				c = 1
+			}
+		} else {
+			c = strings.Compare(a.str(k.col), b.str(k.col))
+		}
+		if k.desc {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// collector counts every match and keeps the requested page.
+type collector struct {
+	offset, limit, total int
+	out                  []record
+}
+
+func (c *collector) add(r record) {
+	if c.total >= c.offset && len(c.out) < c.limit {
+		c.out = append(c.out, r)
+	}
+	c.total++
+}
+
+func (q *query) collector() *collector {
+	return &collector{offset: (q.page - 1) * q.limit, limit: q.limit}
+}
+
+// finish sorts the matches when an order is requested and pages them.
+func (q *query) finish(matches []record) *collector {
+	if len(q.order) > 0 {
+		sort.SliceStable(matches, func(i, j int) bool { return q.less(matches[i], matches[j]) < 0 })
+	}
+	c := q.collector()
+	for _, r := range matches {
+		c.add(r)
+	}
+	return c
+}
+
+// parseQuery reads the params of a ref function.
+func parseQuery(raw map[string]json.RawMessage, tables map[string]*tableDef, b Behaviour) (*query, *apiError) {
+	var name string
+	if err := json.Unmarshal(raw["table_name"], &name); err != nil || name == "" {
+		return nil, errf(31, "table_name is missing or not a string")
+	}
+	t := tables[name]
+	if t == nil {
+		return nil, errf(31, "table_name %q is not readable by this function", name)
+	}
+	q := &query{table: t, limit: DefaultLimit, page: 1, and: b.ConditionObjects == ConditionsAnd}
+
+	if f, ok := raw["fields"]; ok && !isNull(f) {
+		if err := json.Unmarshal(f, &q.fields); err != nil {
+			return nil, errf(41, "fields must be an array of strings")
+		}
+		for _, c := range q.fields {
+			if !t.has(c) {
+				return nil, errf(41, "fields: unknown column %q", c)
+			}
+		}
+	}
+	if len(q.fields) == 0 {
+		q.fields = t.cols
+	}
+
+	if c, ok := raw["conditions"]; ok && !isNull(c) {
+		var objs []map[string]json.RawMessage
+		if err := json.Unmarshal(c, &objs); err != nil {
+			// A single object instead of an array is accepted as one group.
+			var one map[string]json.RawMessage
+			if err2 := json.Unmarshal(c, &one); err2 != nil {
+				return nil, errf(41, "conditions must be an array of objects")
+			}
+			objs = append(objs, one)
+		}
+		for _, o := range objs {
+			g, e := parseGroup(o, t)
+			if e != nil {
+				return nil, e
+			}
+			if len(g) > 0 {
+				q.groups = append(q.groups, g)
+			}
+		}
+	}
+
+	if o, ok := raw["order"]; ok && !isNull(o) {
+		var keys []string
+		if err := json.Unmarshal(o, &keys); err != nil {
+			var one string
+			if err2 := json.Unmarshal(o, &one); err2 != nil {
+				return nil, errf(41, "order must be an array of strings")
+			}
+			keys = []string{one}
+		}
+		for _, k := range keys {
+			parts := strings.Fields(k)
+			if len(parts) == 0 || len(parts) > 2 || !t.has(parts[0]) {
+				return nil, errf(41, "order: cannot sort by %q", k)
+			}
+			ok := orderKey{col: parts[0]}
+			if len(parts) == 2 {
+				switch strings.ToLower(parts[1]) {
+				case "asc":
+				case "desc":
+					ok.desc = true
+				default:
+					return nil, errf(41, "order: direction of %q must be asc or desc", k)
+				}
+			}
+			q.order = append(q.order, ok)
+		}
+	}
+
+	var e *apiError
+	if q.limit, e = intParam(raw, "limit", DefaultLimit); e != nil {
+		return nil, e
+	}
+	if q.limit < 1 {
+		return nil, errf(41, "limit must be at least 1")
+	}
+	if q.limit > MaxLimit {
+		if b.LimitOverMax == LimitOverMaxClamp {
+			q.limit = MaxLimit
+		} else {
+			return nil, errf(41, "limit must be at most %d", MaxLimit)
+		}
+	}
+	if q.page, e = intParam(raw, "page", 1); e != nil {
+		return nil, e
+	}
+	if q.page < 1 {
+		return nil, errf(41, "page must be at least 1")
+	}
+	if q.page > 1<<30/q.limit {
+		return nil, errf(41, "page is too large")
+	}
+	return q, nil
+}
+
+func isNull(m json.RawMessage) bool { return string(bytes.TrimSpace(m)) == "null" }
+
+// intParam reads an integer sent as a JSON number or a string of digits.
+func intParam(raw map[string]json.RawMessage, key string, def int) (int, *apiError) {
+	m, ok := raw[key]
+	if !ok || isNull(m) {
+		return def, nil
+	}
+	s, ok := scalarString(m)
+	if !ok {
+		return 0, errf(41, "%s must be an integer", key)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, errf(41, "%s must be an integer", key)
+	}
+	return n, nil
+}
+
+// scalarString returns a JSON string's value or a JSON number's text.
+func scalarString(m json.RawMessage) (string, bool) {
+	m = bytes.TrimSpace(m)
+	if len(m) == 0 {
+		return "", false
+	}
+	if m[0] == '"' {
+		var s string
+		if err := json.Unmarshal(m, &s); err != nil {
+			return "", false
+		}
+		return s, true
+	}
+	var n json.Number
+	if err := json.Unmarshal(m, &n); err != nil {
+		return "", false
+	}
+	return n.String(), true
+}
+
+var condOps = map[string]bool{"like": true, "<": true, "<=": true, ">": true, ">=": true}
+
+func parseGroup(o map[string]json.RawMessage, t *tableDef) ([]cond, *apiError) {
+	keys := make([]string, 0, len(o))
+	for k := range o {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // deterministic evaluation and error messages
+	var g []cond
+	for _, k := range keys {
+		parts := strings.Fields(k)
+		if len(parts) == 0 || len(parts) > 2 || !t.has(parts[0]) {
+			return nil, errf(41, "conditions: unknown column in %q", k)
+		}
+		c := cond{col: parts[0]}
+		if len(parts) == 2 {
+			c.op = strings.ToLower(parts[1])
+			if !condOps[c.op] {
+				return nil, errf(41, "conditions: unknown operator in %q", k)
+			}
+		}
+		v, ok := scalarString(o[k])
+		if !ok {
+			return nil, errf(41, "conditions: value of %q must be a string", k)
+		}
+		c.val = v
+		if t.numeric[c.col] && c.op != "like" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, errf(41, "conditions: value of %q must be an integer", k)
+			}
+			c.n, c.numeric = n, true
+		}
+		g = append(g, c)
+	}
+	return g, nil
+}
+
+// render writes the ref envelope with every value a string.
+func (q *query) render(c *collector, ascii bool) []byte {
+	w := &jsonWriter{ascii: ascii, buf: make([]byte, 0, 64+len(c.out)*32*len(q.fields))}
+	w.raw(`{"total_count":`)
+	w.str(strconv.Itoa(c.total))
+	w.raw(`,"result":[`)
+	for i, r := range c.out {
+		if i > 0 {
+			w.raw(",")
+		}
+		w.raw("{")
+		for j, f := range q.fields {
+			if j > 0 {
+				w.raw(",")
+			}
+			w.str(f)
+			w.raw(":")
+			w.str(r.str(f))
+		}
+		w.raw("}")
+	}
+	w.raw("]}")
+	return w.buf
+}
+
+// Executors. The caller holds the state lock.
+
+func (st *state) queryStock(q *query) *collector {
+	conj, single := q.conjunction()
+	stores := st.storeOrder
+	if single {
+		if c := findCond(conj, "storeId", ""); c != nil {
+			stores = nil
+			if ss := st.stores[c.n]; ss != nil {
+				stores = []*storeState{ss}
+			}
+		}
+	}
+	byUpd := len(q.order) == 1 && q.order[0] == orderKey{col: "updDateTime"}
+	if byUpd && len(stores) == 1 {
+		// The common incremental pull: walk the updDateTime index from the
+		// watermark, already in order.
+		idx := stores[0].updIndex()
+		start := 0
+		if single {
+			if c := findCond(conj, "updDateTime", ">="); c != nil {
+				start = max(start, sort.Search(len(idx), func(i int) bool { return idx[i].upd >= c.val }))
+			}
+			if c := findCond(conj, "updDateTime", ">"); c != nil {
+				start = max(start, sort.Search(len(idx), func(i int) bool { return idx[i].upd > c.val }))
+			}
+		}
+		col := q.collector()
+		for _, e := range idx[start:] {
+			if e.seq == e.row.seq && q.match(e.row) {
+				col.add(e.row)
+			}
+		}
+		return col
+	}
+	if len(q.order) == 0 {
+		col := q.collector()
+		for _, ss := range stores {
+			for _, r := range ss.ordered {
+				if q.match(r) {
+					col.add(r)
+				}
+			}
+		}
+		return col
+	}
+	var matches []record
+	for _, ss := range stores {
+		for _, r := range ss.ordered {
+			if q.match(r) {
+				matches = append(matches, r)
+			}
+		}
+	}
+	return q.finish(matches)
+}
+
+func (st *state) queryHistory(q *query) *collector {
+	conj, single := q.conjunction()
+	rows := st.history
+	if single {
+		if c := findCond(conj, "storeId", ""); c != nil {
+			rows = nil
+			if ss := st.stores[c.n]; ss != nil {
+				rows = ss.history
+			}
+		}
+	}
+	var matches []record
+	for _, h := range rows {
+		if q.match(h) {
+			matches = append(matches, h)
+		}
+	}
+	return q.finish(matches)
+}
+
+func (st *state) queryProduct(q *query) *collector {
+	conj, single := q.conjunction()
+	var matches []record
+	switch {
+	case single && findCond(conj, "productCode", "") != nil:
+		if p := st.byCode[findCond(conj, "productCode", "").val]; p != nil && q.match(p) {
+			matches = append(matches, p)
+		}
+	case single && findCond(conj, "productId", "") != nil:
+		if p := st.byID[findCond(conj, "productId", "").n]; p != nil && q.match(p) {
+			matches = append(matches, p)
+		}
+	default:
+		for _, p := range st.products {
+			if q.match(p) {
+				matches = append(matches, p)
+			}
+		}
+	}
+	return q.finish(matches)
+}
+
+// apiError is a protocol error answered as {"error_code":…,"error":…,…}.
+type apiError struct {
+	code   int
+	status int // 0: the configured ErrorStatus
+	desc   string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("smaregi error %d: %s", e.code, e.desc) }
+
+func errf(code int, format string, args ...any) *apiError {
+	return &apiError{code: code, desc: fmt.Sprintf(format, args...)}
+}
+
+// errorNames are the short names sent in "error".
+var errorNames = map[int]string{
+	11: "invalid_request",
+	13: "invalid_access_token",
+	14: "invalid_contract_id",
+	15: "invalid_proc_name",
+	21: "authentication_failed",
+	22: "account_locked",
+	23: "function_disabled",
+	24: "ip_not_allowed",
+	31: "invalid_table_name",
+	32: "invalid_proc_division",
+	33: "invalid_proc_detail_division",
+	41: "invalid_input_data",
+	42: "already_exists",
+	43: "query_failed",
+}
