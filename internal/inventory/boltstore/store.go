@@ -1,0 +1,502 @@
+// Package boltstore is the embedded inventory backend: one bbolt file, no
+// set-up, for a single operator replica (bbolt locks the file, so a second
+// process cannot open it).
+//
+// Layout (top-level buckets):
+//
+//	stores/<ns>\x00<name>/rows/<productID> = 24-byte row (see encodeRow)
+//	stores/<ns>\x00<name>  key "meta"       = JSON meta
+//	staging/<syncID>/<productID>           = 24-byte row, one bucket per open full sync
+//	sends/<id>                             = JSON SendRecord
+//	sendsByTime/<8-byte time><id>          = "", the retention index; its bucket
+//	                                         sequence holds the record count
+//	dirty/<ns>\x00<name>                   = 8-byte mark sequence
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/inventory/dirtyfeed"
+)
+
+func init() {
+	inventory.Register("bolt", func(_ context.Context, u *url.URL) (inventory.Store, error) {
+		path := u.Path
+		if u.Opaque != "" { // bolt:relative/path.db
+			path = u.Opaque
+		}
+		if path == "" {
+			return nil, fmt.Errorf("boltstore: URL %s names no file", u.Redacted())
+		}
+		return Open(path)
+	})
+}
+
+var (
+	bucketStores      = []byte("stores")
+	bucketStaging     = []byte("staging")
+	bucketSends       = []byte("sends")
+	bucketSendsByTime = []byte("sendsByTime")
+	bucketDirty       = []byte("dirty")
+	bucketRows        = []byte("rows")
+	keyMeta           = []byte("meta")
+)
+
+// Options tune a Store; the zero value gives the defaults.
+type Options struct {
+	// SendRetention is how long send records are kept (default 7 days); a
+	// resend older than that is no longer recognised as a duplicate.
+	SendRetention time.Duration
+	// MaxSends caps the number of send records kept (default 100,000).
+	MaxSends int
+	// PruneEvery is how often at most the retention is enforced (default 1
+	// minute); pruning runs in the background, after a RecordSend.
+	PruneEvery time.Duration
+	// MaxBatchDelay is how long RecordSend waits to share a commit with
+	// concurrent callers (default 2ms).
+	MaxBatchDelay time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.SendRetention <= 0 {
+		o.SendRetention = 7 * 24 * time.Hour
+	}
+	if o.MaxSends <= 0 {
+		o.MaxSends = 100_000
+	}
+	if o.PruneEvery <= 0 {
+		o.PruneEvery = time.Minute
+	}
+	if o.MaxBatchDelay <= 0 {
+		o.MaxBatchDelay = 2 * time.Millisecond
+	}
+	return o
+}
+
+// Store is the bbolt backend of inventory.Store.
+type Store struct {
+	db   *bolt.DB
+	opts Options
+	feed *dirtyfeed.Feed
+
+	closed    atomic.Bool
+	pruning   atomic.Bool
+	lastPrune atomic.Int64 // unix nanos
+	pruneWG   sync.WaitGroup
+}
+
+var _ inventory.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the store file at path with default options.
+func Open(path string) (*Store, error) { return OpenWithOptions(path, Options{}) }
+
+// OpenWithOptions opens the store file at path.
+func OpenWithOptions(path string, opts Options) (*Store, error) {
+	// The timeout turns "another process holds the file" into an error
+	// instead of a hang.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: opening %s: %w", path, err)
+	}
+	opts = opts.withDefaults()
+	db.MaxBatchDelay = opts.MaxBatchDelay
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketStores, bucketStaging, bucketSends, bucketSendsByTime, bucketDirty} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		// Staging buckets left by a process that died mid-sync are garbage:
+		// no FullSync handle can refer to them any more.
+		return clearBucket(tx, bucketStaging)
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("boltstore: initialising %s: %w", path, err)
+	}
+	s := &Store{db: db, opts: opts, feed: dirtyfeed.New()}
+	s.lastPrune.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+func clearBucket(tx *bolt.Tx, name []byte) error {
+	if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		return err
+	}
+	_, err := tx.CreateBucket(name)
+	return err
+}
+
+// Close closes the file; it waits for a background prune to finish.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.feed.Close()
+	s.pruneWG.Wait()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("boltstore: closing: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return inventory.ErrClosed
+	}
+	return ctx.Err()
+}
+
+func storeKeyBytes(k inventory.StoreKey) []byte {
+	b := make([]byte, 0, len(k.Namespace)+1+len(k.Name))
+	b = append(b, k.Namespace...)
+	b = append(b, 0)
+	return append(b, k.Name...)
+}
+
+func parseStoreKeyBytes(b []byte) inventory.StoreKey {
+	ns, name, _ := bytes.Cut(b, []byte{0})
+	return inventory.StoreKey{Namespace: string(ns), Name: string(name)}
+}
+
+// meta is a store's summary plus the ID of its open full sync (0: none).
+type meta struct {
+	Watermark    time.Time `json:"watermark"`
+	LastPull     time.Time `json:"lastPull"`
+	LastFullSync time.Time `json:"lastFullSync"`
+	LastDrift    int64     `json:"lastDrift"`
+	SKUs         int64     `json:"skus"`
+	FullSyncID   uint64    `json:"fullSyncID,omitempty"`
+}
+
+func readMeta(b *bolt.Bucket) (meta, error) {
+	var m meta
+	if b == nil {
+		return m, nil
+	}
+	v := b.Get(keyMeta)
+	if v == nil {
+		return m, nil
+	}
+	if err := json.Unmarshal(v, &m); err != nil {
+		return m, fmt.Errorf("decoding store meta: %w", err)
+	}
+	return m, nil
+}
+
+func writeMeta(b *bolt.Bucket, m meta) error {
+	v, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return b.Put(keyMeta, v)
+}
+
+// storeBucket returns the store's bucket and its rows bucket, creating them.
+func storeBucket(tx *bolt.Tx, key inventory.StoreKey) (*bolt.Bucket, *bolt.Bucket, error) {
+	sb, err := tx.Bucket(bucketStores).CreateBucketIfNotExists(storeKeyBytes(key))
+	if err != nil {
+		return nil, nil, err
+	}
+	rb, err := sb.CreateBucketIfNotExists(bucketRows)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sb, rb, nil
+}
+
+// zeroTimeMicros marks a zero UpdDateTime, which has no Unix time.
+const zeroTimeMicros = math.MinInt64
+
+// encodeRow packs a row's values (not its ID, which is the key) into 24
+// bytes: stock, layaway, updDateTime in Unix microseconds, big-endian.
+func encodeRow(r inventory.Row) []byte {
+	v := make([]byte, 24)
+	binary.BigEndian.PutUint64(v[0:], uint64(r.StockAmount))
+	binary.BigEndian.PutUint64(v[8:], uint64(r.LayawayStockAmount))
+	t := int64(zeroTimeMicros)
+	if !r.UpdDateTime.IsZero() {
+		t = r.UpdDateTime.UnixMicro()
+	}
+	binary.BigEndian.PutUint64(v[16:], uint64(t))
+	return v
+}
+
+func decodeRow(id, v []byte) (inventory.Row, error) {
+	if len(v) != 24 {
+		return inventory.Row{}, fmt.Errorf("corrupt row %q: %d bytes", id, len(v))
+	}
+	r := inventory.Row{
+		ProductID:          string(id),
+		StockAmount:        int64(binary.BigEndian.Uint64(v[0:])),
+		LayawayStockAmount: int64(binary.BigEndian.Uint64(v[8:])),
+	}
+	if t := int64(binary.BigEndian.Uint64(v[16:])); t != zeroTimeMicros {
+		r.UpdDateTime = time.UnixMicro(t).UTC()
+	}
+	return r, nil
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+// ApplyPull implements inventory.Store.
+func (s *Store) ApplyPull(ctx context.Context, key inventory.StoreKey, rows []inventory.Row, watermark time.Time) (int, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	rows, err := inventory.LatestPerProduct(rows)
+	if err != nil {
+		return 0, err
+	}
+	changed := 0
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		changed = 0
+		sb, rb, err := storeBucket(tx, key)
+		if err != nil {
+			return err
+		}
+		m, err := readMeta(sb)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			id := []byte(r.ProductID)
+			old := rb.Get(id)
+			if old != nil {
+				prev, err := decodeRow(id, old)
+				if err != nil {
+					return err
+				}
+				if prev.SameLevel(r) {
+					continue
+				}
+			} else {
+				m.SKUs++
+			}
+			if err := rb.Put(id, encodeRow(r)); err != nil {
+				return err
+			}
+			changed++
+		}
+		// An open full sync must see these rows too, or its commit would
+		// put back the older values it staged before this pull.
+		if m.FullSyncID != 0 {
+			if stg := tx.Bucket(bucketStaging).Bucket(u64(m.FullSyncID)); stg != nil {
+				if err := stageRows(stg, rows); err != nil {
+					return err
+				}
+			}
+		}
+		watermark = inventory.NormalizeTime(watermark)
+		if watermark.After(m.Watermark) {
+			m.Watermark = watermark
+		}
+		m.LastPull = time.Now().UTC()
+		return writeMeta(sb, m)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("boltstore: applying pull for %s: %w", key, err)
+	}
+	return changed, nil
+}
+
+// stageRows writes rows into a staging bucket keeping, per product, the row
+// with the newest UpdDateTime (the later one on a tie).
+func stageRows(stg *bolt.Bucket, rows []inventory.Row) error {
+	for _, r := range rows {
+		id := []byte(r.ProductID)
+		if old := stg.Get(id); old != nil {
+			prev, err := decodeRow(id, old)
+			if err != nil {
+				return err
+			}
+			if r.UpdDateTime.Before(prev.UpdDateTime) {
+				continue
+			}
+		}
+		if err := stg.Put(id, encodeRow(r)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Rows implements inventory.Store.
+func (s *Store) Rows(ctx context.Context, key inventory.StoreKey, fn func(inventory.Row) error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		sb := tx.Bucket(bucketStores).Bucket(storeKeyBytes(key))
+		if sb == nil {
+			return nil
+		}
+		rb := sb.Bucket(bucketRows)
+		if rb == nil {
+			return nil
+		}
+		c := rb.Cursor()
+		n := 0
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if n++; n%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			r, err := decodeRow(k, v)
+			if err != nil {
+				return fmt.Errorf("boltstore: reading rows of %s: %w", key, err)
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Row implements inventory.Store.
+func (s *Store) Row(ctx context.Context, key inventory.StoreKey, productID string) (inventory.Row, bool, error) {
+	if err := s.check(ctx); err != nil {
+		return inventory.Row{}, false, err
+	}
+	var (
+		r     inventory.Row
+		found bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		sb := tx.Bucket(bucketStores).Bucket(storeKeyBytes(key))
+		if sb == nil || sb.Bucket(bucketRows) == nil {
+			return nil
+		}
+		v := sb.Bucket(bucketRows).Get([]byte(productID))
+		if v == nil {
+			return nil
+		}
+		var err error
+		r, err = decodeRow([]byte(productID), v)
+		found = err == nil
+		return err
+	})
+	if err != nil {
+		return inventory.Row{}, false, fmt.Errorf("boltstore: reading row %s of %s: %w", productID, key, err)
+	}
+	return r, found, nil
+}
+
+// Summary implements inventory.Store.
+func (s *Store) Summary(ctx context.Context, key inventory.StoreKey) (inventory.Summary, error) {
+	if err := s.check(ctx); err != nil {
+		return inventory.Summary{}, err
+	}
+	var m meta
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		m, err = readMeta(tx.Bucket(bucketStores).Bucket(storeKeyBytes(key)))
+		return err
+	})
+	if err != nil {
+		return inventory.Summary{}, fmt.Errorf("boltstore: reading summary of %s: %w", key, err)
+	}
+	return inventory.Summary{
+		SKUs: m.SKUs, Watermark: m.Watermark, LastPull: m.LastPull,
+		LastFullSync: m.LastFullSync, LastDrift: m.LastDrift,
+	}, nil
+}
+
+// DeleteStore implements inventory.Store.
+func (s *Store) DeleteStore(ctx context.Context, key inventory.StoreKey) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		sk := storeKeyBytes(key)
+		stores := tx.Bucket(bucketStores)
+		if sb := stores.Bucket(sk); sb != nil {
+			m, err := readMeta(sb)
+			if err != nil {
+				return err
+			}
+			if m.FullSyncID != 0 {
+				if err := tx.Bucket(bucketStaging).DeleteBucket(u64(m.FullSyncID)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+					return err
+				}
+			}
+			if err := stores.DeleteBucket(sk); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketDirty).Delete(sk)
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: deleting %s: %w", key, err)
+	}
+	return nil
+}
+
+// Dirty implements inventory.Store.
+func (s *Store) Dirty(ctx context.Context) ([]inventory.DirtyMark, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	var marks []inventory.DirtyMark
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDirty).ForEach(func(k, v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("corrupt dirty mark %q", k)
+			}
+			marks = append(marks, inventory.DirtyMark{Key: parseStoreKeyBytes(k), Seq: binary.BigEndian.Uint64(v)})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: listing dirty stores: %w", err)
+	}
+	return marks, nil
+}
+
+// ClearDirty implements inventory.Store.
+func (s *Store) ClearDirty(ctx context.Context, key inventory.StoreKey, upTo uint64) (bool, error) {
+	if err := s.check(ctx); err != nil {
+		return false, err
+	}
+	cleared := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		cleared = false
+		b := tx.Bucket(bucketDirty)
+		sk := storeKeyBytes(key)
+		v := b.Get(sk)
+		if len(v) != 8 || binary.BigEndian.Uint64(v) > upTo {
+			return nil
+		}
+		cleared = true
+		return b.Delete(sk)
+	})
+	if err != nil {
+		return false, fmt.Errorf("boltstore: clearing dirty mark of %s: %w", key, err)
+	}
+	return cleared, nil
+}
+
+// Subscribe implements inventory.Store. Only this process writes the file,
+// so an in-process feed sees every mark.
+func (s *Store) Subscribe(ctx context.Context) <-chan inventory.StoreKey {
+	return s.feed.Subscribe(ctx)
+}

@@ -1,0 +1,41 @@
+package boltstore_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/inventory/boltstore"
+	"github.com/stocksync/smaregi-operator/internal/inventory/inventorytest"
+)
+
+func TestConformance(t *testing.T) {
+	inventorytest.Run(t, func(t *testing.T) inventorytest.Opener {
+		path := filepath.Join(t.TempDir(), "inventory.db")
+		return func() (inventory.Store, error) { return boltstore.Open(path) }
+	})
+}
+
+func TestOpenURL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inv.db")
+	st, err := inventory.Open(context.Background(), "bolt://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.(*boltstore.Store); !ok {
+		t.Fatalf("Open returned %T", st)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inventory.Open(context.Background(), "bolt://"); err == nil {
+		t.Fatal("bolt:// without a path opened")
+	}
+	if _, err := inventory.Open(context.Background(), "mysql://u:secret@h/db"); err == nil {
+		t.Fatal("unknown scheme opened")
+	} else if strings.Contains(err.Error(), "secret") {
+		t.Fatalf("error leaks the password: %v", err)
+	}
+}
