@@ -1,0 +1,89 @@
+package pgstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+)
+
+// Subscribe implements inventory.Store. One LISTEN connection per Store
+// feeds every subscriber; it starts with the first Subscribe, which waits
+// (up to 5s) until LISTEN is in place so that "from now on" holds.
+func (s *Store) Subscribe(ctx context.Context) <-chan inventory.StoreKey {
+	ch := s.feed.Subscribe(ctx)
+	s.listenOnce.Do(func() {
+		s.wg.Add(1)
+		go s.listen()
+	})
+	select {
+	case <-s.listenReady:
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+	}
+	return ch
+}
+
+// listen holds a dedicated connection in LISTEN and republishes every
+// notification. After a lost connection it reconnects and publishes every
+// store still marked dirty, since notifications sent meanwhile are gone.
+func (s *Store) listen() {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	backoff := 100 * time.Millisecond
+	first := true
+	for ctx.Err() == nil {
+		err := s.listenOnceConn(ctx, func() {
+			if first {
+				close(s.listenReady)
+				first = false
+			} else if marks, err := s.Dirty(ctx); err == nil {
+				for _, m := range marks {
+					s.feed.Publish(m.Key)
+				}
+			}
+			backoff = 100 * time.Millisecond
+		})
+		if ctx.Err() != nil || err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (s *Store) listenOnceConn(ctx context.Context, ready func()) error {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	ready()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if key, err := inventory.ParseStoreKey(n.Payload); err == nil {
+			s.feed.Publish(key)
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// migrations are applied in order, each once, recorded in schema_migrations.
+// Never edit an applied one: append a new one.
+//
+// Room left for adjustments (a later issue): a migration adding
+//
+//	inventory_adjustments (id text PRIMARY KEY -- caller-chosen, idempotency
+//	    key; store_id bigint REFERENCES inventory_stores ON DELETE CASCADE;
+//	    state text CHECK (state IN ('pending','applied','failed'));
+//	    created_at, updated_at timestamptz; error text)
+//	inventory_adjustment_lines (adjustment_id text REFERENCES ...;
+//	    product_id text COLLATE "C"; delta bigint; PRIMARY KEY (adjustment_id, product_id))
+//
+// with an index on (store_id, state) for the pusher's outbox scan.
+var migrations = []string{
+	// 1: mirror, full-sync staging, send records, dirty marks.
+	`
+CREATE TABLE inventory_stores (
+	id             bigserial PRIMARY KEY,
+	namespace      text NOT NULL,
+	name           text NOT NULL,
+	watermark      timestamptz,
+	last_pull      timestamptz,
+	last_full_sync timestamptz,
+	last_drift     bigint NOT NULL DEFAULT 0,
+	skus           bigint NOT NULL DEFAULT 0,
+	full_sync_id   bigint,
+	UNIQUE (namespace, name)
+);
+
+-- COLLATE "C": byte order, the same as the bbolt backend, for Rows and the
+-- drift sample; also the cheapest comparison.
+CREATE TABLE inventory_rows (
+	store_id             bigint NOT NULL REFERENCES inventory_stores (id) ON DELETE CASCADE,
+	product_id           text COLLATE "C" NOT NULL,
+	stock_amount         bigint NOT NULL,
+	layaway_stock_amount bigint NOT NULL,
+	upd_date_time        timestamptz NOT NULL,
+	PRIMARY KEY (store_id, product_id)
+);
+
+-- Unlogged: staged pages are worthless after a crash (the sync restarts), so
+-- they need not cost WAL. ord breaks updDateTime ties: the later row wins.
+CREATE SEQUENCE inventory_full_sync_seq;
+CREATE SEQUENCE inventory_staging_ord_seq;
+CREATE UNLOGGED TABLE inventory_staging (
+	sync_id              bigint NOT NULL,
+	product_id           text COLLATE "C" NOT NULL,
+	stock_amount         bigint NOT NULL,
+	layaway_stock_amount bigint NOT NULL,
+	upd_date_time        timestamptz NOT NULL,
+	ord                  bigint NOT NULL DEFAULT nextval('inventory_staging_ord_seq')
+);
+CREATE INDEX inventory_staging_sync ON inventory_staging (sync_id, product_id);
+
+CREATE TABLE inventory_sends (
+	id          text PRIMARY KEY,
+	namespace   text NOT NULL,
+	proc_name   text NOT NULL,
+	targets     jsonb NOT NULL,
+	rows        integer NOT NULL,
+	received_at timestamptz NOT NULL
+);
+CREATE INDEX inventory_sends_received_at ON inventory_sends (received_at);
+
+CREATE SEQUENCE inventory_dirty_seq;
+CREATE TABLE inventory_dirty (
+	namespace text NOT NULL,
+	name      text NOT NULL,
+	seq       bigint NOT NULL,
+	PRIMARY KEY (namespace, name)
+);
+`,
+}
+
+// migrationLock is the advisory lock key that serialises replicas starting
+// together ("smaregi1" in ASCII).
+const migrationLock int64 = 0x736d617265676931
+
+// migrate brings the schema to the newest version in one transaction, under
+// an advisory lock so that concurrent replicas apply each migration once.
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+			return fmt.Errorf("taking the migration lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    integer PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("creating schema_migrations: %w", err)
+		}
+		var current int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			return fmt.Errorf("reading the schema version: %w", err)
+		}
+		if current > len(migrations) {
+			return fmt.Errorf("database schema is at version %d, newer than this binary knows (%d): run a newer operator", current, len(migrations))
+		}
+		for v := current + 1; v <= len(migrations); v++ {
+			if _, err := tx.Exec(ctx, migrations[v-1]); err != nil {
+				return fmt.Errorf("applying migration %d: %w", v, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, v); err != nil {
+				return fmt.Errorf("recording migration %d: %w", v, err)
+			}
+		}
+		return nil
+	})
+}
+
+// SchemaVersion is the number of migrations this binary applies.
+func SchemaVersion() int { return len(migrations) }
