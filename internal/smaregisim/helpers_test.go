@@ -3,6 +3,7 @@ package smaregisim
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -166,4 +167,8 @@ func refRows(t testing.TB, a answer) (string, []map[string]string) {
 		}
 	}
 	return total, rows
+}
+
+func newTextLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, nil))
 }
