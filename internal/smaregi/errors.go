@@ -151,9 +151,9 @@ func IsConfigError(err error) bool {
 
 // IsTransient reports whether err is safe to retry unchanged later: network
 // errors for reads, network errors for writes that never left this process,
-// 5xx and HTML/opaque pages for reads, any 429, and HTML/opaque 4xx pages
-// (a proxy answered, Smaregi never saw the write). IsTransient and
-// IsAmbiguous never both hold for one error.
+// 5xx and HTML/opaque pages for reads, 5xx with a Smaregi error_code for
+// writes, any 429, and HTML/opaque 4xx pages (a proxy answered, Smaregi never
+// saw the call). IsTransient and IsAmbiguous never both hold for one error.
 func IsTransient(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
@@ -168,13 +168,18 @@ func IsTransient(err error) bool {
 
 // IsAmbiguous reports whether err comes from a write that may have been
 // applied: the request may have reached Smaregi and no trustworthy answer
-// came back (timeout or connection lost after sending, or a 5xx). Resolve it
+// came back (timeout or connection lost after sending, an undecodable 2xx, or
+// a 5xx page without an error_code). Resolve it
 // by reading StockHistory before retrying; a blind retry of a relative
 // update would apply it twice.
 func IsAmbiguous(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
-		return isWriteProc(ae.ProcName) && ae.HTTPStatus >= 500 && !isConfigCode(ae.Code)
+		// Only an opaque 5xx (no error_code) is ambiguous: a gateway may
+		// have given up while Smaregi went on to apply the write. A JSON
+		// error body is Smaregi's own verdict, and a call is applied all or
+		// nothing, so a coded 5xx means nothing was applied.
+		return isWriteProc(ae.ProcName) && ae.HTTPStatus >= 500 && ae.Code == 0
 	}
 	var te *TransportError
 	if errors.As(err, &te) {
@@ -191,9 +196,10 @@ func apiErrorTransient(ae *APIError) bool {
 		return true
 	}
 	if ae.HTTPStatus >= 500 {
-		// A 5xx answer to a write may come from a gateway that timed out
-		// while Smaregi went on to apply it: ambiguous, not transient.
-		return !isWriteProc(ae.ProcName)
+		// An opaque 5xx answer to a write may come from a gateway that
+		// timed out while Smaregi went on to apply it: ambiguous, not
+		// transient. A coded 5xx is Smaregi refusing the whole call.
+		return !isWriteProc(ae.ProcName) || ae.Code != 0
 	}
 	// A 4xx (or odd 2xx) without an error code is an HTML or opaque page
 	// from something in front of Smaregi, not Smaregi's own verdict.

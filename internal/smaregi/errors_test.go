@@ -19,6 +19,7 @@ func TestErrorClassification(t *testing.T) {
 		{"html 502 read", &APIError{ProcName: ProcStockRef, HTTPStatus: 502}, false, true, false, 0},
 		{"html 502 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 502}, false, false, true, 0},
 		{"json 500 read", &APIError{ProcName: ProcStockRef, HTTPStatus: 500, Code: CodeQueryFailed}, false, true, false, 43},
+		{"json 503 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 503, Code: CodeQueryFailed}, false, true, false, 43},
 		{"429 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 429}, false, true, false, 0},
 		{"html 404 read", &APIError{ProcName: ProcStockRef, HTTPStatus: 404}, false, true, false, 0},
 		{"refused write", &TransportError{ProcName: ProcStockUpd, Err: fmt.Errorf("dial: refused")}, false, true, false, 0},
