@@ -1,0 +1,44 @@
+package mirror
+
+import (
+	"context"
+	"time"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+)
+
+// StockQuery selects the stock rows of one Smaregi store.
+type StockQuery struct {
+	// StoreID is Smaregi's store ID (spec.storeID).
+	StoreID string
+	// UpdatedSince, when not zero, asks only for rows with
+	// updDateTime >= UpdatedSince. Zero reads every row (a full reconcile).
+	UpdatedSince time.Time
+}
+
+// StockReader reads stock rows from Smaregi page by page with stock_ref only:
+// a shop that switched on just 在庫情報参照 and 在庫情報更新 must be served, so
+// the engine never needs transaction_ref or product_ref. fn receives each page
+// in order and must not keep the slice. An error from fn stops the read and is
+// returned.
+//
+// The engine depends on this narrow interface, not on *smaregi.Client, so that
+// the pull core can be tested against the simulator through the real client
+// and, for a few narrow unit tests, against a fake.
+type StockReader interface {
+	ReadStock(ctx context.Context, q StockQuery, fn func(page []inventory.Row) error) error
+}
+
+// ReaderConfig is what a StockReader needs to reach one store's contract.
+type ReaderConfig struct {
+	Endpoint   string
+	ContractID string
+	// AccessToken is a secret: a ReaderFactory must never log it or put it
+	// into an error.
+	AccessToken string
+}
+
+// ReaderFactory builds a StockReader for a contract. The engine caches the
+// reader per store and builds a new one only when the endpoint, contract or
+// token changes.
+type ReaderFactory func(cfg ReaderConfig) (StockReader, error)

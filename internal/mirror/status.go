@@ -1,0 +1,163 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+)
+
+// StatusUpdate is everything the engine owns in a SmaregiStore's status.
+type StatusUpdate struct {
+	Key inventory.StoreKey
+	// Condition is InventorySynced, with ObservedGeneration set.
+	Condition            metav1.Condition
+	SKUs                 int64
+	Drift                int64
+	LastPullTime         time.Time
+	LastFullSyncTime     time.Time
+	LastFullSyncDuration time.Duration
+	LastSendTime         time.Time
+}
+
+// StatusWriter writes a StatusUpdate to the store's object.
+type StatusWriter interface {
+	WriteStatus(ctx context.Context, u StatusUpdate) error
+}
+
+// StatusApplier writes status with server-side apply under FieldManager.
+// The applied object names only the InventorySynced condition and the
+// status.inventory fields the engine owns: conditions are a map keyed on type
+// and inventory is a struct, so the SmaregiStore controller's conditions and
+// the adjustment pusher's pendingAdjustments are left to their own managers.
+type StatusApplier struct {
+	c client.Client
+}
+
+// NewStatusApplier returns a StatusWriter using c.
+func NewStatusApplier(c client.Client) *StatusApplier { return &StatusApplier{c: c} }
+
+// WriteStatus applies u to the status subresource.
+func (a *StatusApplier) WriteStatus(ctx context.Context, u StatusUpdate) error {
+	obj := &unstructured.Unstructured{Object: applyObject(u)}
+	err := a.c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(obj),
+		client.FieldOwner(FieldManager), client.ForceOwnership)
+	if err != nil {
+		return fmt.Errorf("applying the inventory status of %s: %w", u.Key, err)
+	}
+	return nil
+}
+
+// applyObject renders the apply configuration as plain JSON-shaped maps: a
+// typed SmaregiStore would also carry its non-omitempty spec fields, which
+// this manager must not claim.
+func applyObject(u StatusUpdate) map[string]any {
+	c := u.Condition
+	cond := map[string]any{
+		"type":               c.Type,
+		"status":             string(c.Status),
+		"reason":             c.Reason,
+		"message":            c.Message,
+		"observedGeneration": c.ObservedGeneration,
+		"lastTransitionTime": c.LastTransitionTime.UTC().Format(time.RFC3339),
+	}
+	inv := map[string]any{
+		"skus":  u.SKUs,
+		"drift": u.Drift,
+	}
+	putTime(inv, "lastPullTime", u.LastPullTime)
+	putTime(inv, "lastFullSyncTime", u.LastFullSyncTime)
+	putTime(inv, "lastSendTime", u.LastSendTime)
+	if u.LastFullSyncDuration > 0 {
+		inv["lastFullSyncDuration"] = u.LastFullSyncDuration.Round(time.Millisecond).String()
+	}
+	return map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(),
+		"kind":       "SmaregiStore",
+		"metadata":   map[string]any{"namespace": u.Key.Namespace, "name": u.Key.Name},
+		"status": map[string]any{
+			"conditions": []any{cond},
+			"inventory":  inv,
+		},
+	}
+}
+
+func putTime(m map[string]any, k string, t time.Time) {
+	if !t.IsZero() {
+		m[k] = t.UTC().Format(time.RFC3339)
+	}
+}
+
+// statusLoop writes status: a condition change at once, other changes at
+// most once per StatusInterval per store, so a busy shop whose mirror changes
+// every second does not flood the API server.
+func (e *Engine) statusLoop(ctx context.Context) {
+	if e.status == nil {
+		return
+	}
+	t := e.clock.NewTicker(e.opts.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		case <-e.kick:
+		}
+		e.flushStatus(ctx)
+	}
+}
+
+// flushStatus writes every store whose status is due and reports how many
+// it wrote.
+func (e *Engine) flushStatus(ctx context.Context) int {
+	now := e.clock.Now()
+	var due []StatusUpdate
+	e.mu.Lock()
+	for _, st := range e.stores {
+		if !st.known || st.cond.status == "" {
+			continue
+		}
+		if !st.condDirty && !(st.statusDirty && now.Sub(st.lastWrite) >= e.opts.StatusInterval) {
+			continue
+		}
+		st.condDirty, st.statusDirty = false, false
+		st.lastWrite = now
+		due = append(due, StatusUpdate{
+			Key: st.key, Condition: st.condition(), SKUs: st.skus, Drift: st.drift,
+			LastPullTime: st.lastPull, LastFullSyncTime: st.lastFull,
+			LastFullSyncDuration: st.fullDur, LastSendTime: st.lastSend,
+		})
+	}
+	e.mu.Unlock()
+	written := 0
+	for _, u := range due {
+		if err := e.status.WriteStatus(ctx, u); err != nil {
+			if ctx.Err() != nil {
+				return written
+			}
+			if apierrors.IsNotFound(err) {
+				continue // deleted; the watch removes the store
+			}
+			e.log.Error(err, "writing status; will retry", "store", u.Key.String())
+			// Retried after StatusInterval, not at once: the update carries
+			// the condition too, and an API server in trouble should not be
+			// pressed harder.
+			e.mu.Lock()
+			if st := e.stores[u.Key]; st != nil {
+				st.statusDirty = true
+			}
+			e.mu.Unlock()
+			continue
+		}
+		written++
+	}
+	return written
+}
