@@ -1,0 +1,269 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+)
+
+// Target is everything a credential check needs. AccessToken is a secret:
+// implementations must keep it out of errors and logs.
+type Target struct {
+	Endpoint    string
+	ContractID  string
+	StoreID     string
+	AccessToken string
+}
+
+// CredentialChecker verifies that a shop's credentials work, with the
+// cheapest call that proves it (a one-row stock_ref, which also proves that
+// 在庫情報参照 is switched on). Errors are classified with the helpers of
+// internal/smaregi (IsConfigError, ErrorCode, IsTransient).
+type CredentialChecker interface {
+	CheckCredentials(ctx context.Context, target Target) error
+}
+
+// checkTimeout bounds one credential check so a hanging Smaregi cannot hold
+// a reconcile worker.
+const checkTimeout = 30 * time.Second
+
+// Transient failures back off from transientBackoffBase, doubling up to the
+// recheck interval.
+const transientBackoffBase = 5 * time.Second
+
+// outcome is what a step decided for its condition.
+type outcome int
+
+const (
+	outcomeOK        outcome = iota
+	outcomeStalled           // a human must fix something; retry only rarely
+	outcomeRetrying          // transient; retrying with back-off
+	outcomeSuspended         // spec.suspend: nothing was tried
+)
+
+// stepResult is one step's verdict: its condition and when to come back.
+type stepResult struct {
+	status  metav1.ConditionStatus
+	reason  string
+	message string
+	outcome outcome
+	// requeueAfter is when the step wants to run again (0: only on events).
+	requeueAfter time.Duration
+	// err is returned from Reconcile (after the status write) so that
+	// controller-runtime backs off: API server failures, not Smaregi's.
+	err error
+	// keepPrevious keeps the condition (and status.receiver) as last
+	// written: a hiccup of the Kubernetes API says nothing new about the
+	// shop, and flapping Ready would only produce noise.
+	keepPrevious bool
+}
+
+// checkRecord remembers the last credential check of one store, so that
+// events unrelated to the credentials (the key Secret, the sync engine's
+// condition) do not call Smaregi again. The fingerprint covers every input
+// of the check, so a new token or endpoint is checked at once.
+type checkRecord struct {
+	fingerprint [sha256.Size]byte
+	result      stepResult
+	nextCheck   time.Time
+	failures    int // consecutive transient failures, for back-off
+}
+
+// fingerprint hashes the check's inputs. The token only enters a one-way
+// hash kept in memory; it is never stored or compared in clear.
+func fingerprint(uid types.UID, t Target) [sha256.Size]byte {
+	h := sha256.New()
+	for _, s := range []string{string(uid), t.Endpoint, t.ContractID, t.StoreID, t.AccessToken} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var out [sha256.Size]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// reconcileCredentials owns the CredentialsValid condition.
+func (r *SmaregiStoreReconciler) reconcileCredentials(ctx context.Context, store *smaregiv1alpha1.SmaregiStore) stepResult {
+	if store.Spec.Suspend {
+		return stepResult{
+			status: metav1.ConditionUnknown, reason: smaregiv1alpha1.ReasonSuspended, outcome: outcomeSuspended,
+			message: "spec.suspend is true: the operator makes no calls to Smaregi, so the credentials are not checked",
+		}
+	}
+
+	ref := store.Spec.CredentialsRef
+	key := store.CredentialsKey()
+	// The APIReader reads this one Secret from the API server: the manager
+	// caches only the Secrets this operator creates, never users' tokens.
+	var secret corev1.Secret
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: store.Namespace, Name: ref.Name}, &secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		// No error and no requeue: the Secret watch brings the store back
+		// the moment the Secret is created.
+		return stepResult{
+			status: metav1.ConditionFalse, reason: smaregiv1alpha1.ReasonSecretNotFound, outcome: outcomeStalled,
+			message: fmt.Sprintf("Secret %q (spec.credentialsRef) not found in namespace %q: create it with the access token "+
+				"(アクセストークン from スマレジAPI設定 > API受信設定) under key %q", ref.Name, store.Namespace, key),
+		}
+	case err != nil:
+		return retrying(fmt.Errorf("read credentials Secret %s/%s: %w", store.Namespace, ref.Name, err))
+	}
+	// A token pasted with a trailing newline (kubectl --from-file) is still
+	// the same token; the newline would only break the HTTP header.
+	token := strings.TrimSpace(string(secret.Data[key]))
+	if token == "" {
+		return stepResult{
+			status: metav1.ConditionFalse, reason: smaregiv1alpha1.ReasonSecretKeyNotFound, outcome: outcomeStalled,
+			message: fmt.Sprintf("Secret %q has no key %q (or it is empty): put the access token (アクセストークン) "+
+				"under that key, or set spec.credentialsRef.key", ref.Name, key),
+		}
+	}
+
+	target := Target{Endpoint: store.EndpointURL(), ContractID: store.Spec.ContractID, StoreID: store.Spec.StoreID, AccessToken: token}
+	fp := fingerprint(store.UID, target)
+	now := r.Clock.Now()
+	st := r.state(client.ObjectKeyFromObject(store))
+
+	st.mu.Lock()
+	rec := st.check
+	st.mu.Unlock()
+	if rec != nil && rec.fingerprint == fp && now.Before(rec.nextCheck) {
+		res := rec.result
+		res.requeueAfter = rec.nextCheck.Sub(now)
+		return res
+	}
+
+	checkCtx, cancel := context.WithTimeout(ctx, checkTimeout)
+	err = r.Checker.CheckCredentials(checkCtx, target)
+	cancel()
+	r.checks.Add(1)
+
+	res := classifyCheck(err, store, redactor(token))
+	next := &checkRecord{fingerprint: fp, result: res}
+	var delay time.Duration
+	switch res.outcome {
+	case outcomeOK:
+		delay = jitter(r.RecheckInterval)
+	case outcomeStalled:
+		// Smaregi said the configuration is wrong; asking again soon cannot
+		// change its answer and only hammers the API. A changed token or
+		// endpoint bypasses this (new fingerprint).
+		delay = jitter(r.StalledRecheckInterval)
+	default:
+		if rec != nil && rec.fingerprint == fp {
+			next.failures = rec.failures
+		}
+		next.failures++
+		delay = jitter(backoff(next.failures, r.RecheckInterval))
+		res.message = fmt.Sprintf("%s; retrying in %s", res.message, delay.Round(time.Second))
+		next.result = res
+	}
+	next.nextCheck = now.Add(delay)
+	res.requeueAfter = delay
+
+	st.mu.Lock()
+	st.check = next
+	st.mu.Unlock()
+	return res
+}
+
+// adminPath is where every legacy API setting lives in Smaregi's admin
+// screen; messages repeat it so the shop finds the switch without docs.
+const adminPath = "スマレジ管理画面 設定 > システム連携 > スマレジAPI設定 > API受信設定"
+
+// classifyCheck maps a credential check's error to the CredentialsValid
+// condition. Messages say what to change in Smaregi; redact removes the
+// token from any text that came from elsewhere (defence in depth: the
+// client already keeps it out of its errors).
+func classifyCheck(err error, store *smaregiv1alpha1.SmaregiStore, redact func(string) string) stepResult {
+	if err == nil {
+		return stepResult{
+			status: metav1.ConditionTrue, reason: smaregiv1alpha1.ReasonSucceeded, outcome: outcomeOK,
+			message: fmt.Sprintf("Smaregi accepted the access token for contract %q, store %q (stock_ref)", store.Spec.ContractID, store.Spec.StoreID),
+		}
+	}
+	stalled := func(reason, msg string) stepResult {
+		return stepResult{status: metav1.ConditionFalse, reason: reason, outcome: outcomeStalled, message: msg}
+	}
+	if code, ok := smaregi.ErrorCode(err); ok && smaregi.IsConfigError(err) {
+		switch code {
+		case smaregi.CodeInvalidAccessToken, smaregi.CodeAuthFailed:
+			return stalled(smaregiv1alpha1.ReasonInvalidAccessToken, fmt.Sprintf(
+				"Smaregi rejected the access token (error_code %d): copy アクセストークン from %s into Secret %q key %q. "+
+					"Re-issuing the token in Smaregi invalidates the old one", code, adminPath, store.Spec.CredentialsRef.Name, store.CredentialsKey()))
+		case smaregi.CodeInvalidContractID:
+			return stalled(smaregiv1alpha1.ReasonInvalidContractID, fmt.Sprintf(
+				"Smaregi does not accept contract ID %q (error_code 14): compare it with 契約ID in %s. "+
+					"contractID is immutable, so create a new SmaregiStore with the right one", store.Spec.ContractID, adminPath))
+		case smaregi.CodeFunctionDisabled:
+			return stalled(smaregiv1alpha1.ReasonFunctionDisabled, fmt.Sprintf(
+				"在庫情報参照 (stock_ref) is switched off (error_code 23): in %s > 機能設定, set 15 在庫情報参照 "+
+					"and 4 在庫情報更新 to 利用する", adminPath))
+		case smaregi.CodeIPNotAllowed:
+			return stalled(smaregiv1alpha1.ReasonIPNotAllowed, fmt.Sprintf(
+				"Smaregi refused the operator's IP address (error_code 24): add the operator's egress IP to the "+
+					"allowed addresses (IPアドレス制限) in %s, or lift the restriction", adminPath))
+		case smaregi.CodeAccountLocked:
+			return stalled(smaregiv1alpha1.ReasonAccountLocked,
+				"Smaregi reports the account as locked (error_code 22): unlock it in スマレジ管理画面 or ask Smaregi support")
+		}
+	}
+	if smaregi.IsTransient(err) || errors.Is(err, context.DeadlineExceeded) {
+		return stepResult{
+			status: metav1.ConditionUnknown, reason: smaregiv1alpha1.ReasonUnreachable, outcome: outcomeRetrying,
+			message: fmt.Sprintf("could not complete the credential check at %s: %s", store.EndpointURL(), redact(err.Error())),
+		}
+	}
+	// Anything else (an unexpected error code, a malformed answer) is not
+	// the shop's configuration as far as we know: retry with back-off.
+	return stepResult{
+		status: metav1.ConditionFalse, reason: smaregiv1alpha1.ReasonSmaregiError, outcome: outcomeRetrying,
+		message: fmt.Sprintf("Smaregi answered the credential check with an error: %s", redact(err.Error())),
+	}
+}
+
+// redactor returns a function that blanks the token out of a text.
+func redactor(token string) func(string) string {
+	return func(s string) string {
+		if token == "" {
+			return s
+		}
+		return strings.ReplaceAll(s, token, "[redacted]")
+	}
+}
+
+// backoff doubles from transientBackoffBase per consecutive failure, capped.
+func backoff(failures int, limit time.Duration) time.Duration {
+	d := transientBackoffBase
+	for i := 1; i < failures && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// jitter spreads d by ±10% so that many stores created together (a GitOps
+// apply) do not re-check in lockstep.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	spread := int64(d) / 5
+	if spread <= 0 {
+		return d
+	}
+	return d - time.Duration(spread/2) + time.Duration(rand.Int64N(spread+1))
+}

@@ -1,0 +1,298 @@
+// Package controller reconciles SmaregiStore objects: it checks each shop's
+// credentials against Smaregi, provisions and rotates the receiver key
+// Secret, publishes the receiver URL, and owns the Ready, Reconciling,
+// Stalled, CredentialsValid and ReceiverReady conditions.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+)
+
+// Defaults for the reconciler's intervals.
+const (
+	DefaultRecheckInterval        = 10 * time.Minute
+	DefaultStalledRecheckInterval = time.Hour
+	DefaultKeyRotationGrace       = 24 * time.Hour
+)
+
+// CredentialsSecretIndex is the field index of SmaregiStores by
+// spec.credentialsRef.name, used to find the stores a Secret event concerns.
+const CredentialsSecretIndex = "spec.credentialsRef.name"
+
+// CacheOptions returns the manager cache options the controller needs:
+// full Secret objects are cached only when labelled as created by this
+// operator (the receiver key Secrets), so the operator never holds every
+// token and certificate of the cluster in memory. cmd/main.go and the tests
+// both use it.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue})},
+		},
+	}
+}
+
+// SmaregiStoreReconciler reconciles a SmaregiStore. Set the exported fields,
+// then call SetupWithManager; zero durations and a nil Clock get defaults.
+type SmaregiStoreReconciler struct {
+	// Client is the manager's (cached) client.
+	Client client.Client
+	// APIReader reads the credentials Secret uncached (mgr.GetAPIReader()).
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	// Recorder emits events (mgr.GetEventRecorder("smaregi-operator")).
+	Recorder events.EventRecorder
+	// Clock drives rotation grace, expiry and re-check timing; tests use a
+	// fake one.
+	Clock clock.PassiveClock
+	// Checker verifies credentials; NewSmaregiChecker in production.
+	Checker CredentialChecker
+	// ReceiverBaseURL is the external base URL of the receiver (scheme and
+	// host, optionally a path); status.receiver.url is this plus
+	// /smaregi/v1/<routeID>.
+	ReceiverBaseURL string
+	// KeyRotationGrace is how long the previous receiver key stays valid
+	// after a rotation. Default 24h.
+	KeyRotationGrace time.Duration
+	// RecheckInterval between credential checks that succeeded (±10%
+	// jitter), and the cap of the transient back-off. Default 10m.
+	RecheckInterval time.Duration
+	// StalledRecheckInterval between checks after Smaregi reported a
+	// configuration error (bad token, function off). A changed token is
+	// checked at once regardless. Default 1h.
+	StalledRecheckInterval time.Duration
+
+	states sync.Map // types.NamespacedName -> *storeState
+	checks atomic.Int64
+}
+
+// storeState is the per-store memory that must not live in the object.
+type storeState struct {
+	mu        sync.Mutex
+	check     *checkRecord
+	announced map[string]condKey
+}
+
+func (r *SmaregiStoreReconciler) state(key types.NamespacedName) *storeState {
+	v, _ := r.states.LoadOrStore(key, &storeState{})
+	return v.(*storeState)
+}
+
+// CredentialChecks returns how many credential checks this reconciler made
+// (for tests and debugging; the checker itself is called exactly this often).
+func (r *SmaregiStoreReconciler) CredentialChecks() int64 { return r.checks.Load() }
+
+// +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile is thin: load the object, run the steps in order, and write
+// the status in a deferred function so that every exit path reports what
+// was found. Each step owns one condition.
+func (r *SmaregiStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	log := logf.FromContext(ctx)
+	store := &smaregiv1alpha1.SmaregiStore{}
+	if err := r.Client.Get(ctx, req.NamespacedName, store); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Deleted: the key Secret goes with the garbage collector.
+			r.states.Delete(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get SmaregiStore %s: %w", req.NamespacedName, err)
+	}
+	if !store.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	var (
+		recv, cred stepResult
+		receiver   *smaregiv1alpha1.ReceiverStatus
+	)
+	defer func() {
+		desired := summarize(store, cred, recv, receiver, r.Clock.Now())
+		if err := r.applyStatus(ctx, store, desired); err != nil {
+			result, retErr = ctrl.Result{}, errors.Join(retErr, err)
+			return
+		}
+		r.announce(store, desired)
+		if ready := meta.FindStatusCondition(desired.Conditions, smaregiv1alpha1.ReadyCondition); ready != nil {
+			log.V(1).Info("reconciled", "ready", ready.Status, "reason", ready.Reason, "requeueAfter", result.RequeueAfter)
+		}
+	}()
+
+	recv, receiver = r.reconcileReceiver(ctx, store)
+	cred = r.reconcileCredentials(ctx, store)
+
+	if err := errors.Join(recv.err, cred.err); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: soonest(recv.requeueAfter, cred.requeueAfter)}, nil
+}
+
+// soonest returns the smallest positive duration, or 0.
+func soonest(ds ...time.Duration) time.Duration {
+	var out time.Duration
+	for _, d := range ds {
+		if d > 0 && (out == 0 || d < out) {
+			out = d
+		}
+	}
+	return out
+}
+
+// secretMetadataCache is a cache with no label restriction, used only for
+// the metadata watch on Secrets. It implements GetCache so that the manager
+// starts and syncs it with its own caches, before the controllers.
+//
+// Why not the builder's WatchesMetadata: the manager's cache selects by
+// GVK, so a metadata informer for Secrets in it inherits the managed-by
+// label selector of CacheOptions and would never see users' credentials
+// Secrets. This second cache holds only names (see stripToIdentity).
+type secretMetadataCache struct{ cache.Cache }
+
+func (c secretMetadataCache) GetCache() cache.Cache { return c.Cache }
+
+// stripToIdentity keeps only what mapping an event to stores needs, so
+// watching every Secret of the cluster costs a few bytes each.
+func stripToIdentity(obj any) (any, error) {
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		m.ObjectMeta = metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion}
+	}
+	return obj, nil
+}
+
+// SetupWithManager validates the options, registers the field index and
+// the watches: SmaregiStores, the owned key Secrets, and the metadata of
+// every Secret (mapped to the stores whose credentialsRef names it).
+func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Client == nil || r.APIReader == nil || r.Scheme == nil || r.Recorder == nil || r.Checker == nil {
+		return errors.New("smaregistore controller: Client, APIReader, Scheme, Recorder and Checker are required")
+	}
+	u, err := url.Parse(r.ReceiverBaseURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("smaregistore controller: ReceiverBaseURL %q must be an absolute http(s) URL", r.ReceiverBaseURL)
+	}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.KeyRotationGrace <= 0 {
+		r.KeyRotationGrace = DefaultKeyRotationGrace
+	}
+	if r.RecheckInterval <= 0 {
+		r.RecheckInterval = DefaultRecheckInterval
+	}
+	if r.StalledRecheckInterval <= 0 {
+		r.StalledRecheckInterval = DefaultStalledRecheckInterval
+	}
+
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &smaregiv1alpha1.SmaregiStore{}, CredentialsSecretIndex,
+		func(o client.Object) []string {
+			s, ok := o.(*smaregiv1alpha1.SmaregiStore)
+			if !ok || s.Spec.CredentialsRef.Name == "" {
+				return nil
+			}
+			return []string{s.Spec.CredentialsRef.Name}
+		}); err != nil {
+		return fmt.Errorf("index SmaregiStores by %s: %w", CredentialsSecretIndex, err)
+	}
+
+	metaCache, err := cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient: mgr.GetHTTPClient(), Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		DefaultTransform: stripToIdentity,
+		// Nothing may read full objects through this cache by accident.
+		ReaderFailOnMissingInformer: true,
+	})
+	if err != nil {
+		return fmt.Errorf("create Secret metadata cache: %w", err)
+	}
+	if err := mgr.Add(secretMetadataCache{metaCache}); err != nil {
+		return fmt.Errorf("add Secret metadata cache: %w", err)
+	}
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("smaregistore").
+		// Our own status writes must not trigger us again (that would
+		// re-run the steps for nothing); spec, annotation (rotate-key) and
+		// the sync engine's InventorySynced (an input of Ready) do.
+		For(&smaregiv1alpha1.SmaregiStore{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{},
+			predicate.AnnotationChangedPredicate{},
+			inventorySyncedChanged(),
+		))).
+		Owns(&corev1.Secret{}).
+		WatchesRawSource(source.Kind[client.Object](metaCache, secretMeta,
+			handler.EnqueueRequestsFromMapFunc(r.storesForSecret),
+			predicate.ResourceVersionChangedPredicate{})).
+		Complete(r)
+}
+
+// storesForSecret maps a Secret to the stores whose credentialsRef names it.
+func (r *SmaregiStoreReconciler) storesForSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+	var stores smaregiv1alpha1.SmaregiStoreList
+	if err := r.Client.List(ctx, &stores, client.InNamespace(secret.GetNamespace()),
+		client.MatchingFields{CredentialsSecretIndex: secret.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "listing SmaregiStores for a credentials Secret", "secret", secret.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(stores.Items))
+	for _, s := range stores.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+	}
+	return reqs
+}
+
+// inventorySyncedChanged passes updates whose InventorySynced condition
+// changed status, because Ready depends on it.
+func inventorySyncedChanged() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*smaregiv1alpha1.SmaregiStore)
+			n, ok2 := e.ObjectNew.(*smaregiv1alpha1.SmaregiStore)
+			if !ok1 || !ok2 {
+				return false
+			}
+			status := func(s *smaregiv1alpha1.SmaregiStore) metav1.ConditionStatus {
+				if c := meta.FindStatusCondition(s.Status.Conditions, smaregiv1alpha1.InventorySyncedCondition); c != nil {
+					return c.Status
+				}
+				return ""
+			}
+			return status(o) != status(n)
+		},
+	}
+}
