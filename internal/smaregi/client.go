@@ -216,7 +216,9 @@ func (c *Client) call(ctx context.Context, proc string, params []byte, buf *byte
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return err // the last real failure says more than "context canceled"
+			// Keep the last real failure (it says more, and keeps its
+			// class) and the context's reason for errors.Is.
+			return fmt.Errorf("%w (gave up retrying: %w)", err, ctx.Err())
 		case <-t.C:
 		}
 	}
