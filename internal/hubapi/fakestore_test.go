@@ -1,0 +1,142 @@
+package hubapi
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+)
+
+// memStore is a narrow in-memory fake of Store. It keeps adjustments and
+// derives PendingDeltas from the pending ones, which is the contract the
+// real backends implement; it exists only until they land.
+type memStore struct {
+	mu            sync.Mutex
+	rows          map[inventory.StoreKey]map[string]inventory.Row
+	summary       map[inventory.StoreKey]inventory.Summary
+	adj           map[inventory.StoreKey]map[string]Adjustment
+	submits       int // SubmitAdjustment calls that created something
+	failRowsAfter int // >0: Rows fails after this many rows
+}
+
+func newMemStore() *memStore {
+	return &memStore{
+		rows:    map[inventory.StoreKey]map[string]inventory.Row{},
+		summary: map[inventory.StoreKey]inventory.Summary{},
+		adj:     map[inventory.StoreKey]map[string]Adjustment{},
+	}
+}
+
+func (m *memStore) put(key inventory.StoreKey, rows ...inventory.Row) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.rows[key] == nil {
+		m.rows[key] = map[string]inventory.Row{}
+	}
+	for _, r := range rows {
+		m.rows[key][r.ProductID] = r.Normalize()
+	}
+	s := m.summary[key]
+	s.SKUs = int64(len(m.rows[key]))
+	m.summary[key] = s
+}
+
+func (m *memStore) setSummary(key inventory.StoreKey, s inventory.Summary) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.summary[key] = s
+}
+
+func (m *memStore) count(key inventory.StoreKey) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.adj[key])
+}
+
+func (m *memStore) Rows(ctx context.Context, key inventory.StoreKey, fn func(inventory.Row) error) error {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.rows[key]))
+	for id := range m.rows[key] {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	rows := make([]inventory.Row, len(ids))
+	for i, id := range ids {
+		rows[i] = m.rows[key][id]
+	}
+	failAfter := m.failRowsAfter
+	m.mu.Unlock()
+	for i, r := range rows {
+		if failAfter > 0 && i == failAfter {
+			return errors.New("memstore: injected read failure")
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *memStore) Row(_ context.Context, key inventory.StoreKey, id string) (inventory.Row, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.rows[key][id]
+	return r, ok, nil
+}
+
+func (m *memStore) Summary(_ context.Context, key inventory.StoreKey) (inventory.Summary, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.summary[key], nil
+}
+
+func (m *memStore) SubmitAdjustment(_ context.Context, a Adjustment) (Adjustment, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.adj[a.Key][a.ID]; ok {
+		if old.Fingerprint != a.Fingerprint {
+			return Adjustment{}, false, ErrAdjustmentConflict
+		}
+		return old, false, nil
+	}
+	if m.adj[a.Key] == nil {
+		m.adj[a.Key] = map[string]Adjustment{}
+	}
+	a.Lines = append([]AdjustmentLine(nil), a.Lines...)
+	m.adj[a.Key][a.ID] = a
+	m.submits++
+	return a, true, nil
+}
+
+func (m *memStore) GetAdjustment(_ context.Context, key inventory.StoreKey, id string) (Adjustment, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.adj[key][id]
+	return a, ok, nil
+}
+
+func (m *memStore) setAdjustment(a Adjustment) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.adj[a.Key][a.ID] = a
+}
+
+func (m *memStore) PendingDeltas(_ context.Context, key inventory.StoreKey) (map[string]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]int64{}
+	for _, a := range m.adj[key] {
+		if a.State != AdjustmentPending {
+			continue
+		}
+		for _, l := range a.Lines {
+			out[l.ProductID] += l.Quantity
+		}
+	}
+	return out, nil
+}

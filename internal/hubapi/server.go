@@ -1,0 +1,385 @@
+// Package hubapi is the hub's HTTP API: other sales channels read a shop's
+// stock and availability from the operator's mirror, submit stock
+// adjustments under an idempotency ID, and read an adjustment's state.
+// Callers authenticate with Kubernetes bearer tokens (TokenReview) and are
+// authorised per store with SubjectAccessReview, so ordinary RBAC decides who
+// may read or change stock where. docs/hub-api.md is the user guide.
+package hubapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	authzv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+)
+
+// Defaults for Options left zero.
+const (
+	DefaultBindAddress       = ":8083"
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultReviewCacheTTL    = 10 * time.Second
+	DefaultReviewCacheSize   = 10_000
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	// DefaultWriteTimeout leaves room for a 100,000-row listing (about
+	// 10 MB) to a slow client; it also bounds how long a listing holds the
+	// store's read snapshot open.
+	DefaultWriteTimeout    = 2 * time.Minute
+	DefaultIdleTimeout     = 120 * time.Second
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// Options configure a Server. Reader, Authn, Authz and Store are required.
+type Options struct {
+	// BindAddress is the TCP address Start listens on; defaults to
+	// DefaultBindAddress. Serve TLS in front of it (Ingress, Gateway or a
+	// service mesh): bearer tokens must not cross a network in clear text.
+	BindAddress string
+	// Reader reads SmaregiStores; in the operator, the manager's cache.
+	Reader client.Reader
+	// APIReader and Limiters build the default Resolver when Resolver is
+	// nil: APIReader (the manager's uncached reader) reads the store's
+	// credentials Secret, Limiters is the per-contract limiter registry.
+	APIReader client.Reader
+	Limiters  *smaregi.LimiterRegistry
+	// Authn and Authz ask the API server who a caller is and what the caller
+	// may do (clientset.AuthenticationV1().TokenReviews() and
+	// clientset.AuthorizationV1().SubjectAccessReviews()).
+	Authn authnv1client.TokenReviewInterface
+	Authz authzv1client.SubjectAccessReviewInterface
+	// Audiences, if set, are asked for in every TokenReview and one must be
+	// granted; empty accepts tokens for the API server's own audiences,
+	// which is what `kubectl create token` issues.
+	Audiences []string
+	// Store is the inventory store.
+	Store Store
+	// Resolver maps productCode to productId. Nil with APIReader set means
+	// a SmaregiResolver; nil without APIReader refuses productCode lines.
+	Resolver Resolver
+	// Clock stamps adjustments and ages cached reviews; defaults to the real
+	// clock.
+	Clock clock.PassiveClock
+	// Log receives refusals (V(1)) and server-side failures, never tokens.
+	// Defaults to the controller-runtime logger named "hub-api".
+	Log logr.Logger
+	// ReviewCacheTTL is how long a TokenReview or SubjectAccessReview answer
+	// is reused; defaults to DefaultReviewCacheTTL. A revoked token or role
+	// stops working at most this much later.
+	ReviewCacheTTL time.Duration
+	// ReviewCacheSize bounds each review cache (entries).
+	ReviewCacheSize int
+	// MaxBodyBytes caps a request body; larger ones get 413.
+	MaxBodyBytes int64
+
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	ShutdownTimeout   time.Duration
+}
+
+// Server is the hub API. It is a manager.Runnable that every replica runs
+// (it only reads the cache and the shared inventory store), and an
+// http.Handler.
+type Server struct {
+	opts     Options
+	log      logr.Logger
+	clock    clock.PassiveClock
+	reviewer *reviewer
+	handler  http.Handler
+}
+
+var (
+	_ manager.Runnable               = (*Server)(nil)
+	_ manager.LeaderElectionRunnable = (*Server)(nil)
+)
+
+// New checks opts, fills in defaults and returns a Server.
+func New(opts Options) (*Server, error) {
+	switch {
+	case opts.Reader == nil:
+		return nil, errors.New("hubapi: Options.Reader is required")
+	case opts.Authn == nil:
+		return nil, errors.New("hubapi: Options.Authn is required")
+	case opts.Authz == nil:
+		return nil, errors.New("hubapi: Options.Authz is required")
+	case opts.Store == nil:
+		return nil, errors.New("hubapi: Options.Store is required")
+	case opts.MaxBodyBytes < 0:
+		return nil, fmt.Errorf("hubapi: Options.MaxBodyBytes is negative (%d)", opts.MaxBodyBytes)
+	}
+	if opts.BindAddress == "" {
+		opts.BindAddress = DefaultBindAddress
+	}
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Log.GetSink() == nil {
+		opts.Log = logf.Log.WithName("hub-api")
+	}
+	if opts.ReviewCacheSize <= 0 {
+		opts.ReviewCacheSize = DefaultReviewCacheSize
+	}
+	defaultDuration(&opts.ReviewCacheTTL, DefaultReviewCacheTTL)
+	defaultDuration(&opts.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	defaultDuration(&opts.ReadTimeout, DefaultReadTimeout)
+	defaultDuration(&opts.WriteTimeout, DefaultWriteTimeout)
+	defaultDuration(&opts.IdleTimeout, DefaultIdleTimeout)
+	defaultDuration(&opts.ShutdownTimeout, DefaultShutdownTimeout)
+	if opts.Resolver == nil && opts.APIReader != nil {
+		r, err := NewSmaregiResolver(SmaregiResolverOptions{APIReader: opts.APIReader, Limiters: opts.Limiters, Clock: opts.Clock})
+		if err != nil {
+			return nil, err
+		}
+		opts.Resolver = r
+	}
+	s := &Server{
+		opts:     opts,
+		log:      opts.Log,
+		clock:    opts.Clock,
+		reviewer: newReviewer(opts.Authn, opts.Authz, opts.Audiences, opts.Clock, opts.ReviewCacheTTL, opts.ReviewCacheSize),
+	}
+	mux := http.NewServeMux()
+	// Methods are checked in the handlers rather than in the patterns so
+	// that a wrong method gets a JSON 405 with Allow instead of falling
+	// through to the catch-all 404.
+	mux.Handle("/api/v1/namespaces/{ns}/smaregistores/{name}/stock", s.route(RouteStock, s.serveStock))
+	mux.Handle("/api/v1/namespaces/{ns}/smaregistores/{name}/adjustments", s.route(RouteAdjustments, s.serveAdjustments))
+	mux.Handle("/api/v1/namespaces/{ns}/smaregistores/{name}/adjustments/{id}", s.route(RouteAdjustment, s.serveAdjustment))
+	mux.Handle("/", s.route(RouteOther, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, reasonNotFound, "no such endpoint; see docs/hub-api.md", nil)
+	}))
+	s.handler = mux
+	return s, nil
+}
+
+func defaultDuration(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// NeedLeaderElection returns false: every replica serves the API.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Handler returns the API's http.Handler, for tests and for mounting behind
+// another server.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Start listens on Options.BindAddress and serves until ctx is done.
+func (s *Server) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.opts.BindAddress)
+	if err != nil {
+		return fmt.Errorf("listen for the hub API on %s: %w", s.opts.BindAddress, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done, then stops accepting connections and
+// waits up to Options.ShutdownTimeout for requests in flight, so that an
+// adjustment being stored during a rollout is still answered. It closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		ReadTimeout:       s.opts.ReadTimeout,
+		WriteTimeout:      s.opts.WriteTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	s.log.Info("serving the hub API", "address", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve the hub API on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down the hub API: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve the hub API on %s: %w", ln.Addr(), err)
+	}
+	s.log.Info("stopped serving the hub API")
+	return nil
+}
+
+// statusWriter records the status code for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// route wraps a handler with the metrics of its route template.
+func (s *Server) route(template string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		method := methodLabel(r.Method)
+		// Deferred so that a listing aborted mid-stream is still counted.
+		defer func() {
+			code := sw.code
+			if code == 0 {
+				code = http.StatusOK
+			}
+			requestsTotal.WithLabelValues(template, method, strconv.Itoa(code)).Inc()
+			requestDuration.WithLabelValues(template, method).Observe(time.Since(start).Seconds())
+		}()
+		h(sw, r)
+	})
+}
+
+// Error reasons, the "error" field of every error answer.
+const (
+	reasonUnauthorized     = "Unauthorized"
+	reasonForbidden        = "Forbidden"
+	reasonNotFound         = "NotFound"
+	reasonBadRequest       = "BadRequest"
+	reasonTooLarge         = "RequestEntityTooLarge"
+	reasonUnsupportedMedia = "UnsupportedMediaType"
+	reasonInvalid          = "Invalid"
+	reasonConflict         = "Conflict"
+	reasonMethodNotAllowed = "MethodNotAllowed"
+	reasonUnavailable      = "ServiceUnavailable"
+	reasonBadGateway       = "BadGateway"
+	reasonInternal         = "InternalError"
+)
+
+// FieldError names one invalid field of a request.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// ErrorBody is the JSON answer of every failed request.
+type ErrorBody struct {
+	Error   string       `json:"error"`
+	Message string       `json:"message"`
+	Details []FieldError `json:"details,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, reason, message string, details []FieldError) {
+	writeJSON(w, status, ErrorBody{Error: reason, Message: message, Details: details})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only our own response types get here; they always marshal.
+		http.Error(w, "internal error encoding the answer", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeError(w, http.StatusMethodNotAllowed, reasonMethodNotAllowed, "method not allowed; use "+allow, nil)
+}
+
+// access authenticates the caller, authorises verb on the store's
+// subresource and loads the store. It writes the refusal and returns false
+// when the request must stop. Authorisation comes before the existence
+// check so that callers without rights cannot probe which stores exist.
+func (s *Server) access(w http.ResponseWriter, r *http.Request, subresource, verb string) (*smaregiv1alpha1.SmaregiStore, bool) {
+	token, ok := bearerToken(r.Header.Get("Authorization"))
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="smaregi-operator hub API"`)
+		writeError(w, http.StatusUnauthorized, reasonUnauthorized, "send a Kubernetes bearer token: Authorization: Bearer <token>", nil)
+		return nil, false
+	}
+	user, tk, authenticated, err := s.reviewer.authenticate(r.Context(), token)
+	if err != nil {
+		s.log.Error(err, "authenticating a hub API caller")
+		writeError(w, http.StatusServiceUnavailable, reasonUnavailable, "the Kubernetes API server could not check the token; retry later", nil)
+		return nil, false
+	}
+	if !authenticated {
+		s.log.V(1).Info("refused a hub API request: token not authenticated", "path", r.URL.Path)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="smaregi-operator hub API", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, reasonUnauthorized, "the bearer token is invalid or expired", nil)
+		return nil, false
+	}
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	// Names that cannot exist in Kubernetes cannot name a store either.
+	if len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		writeError(w, http.StatusNotFound, reasonNotFound, "not a valid namespace and SmaregiStore name", nil)
+		return nil, false
+	}
+	allowed, err := s.reviewer.authorize(r.Context(), user, tk, attributes{verb: verb, subresource: subresource, namespace: ns, name: name})
+	if err != nil {
+		s.log.Error(err, "authorising a hub API caller", "user", user.Username)
+		writeError(w, http.StatusServiceUnavailable, reasonUnavailable, "the Kubernetes API server could not check permissions; retry later", nil)
+		return nil, false
+	}
+	if !allowed {
+		s.log.V(1).Info("refused a hub API request: forbidden", "user", user.Username, "verb", verb, "subresource", subresource, "namespace", ns, "name", name)
+		writeError(w, http.StatusForbidden, reasonForbidden, fmt.Sprintf(
+			"%s may not %s %s/%s of SmaregiStore %s in namespace %s (RBAC: group %s, resource %s/%s, verb %s)",
+			user.Username, verb, storeResource, subresource, name, ns, smaregiv1alpha1.GroupVersion.Group, storeResource, subresource, verb), nil)
+		return nil, false
+	}
+	var store smaregiv1alpha1.SmaregiStore
+	if err := s.opts.Reader.Get(r.Context(), types.NamespacedName{Namespace: ns, Name: name}, &store); err != nil {
+		if apierrors.IsNotFound(err) {
+			writeError(w, http.StatusNotFound, reasonNotFound, fmt.Sprintf("SmaregiStore %s/%s not found", ns, name), nil)
+			return nil, false
+		}
+		s.log.Error(err, "reading a SmaregiStore", "namespace", ns, "name", name)
+		writeError(w, http.StatusServiceUnavailable, reasonUnavailable, "reading the SmaregiStore failed; retry later", nil)
+		return nil, false
+	}
+	return &store, true
+}
+
+func storeKey(st *smaregiv1alpha1.SmaregiStore) inventory.StoreKey {
+	return inventory.StoreKey{Namespace: st.Namespace, Name: st.Name}
+}

@@ -1,0 +1,204 @@
+package hubapi
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+)
+
+// Available is what may be sold through other channels: stock less layaway
+// (取置) and the store's safety stock, less adjustments that will take stock
+// away but have not reached the mirror yet. Pending additions are not
+// counted until Smaregi has applied them, so a failed or slow push can never
+// cause an oversell. Never below 0.
+//
+// pending is the store's net pending delta for the product, as
+// Store.PendingDeltas reports it.
+func Available(r inventory.Row, safetyStock, pending int64) int64 {
+	a := r.StockAmount - r.LayawayStockAmount - safetyStock
+	if pending < 0 {
+		a += pending
+	}
+	return max(a, 0)
+}
+
+// maxProductIDLen is Smaregi's limit on productId (digits).
+const maxProductIDLen = 15
+
+func validProductID(s string) bool {
+	if s == "" || len(s) > maxProductIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// serveStock lists the mirror rows of a store with their availability. The
+// JSON is written row by row as the store yields them, so a 100,000-row
+// listing costs a small buffer, not the whole document.
+func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, "GET")
+		return
+	}
+	store, ok := s.access(w, r, SubresourceStock, "get")
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	for k := range q {
+		if k != "productId" {
+			writeError(w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("unknown query parameter %q; the only one is productId", k), nil)
+			return
+		}
+	}
+	productID := q.Get("productId")
+	if q.Has("productId") && (len(q["productId"]) != 1 || !validProductID(productID)) {
+		writeError(w, http.StatusBadRequest, reasonBadRequest, "productId must be one Smaregi product ID: 1 to 15 digits", nil)
+		return
+	}
+	ctx := r.Context()
+	key := storeKey(store)
+	sum, err := s.opts.Store.Summary(ctx, key)
+	if err != nil {
+		s.storeFailure(w, err, "reading the mirror summary", key)
+		return
+	}
+	pending, err := s.opts.Store.PendingDeltas(ctx, key)
+	if err != nil {
+		s.storeFailure(w, err, "reading pending adjustments", key)
+		return
+	}
+	var one *inventory.Row
+	if productID != "" {
+		row, found, err := s.opts.Store.Row(ctx, key, productID)
+		if err != nil {
+			s.storeFailure(w, err, "reading a stock row", key)
+			return
+		}
+		if found {
+			one = &row
+		}
+	}
+
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	enc := stockEncoder{w: bufio.NewWriterSize(w, 32<<10), safety: store.Spec.SafetyStock, pending: pending}
+	enc.head(store.Namespace, store.Name, sum)
+	if productID != "" {
+		if one != nil {
+			_ = enc.row(*one) // a write error resurfaces at the final Flush
+		}
+	} else if err := s.opts.Store.Rows(ctx, key, enc.row); err != nil {
+		if enc.err != nil {
+			s.log.V(1).Info("client went away during a stock listing", "store", key.String(), "error", enc.err.Error())
+			return
+		}
+		// The 200 and part of the body are gone; the only honest signal
+		// left is to cut the connection, so the client sees a truncated
+		// answer rather than a short list that parses.
+		s.log.Error(err, "listing stock rows failed mid-stream", "store", key.String())
+		panic(http.ErrAbortHandler)
+	}
+	enc.tail()
+	if err := enc.w.Flush(); err != nil {
+		s.log.V(1).Info("client went away during a stock listing", "store", key.String(), "error", err.Error())
+	}
+}
+
+// stockEncoder writes the stock document by hand: encoding/json would need
+// the whole list in memory, or reflection per row.
+type stockEncoder struct {
+	w       *bufio.Writer
+	buf     []byte
+	safety  int64
+	pending map[string]int64
+	n       int
+	err     error
+}
+
+func (e *stockEncoder) head(ns, name string, sum inventory.Summary) {
+	b := e.buf[:0]
+	b = append(b, `{"namespace":`...)
+	b = strconv.AppendQuote(b, ns)
+	b = append(b, `,"name":`...)
+	b = strconv.AppendQuote(b, name)
+	b = append(b, `,"safetyStock":`...)
+	b = strconv.AppendInt(b, e.safety, 10)
+	b = append(b, `,"skus":`...)
+	b = strconv.AppendInt(b, sum.SKUs, 10)
+	b = append(b, `,"watermark":`...)
+	b = appendTime(b, sum.Watermark)
+	b = append(b, `,"lastPullTime":`...)
+	b = appendTime(b, sum.LastPull)
+	b = append(b, `,"lastFullSyncTime":`...)
+	b = appendTime(b, sum.LastFullSync)
+	b = append(b, `,"items":[`...)
+	e.buf = b
+	_, _ = e.w.Write(b)
+}
+
+// row writes one item. A write error (the client went away) is returned so
+// that the store stops iterating, and kept to tell it from a store failure.
+func (e *stockEncoder) row(r inventory.Row) error {
+	b := e.buf[:0]
+	if e.n > 0 {
+		b = append(b, ',')
+	}
+	e.n++
+	pending := e.pending[r.ProductID]
+	// Product IDs are digits (Smaregi's rule, enforced by the client that
+	// fills the mirror), but quoting keeps the output valid JSON whatever
+	// the store holds.
+	b = append(b, `{"productId":`...)
+	b = strconv.AppendQuote(b, r.ProductID)
+	b = append(b, `,"stockAmount":`...)
+	b = strconv.AppendInt(b, r.StockAmount, 10)
+	b = append(b, `,"layawayStockAmount":`...)
+	b = strconv.AppendInt(b, r.LayawayStockAmount, 10)
+	b = append(b, `,"pendingAdjustment":`...)
+	b = strconv.AppendInt(b, pending, 10)
+	b = append(b, `,"available":`...)
+	b = strconv.AppendInt(b, Available(r, e.safety, pending), 10)
+	b = append(b, `,"updDateTime":`...)
+	b = appendTime(b, r.UpdDateTime)
+	b = append(b, '}')
+	e.buf = b
+	if _, err := e.w.Write(b); err != nil {
+		e.err = fmt.Errorf("writing the stock listing: %w", err)
+		return e.err
+	}
+	return nil
+}
+
+func (e *stockEncoder) tail() { _, _ = e.w.WriteString("]}\n") }
+
+// appendTime writes an RFC 3339 UTC time, or null for the zero time (never
+// happened).
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, "null"...)
+	}
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, time.RFC3339)
+	return append(b, '"')
+}
+
+func (s *Server) storeFailure(w http.ResponseWriter, err error, what string, key inventory.StoreKey) {
+	s.log.Error(err, what, "store", key.String())
+	writeError(w, http.StatusServiceUnavailable, reasonUnavailable, what+" failed; retry later", nil)
+}
