@@ -576,3 +576,37 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		}
 	}
 }
+
+func TestConcurrentSubmitsOfOneIDStoreOne(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	body := AdjustmentRequest{ID: "race", Lines: []RequestLine{{ProductID: "8000001", Quantity: -1}}}
+	const n = 8
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			data, _ := json.Marshal(body)
+			req, _ := http.NewRequest("POST", f.path("/adjustments"), bytes.NewReader(data))
+			req.Header.Set("Authorization", "Bearer "+f.adjuster)
+			resp, err := f.client.Do(req)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[http.StatusAccepted] != 1 || count[http.StatusOK] != n-1 {
+		t.Fatalf("want one 202 and %d 200s, got %v", n-1, count)
+	}
+	if f.mem.count(f.key) != 1 {
+		t.Fatalf("stored %d adjustments", f.mem.count(f.key))
+	}
+}

@@ -17,8 +17,8 @@ type memStore struct {
 	rows          map[inventory.StoreKey]map[string]inventory.Row
 	summary       map[inventory.StoreKey]inventory.Summary
 	adj           map[inventory.StoreKey]map[string]Adjustment
-	submits       int // SubmitAdjustment calls that created something
-	failRowsAfter int // >0: Rows fails after this many rows
+	order         map[inventory.StoreKey][]string // sorted IDs, dropped on put
+	failRowsAfter int                             // >0: Rows fails after this many rows
 }
 
 func newMemStore() *memStore {
@@ -38,6 +38,7 @@ func (m *memStore) put(key inventory.StoreKey, rows ...inventory.Row) {
 	for _, r := range rows {
 		m.rows[key][r.ProductID] = r.Normalize()
 	}
+	delete(m.order, key)
 	s := m.summary[key]
 	s.SKUs = int64(len(m.rows[key]))
 	m.summary[key] = s
@@ -55,27 +56,31 @@ func (m *memStore) count(key inventory.StoreKey) int {
 	return len(m.adj[key])
 }
 
+// Rows holds the lock while calling fn (fn must not call back, as on the
+// real backends) and keeps a sorted ID list between calls, so that the
+// fake adds no per-listing allocations to the benchmark.
 func (m *memStore) Rows(ctx context.Context, key inventory.StoreKey, fn func(inventory.Row) error) error {
 	m.mu.Lock()
-	ids := make([]string, 0, len(m.rows[key]))
-	for id := range m.rows[key] {
-		ids = append(ids, id)
+	defer m.mu.Unlock()
+	if m.order == nil {
+		m.order = map[inventory.StoreKey][]string{}
 	}
-	sort.Strings(ids)
-	rows := make([]inventory.Row, len(ids))
+	ids, ok := m.order[key]
+	if !ok {
+		for id := range m.rows[key] {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		m.order[key] = ids
+	}
 	for i, id := range ids {
-		rows[i] = m.rows[key][id]
-	}
-	failAfter := m.failRowsAfter
-	m.mu.Unlock()
-	for i, r := range rows {
-		if failAfter > 0 && i == failAfter {
+		if m.failRowsAfter > 0 && i == m.failRowsAfter {
 			return errors.New("memstore: injected read failure")
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := fn(r); err != nil {
+		if err := fn(m.rows[key][id]); err != nil {
 			return err
 		}
 	}
@@ -109,7 +114,6 @@ func (m *memStore) SubmitAdjustment(_ context.Context, a Adjustment) (Adjustment
 	}
 	a.Lines = append([]AdjustmentLine(nil), a.Lines...)
 	m.adj[a.Key][a.ID] = a
-	m.submits++
 	return a, true, nil
 }
 
