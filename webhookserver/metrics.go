@@ -1,0 +1,54 @@
+package webhookserver
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Values of the result label. The label never carries the route, the key,
+// the proc_name or anything else a sender chooses, so its cardinality is
+// fixed and no secret can reach the metrics.
+const (
+	ResultAccepted         = "accepted"
+	ResultIgnored          = "ignored"
+	ResultUnauthorized     = "unauthorized"
+	ResultNotFound         = "not_found"
+	ResultMethodNotAllowed = "method_not_allowed"
+	ResultTooLarge         = "too_large"
+	ResultBadRequest       = "bad_request"
+	ResultSinkError        = "sink_error"
+	// ResultUnavailable counts sends refused with 503 because the cache
+	// could not be read (not synced yet, say): neither the shop's fault nor
+	// the sink's.
+	ResultUnavailable = "unavailable"
+)
+
+var allResults = []string{
+	ResultAccepted, ResultIgnored, ResultUnauthorized, ResultNotFound, ResultMethodNotAllowed,
+	ResultTooLarge, ResultBadRequest, ResultSinkError, ResultUnavailable,
+}
+
+var (
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "smaregi_receiver_requests_total",
+		Help: "Requests to the Smaregi send receiver, by result.",
+	}, []string{"result"})
+
+	requestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "smaregi_receiver_request_duration_seconds",
+		Help: "Time from a request's arrival at the receiver to its answer, including the sink, by result.",
+		// Sends are answered after a durable write, so the interesting range
+		// is a millisecond to a few seconds.
+		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+	}, []string{"result"})
+)
+
+func init() {
+	// Pre-create every series so dashboards and alerts see zeros rather
+	// than absent series before the first send of each kind.
+	for _, r := range allResults {
+		requestsTotal.WithLabelValues(r)
+		requestDuration.WithLabelValues(r)
+	}
+	metrics.Registry.MustRegister(requestsTotal, requestDuration)
+}

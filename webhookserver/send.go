@@ -1,0 +1,110 @@
+package webhookserver
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Proc names of Smaregi's API送信 that the receiver parses and hands on.
+// Every other proc_name is answered 200 and counted as ignored, so that
+// switching on another send function in Smaregi's admin screen does not make
+// Smaregi mail the shop an error for every send.
+const (
+	ProcStockSend       = "stock_send"
+	ProcTransactionSend = "transaction_send"
+)
+
+// Table names inside the params of the sends above.
+const (
+	TableStock             = "Stock"
+	TableTransactionHead   = "TransactionHead"
+	TableTransactionDetail = "TransactionDetail"
+)
+
+// Send is one authenticated send from Smaregi, parsed and routed. It is what
+// the receiver hands to a Sink.
+type Send struct {
+	// ID is the hex SHA-256 of proc_name + "\n" + params. Smaregi may deliver
+	// the same send twice (a manual resend after an error), so a Sink uses
+	// this as its dedupe key.
+	ID         string
+	Namespace  string
+	ContractID string
+	// Route is the store whose URL and key were used. Smaregi sends a whole
+	// contract to one URL, so this need not be a store the send concerns.
+	Route    types.NamespacedName
+	ProcName string
+	// StoreIDs are the distinct storeId values of all rows, sorted.
+	StoreIDs []string
+	// Targets are the stores of the same contract and namespace whose
+	// spec.storeID is in StoreIDs, or all of them when the rows carry no
+	// storeId. Sorted by namespace/name. May be empty when the rows name only
+	// stores nobody declared; the send is still handed on so nothing is lost.
+	Targets []types.NamespacedName
+	// Rows counts the rows of every table in params.
+	Rows       int
+	ReceivedAt time.Time
+	// Stock holds the Stock rows of a stock_send.
+	Stock []StockSendRow
+	// Transactions holds the heads of a transaction_send, each with its
+	// details.
+	Transactions []TransactionHead
+}
+
+// Sink records a send durably. The receiver answers 2xx only after Accept
+// returns nil; an error makes the receiver answer 503 so that Smaregi lists
+// the send as failed and the shop can resend it.
+type Sink interface {
+	Accept(ctx context.Context, s Send) error
+}
+
+// StockSendRow is one row of the Stock table of a stock_send. Smaregi sends
+// every value as a string; they are kept as strings so that nothing is lost
+// in a conversion the receiver does not need (the sync engine reads stock
+// levels from Smaregi itself, it does not trust these).
+type StockSendRow struct {
+	StoreID            string
+	ProductID          string
+	Amount             string // signed change
+	StockAmount        string // stock after the change
+	LayawayStockAmount string
+	StockDivision      string
+	FromStoreID        string
+	ToStoreID          string
+	UpdDateTime        string // YYYY-MM-DD HH:MM:SS, Asia/Tokyo
+	// Other holds the columns this version does not name.
+	Other map[string]string
+}
+
+// TransactionHead is one row of the TransactionHead table of a
+// transaction_send, with the TransactionDetail rows that name it.
+type TransactionHead struct {
+	TransactionHeadID       string
+	TransactionDateTime     string
+	TransactionHeadDivision string // 1 normal sale, 10 layaway, others money movements
+	CancelDivision          string // 1 = voided
+	DisposeDivision         string // 1 = original of a reversal, 2 = the reversal
+	StoreID                 string
+	// Other holds the columns this version does not name.
+	Other map[string]string
+	// Details are the TransactionDetail rows with this TransactionHeadID.
+	Details []TransactionDetail
+	// Synthesized is true when the send carried details for this head but
+	// not the head itself; only TransactionHeadID is then known.
+	Synthesized bool
+}
+
+// TransactionDetail is one row of the TransactionDetail table.
+type TransactionDetail struct {
+	TransactionHeadID         string
+	TransactionDetailID       string
+	TransactionDetailDivision string // 1 sale, 2 return, 3 department sale without product
+	ProductID                 string
+	ProductCode               string
+	Quantity                  string
+	StoreID                   string
+	// Other holds the columns this version does not name.
+	Other map[string]string
+}

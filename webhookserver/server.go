@@ -1,0 +1,481 @@
+// Package webhookserver is the receiver for Smaregi's API送信 (the sends
+// Smaregi makes when stock or transactions change). It authenticates each
+// send by the extra form parameter the shop configured, parses it, routes it
+// to the SmaregiStores of the contract it concerns and hands it to a Sink;
+// it answers 2xx only once the Sink has recorded the send.
+package webhookserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+)
+
+// Defaults for Options left zero.
+const (
+	DefaultBindAddress       = ":8082"
+	DefaultMaxBodyBytes      = 4 << 20
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultSinkTimeout       = 10 * time.Second
+)
+
+// Options configure a Server. Reader and Sink are required.
+type Options struct {
+	// BindAddress is the TCP address Start listens on. Defaults to
+	// DefaultBindAddress. TLS is expected to end in front of the receiver
+	// (an Ingress or a Gateway), as Smaregi needs a public HTTPS URL.
+	BindAddress string
+	// Reader reads SmaregiStores and key Secrets; in the operator it is the
+	// manager's cache, with the indexes of SetupIndexes registered.
+	Reader client.Reader
+	// Sink records accepted sends.
+	Sink Sink
+	// Clock decides whether a previous key has expired, and stamps
+	// Send.ReceivedAt. Defaults to the real clock.
+	Clock clock.PassiveClock
+	// MaxBodyBytes caps a request body; larger ones get 413. Defaults to
+	// DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Log receives one line per refusal (V(1)) and per sink failure. It
+	// never receives the key or the route. Defaults to the controller-runtime
+	// logger named "smaregi-receiver".
+	Log logr.Logger
+
+	// Timeouts of the HTTP server; zero means the Default above.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	// ShutdownTimeout bounds how long Start waits for requests in flight
+	// once its context is done.
+	ShutdownTimeout time.Duration
+	// SinkTimeout bounds one Sink.Accept call.
+	SinkTimeout time.Duration
+}
+
+// Server is the receiver. It is a manager.Runnable that every replica runs
+// (Smaregi may reach any of them through the Service), and an http.Handler.
+type Server struct {
+	opts  Options
+	log   logr.Logger
+	clock clock.PassiveClock
+}
+
+var (
+	_ manager.Runnable               = (*Server)(nil)
+	_ manager.LeaderElectionRunnable = (*Server)(nil)
+	_ http.Handler                   = (*Server)(nil)
+)
+
+// New checks opts, fills in defaults and returns a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Reader == nil {
+		return nil, errors.New("webhookserver: Options.Reader is required")
+	}
+	if opts.Sink == nil {
+		return nil, errors.New("webhookserver: Options.Sink is required")
+	}
+	if opts.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("webhookserver: Options.MaxBodyBytes is negative (%d)", opts.MaxBodyBytes)
+	}
+	if opts.BindAddress == "" {
+		opts.BindAddress = DefaultBindAddress
+	}
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Log.GetSink() == nil {
+		opts.Log = logf.Log.WithName("smaregi-receiver")
+	}
+	defaultDuration(&opts.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	defaultDuration(&opts.ReadTimeout, DefaultReadTimeout)
+	defaultDuration(&opts.WriteTimeout, DefaultWriteTimeout)
+	defaultDuration(&opts.IdleTimeout, DefaultIdleTimeout)
+	defaultDuration(&opts.ShutdownTimeout, DefaultShutdownTimeout)
+	defaultDuration(&opts.SinkTimeout, DefaultSinkTimeout)
+	return &Server{opts: opts, log: opts.Log, clock: opts.Clock}, nil
+}
+
+func defaultDuration(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// NeedLeaderElection returns false: every replica serves sends.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Handler returns the receiver's http.Handler, for tests and for mounting
+// behind another server.
+func (s *Server) Handler() http.Handler { return s }
+
+// Start listens on Options.BindAddress and serves until ctx is done, then
+// shuts down gracefully.
+func (s *Server) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.opts.BindAddress)
+	if err != nil {
+		return fmt.Errorf("listen for Smaregi sends on %s: %w", s.opts.BindAddress, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done, then stops accepting connections and
+// waits up to Options.ShutdownTimeout for requests in flight, so that a send
+// being recorded during a rollout is still answered. It closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		ReadTimeout:       s.opts.ReadTimeout,
+		WriteTimeout:      s.opts.WriteTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+	}
+	s.log.Info("serving Smaregi sends", "address", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve Smaregi sends on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down the Smaregi send receiver: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve Smaregi sends on %s: %w", ln.Addr(), err)
+	}
+	s.log.Info("stopped serving Smaregi sends")
+	return nil
+}
+
+// outcome is the answer to one request.
+type outcome struct {
+	status  int
+	result  string
+	message string // short reason for the sender; never a secret
+	id      string
+	targets int
+}
+
+func refuse(status int, result, message string) outcome {
+	return outcome{status: status, result: result, message: message}
+}
+
+// ServeHTTP answers one send.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	out := s.handle(w, r)
+	requestsTotal.WithLabelValues(out.result).Inc()
+	requestDuration.WithLabelValues(out.result).Observe(time.Since(start).Seconds())
+	writeOutcome(w, out)
+}
+
+func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
+	routeID, ok := strings.CutPrefix(r.URL.Path, smaregiv1alpha1.ReceiverPathPrefix)
+	if !ok || routeID == "" || strings.Contains(routeID, "/") {
+		return refuse(http.StatusNotFound, ResultNotFound, "unknown route")
+	}
+	// The method is checked before the route is looked up, so that a GET
+	// cannot tell a live route from a dead one.
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return refuse(http.StatusMethodNotAllowed, ResultMethodNotAllowed, "only POST is accepted")
+	}
+
+	ctx := r.Context()
+	store, out, ok := s.lookupRoute(ctx, routeID)
+	if !ok {
+		return out
+	}
+	log := s.log.WithValues("smaregistore", client.ObjectKeyFromObject(store))
+
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		log.V(1).Info("refused a send: body too large", "contentLength", r.ContentLength)
+		return refuse(http.StatusRequestEntityTooLarge, ResultTooLarge, "request body too large")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+			log.V(1).Info("refused a send: body too large")
+			return refuse(http.StatusRequestEntityTooLarge, ResultTooLarge, "request body too large")
+		}
+		// The parse error can quote the query string, which may hold the
+		// key, so it is not logged.
+		log.V(1).Info("refused a send: form not readable")
+		return refuse(http.StatusBadRequest, ResultBadRequest, "malformed form")
+	}
+
+	if out, ok := s.authenticate(ctx, log, store, r); !ok {
+		return out
+	}
+
+	procName := r.Form.Get("proc_name")
+	if procName == "" {
+		log.V(1).Info("refused a send: no proc_name")
+		return refuse(http.StatusBadRequest, ResultBadRequest, "missing proc_name")
+	}
+	if procName != ProcStockSend && procName != ProcTransactionSend {
+		log.V(1).Info("ignored a send of a function the operator does not use", "procName", procName)
+		return outcome{status: http.StatusOK, result: ResultIgnored, message: "proc_name not used by this receiver"}
+	}
+
+	params := r.Form.Get("params")
+	parsed, err := parseParams(procName, params)
+	if err != nil {
+		log.V(1).Info("refused a send: malformed params", "procName", procName, "problem", err.Error())
+		return refuse(http.StatusBadRequest, ResultBadRequest, err.Error())
+	}
+
+	targets, err := s.targets(ctx, store, parsed.storeIDs)
+	if err != nil {
+		log.Error(err, "cannot route a send")
+		return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later")
+	}
+
+	send := Send{
+		ID:           sendID(procName, params),
+		Namespace:    store.Namespace,
+		ContractID:   store.Spec.ContractID,
+		Route:        client.ObjectKeyFromObject(store),
+		ProcName:     procName,
+		StoreIDs:     parsed.storeIDs,
+		Targets:      targets,
+		Rows:         parsed.rows,
+		ReceivedAt:   s.clock.Now(),
+		Stock:        parsed.stock,
+		Transactions: parsed.transactions,
+	}
+	// The write goes on if Smaregi hangs up: a send recorded but answered
+	// with an error is resent and deduplicated by ID, while a write cut
+	// halfway helps nobody.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.SinkTimeout)
+	defer cancel()
+	if err := s.opts.Sink.Accept(sctx, send); err != nil {
+		log.Error(err, "cannot record a send", "sendID", send.ID, "procName", procName)
+		return refuse(http.StatusServiceUnavailable, ResultSinkError, "send not recorded, resend later")
+	}
+	log.V(1).Info("accepted a send", "sendID", send.ID, "procName", procName, "rows", send.Rows, "targets", len(targets))
+	return outcome{status: http.StatusOK, result: ResultAccepted, id: send.ID, targets: len(targets)}
+}
+
+// lookupRoute finds the store a route belongs to, from the cache index.
+func (s *Server) lookupRoute(ctx context.Context, routeID string) (*smaregiv1alpha1.SmaregiStore, outcome, bool) {
+	var stores smaregiv1alpha1.SmaregiStoreList
+	if err := s.opts.Reader.List(ctx, &stores, client.MatchingFields{RouteIDField: routeID}); err != nil {
+		// The error may name the field value, that is the route: log only
+		// that the look-up failed.
+		s.log.Error(errors.New("list SmaregiStores by route failed"), "cannot look up a route", "errorType", fmt.Sprintf("%T", err))
+		return nil, refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
+	}
+	switch len(stores.Items) {
+	case 0:
+		s.log.V(1).Info("refused a send: unknown route")
+		return nil, refuse(http.StatusNotFound, ResultNotFound, "unknown route"), false
+	case 1:
+		return &stores.Items[0], outcome{}, true
+	default:
+		// Route IDs are object UIDs, so two stores sharing one means a
+		// hand-edited status; serving either would be a guess.
+		s.log.Error(errors.New("route shared by several SmaregiStores"), "refused a send", "stores", len(stores.Items))
+		return nil, refuse(http.StatusNotFound, ResultNotFound, "unknown route"), false
+	}
+}
+
+// authenticate checks the key parameter against the store's key Secret.
+func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smaregiv1alpha1.SmaregiStore, r *http.Request) (outcome, bool) {
+	unauthorized := refuse(http.StatusUnauthorized, ResultUnauthorized, "missing or wrong key parameter")
+	param, secretName, secretKey := keyLocation(store)
+	got := r.Form.Get(param)
+	if got == "" {
+		log.V(1).Info("refused a send: no key parameter", "parameter", param)
+		return unauthorized, false
+	}
+
+	var secret corev1.Secret
+	if err := s.opts.Reader.Get(ctx, types.NamespacedName{Namespace: store.Namespace, Name: secretName}, &secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			log.Info("refused a send: the receiver key Secret does not exist yet", "secret", secretName)
+			return unauthorized, false
+		}
+		log.Error(err, "cannot read the receiver key Secret", "secret", secretName)
+		return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
+	}
+	// Only a Secret the operator made may authenticate sends, so that
+	// whoever can create a Secret of that name cannot plant a key.
+	if secret.Labels[smaregiv1alpha1.ManagedByLabel] != smaregiv1alpha1.ManagedByValue {
+		log.Info("refused a send: the receiver key Secret is not managed by the operator", "secret", secretName)
+		return unauthorized, false
+	}
+
+	gotSum := sha256.Sum256([]byte(got))
+	current := keyMatches(gotSum, secret.Data[secretKey])
+	previous := false
+	if s.previousKeyValid(log, &secret) {
+		previous = keyMatches(gotSum, secret.Data[secretKey+smaregiv1alpha1.PreviousKeySuffix])
+	}
+	if !current && !previous {
+		log.V(1).Info("refused a send: wrong key")
+		return unauthorized, false
+	}
+	if previous && !current {
+		log.V(1).Info("accepted the previous receiver key; the shop has not entered the rotated one yet")
+	}
+	return outcome{}, true
+}
+
+// keyLocation returns the form parameter carrying the key and where the key
+// is kept. Status is preferred, as it says what the controller actually
+// provisioned; the spec's defaults cover a status not yet written.
+func keyLocation(store *smaregiv1alpha1.SmaregiStore) (param, secretName, secretKey string) {
+	param = store.ReceiverParameterName()
+	secretName = store.ReceiverKeySecretName()
+	if rs := store.Status.Receiver; rs != nil {
+		if rs.ParameterName != "" {
+			param = rs.ParameterName
+		}
+		if rs.KeySecretRef != nil && rs.KeySecretRef.Name != "" {
+			secretName = rs.KeySecretRef.Name
+		}
+	}
+	secretKey = param
+	if rs := store.Status.Receiver; rs != nil && rs.KeySecretRef != nil && rs.KeySecretRef.Key != "" {
+		secretKey = rs.KeySecretRef.Key
+	}
+	return param, secretName, secretKey
+}
+
+// keyMatches compares digests, so the comparison takes the same time
+// whatever the lengths of the two keys.
+func keyMatches(gotSum [sha256.Size]byte, want []byte) bool {
+	if len(want) == 0 {
+		return false
+	}
+	wantSum := sha256.Sum256(want)
+	return subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) == 1
+}
+
+// previousKeyValid reports whether the rotated-out key is still accepted. A
+// missing or unreadable expiry means it is not: failing closed costs the
+// shop a resend, failing open would keep a leaked key alive.
+func (s *Server) previousKeyValid(log logr.Logger, secret *corev1.Secret) bool {
+	raw, ok := secret.Annotations[smaregiv1alpha1.PreviousKeyExpiresAnnotation]
+	if !ok {
+		return false
+	}
+	expires, err := time.Parse(time.RFC3339, raw)
+	if err != nil {
+		log.Info("ignoring the previous receiver key: its expiry is not RFC 3339", "secret", secret.Name)
+		return false
+	}
+	return s.clock.Now().Before(expires)
+}
+
+// targets returns the stores of the route's contract and namespace that the
+// send concerns (see Send.Targets).
+func (s *Server) targets(ctx context.Context, route *smaregiv1alpha1.SmaregiStore, storeIDs []string) ([]types.NamespacedName, error) {
+	var stores smaregiv1alpha1.SmaregiStoreList
+	if err := s.opts.Reader.List(ctx, &stores, client.InNamespace(route.Namespace),
+		client.MatchingFields{ContractIDField: route.Spec.ContractID}); err != nil {
+		return nil, fmt.Errorf("list SmaregiStores of contract %s in %s: %w", route.Spec.ContractID, route.Namespace, err)
+	}
+	wanted := make(map[string]struct{}, len(storeIDs))
+	for _, id := range storeIDs {
+		wanted[canonicalStoreID(id)] = struct{}{}
+	}
+	var out []types.NamespacedName
+	for i := range stores.Items {
+		st := &stores.Items[i]
+		// The cache index is trusted for the contract, but the namespace
+		// and contract are checked again: a send must never reach another
+		// tenant's store.
+		if st.Namespace != route.Namespace || st.Spec.ContractID != route.Spec.ContractID {
+			continue
+		}
+		if len(wanted) > 0 {
+			if _, ok := wanted[canonicalStoreID(st.Spec.StoreID)]; !ok {
+				continue
+			}
+		}
+		out = append(out, client.ObjectKeyFromObject(st))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out, nil
+}
+
+// canonicalStoreID drops leading zeros: spec.storeID allows "01", and
+// Smaregi's storeId is a number sent as a string.
+func canonicalStoreID(id string) string {
+	if n, err := strconv.ParseUint(id, 10, 64); err == nil {
+		return strconv.FormatUint(n, 10)
+	}
+	return id
+}
+
+func sendID(procName, params string) string {
+	h := sha256.New()
+	h.Write([]byte(procName))
+	h.Write([]byte("\n"))
+	h.Write([]byte(params))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// response is the JSON body of every answer.
+type response struct {
+	Result  string `json:"result"`
+	Message string `json:"message,omitempty"`
+	ID      string `json:"id,omitempty"`
+	Targets *int   `json:"targets,omitempty"`
+}
+
+func writeOutcome(w http.ResponseWriter, out outcome) {
+	body := response{Result: out.result, Message: out.message, ID: out.id}
+	if out.result == ResultAccepted {
+		body.Targets = &out.targets
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		// Marshalling a struct of strings cannot fail; answer plainly if
+		// it ever does.
+		http.Error(w, out.result, out.status)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(out.status)
+	_, _ = w.Write(append(b, '\n'))
+}
