@@ -39,3 +39,21 @@ func TestOpenURL(t *testing.T) {
 		t.Fatalf("error leaks the password: %v", err)
 	}
 }
+
+func BenchmarkRecordSend(b *testing.B) {
+	st, err := boltstore.Open(filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	inventorytest.BenchmarkRecordSend(b, st, 64)
+}
+
+func BenchmarkFullSync100k(b *testing.B) {
+	st, err := boltstore.Open(filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	inventorytest.BenchmarkFullSync(b, st, 100_000)
+}

@@ -163,3 +163,21 @@ func TestOpenErrorsRedactPassword(t *testing.T) {
 		t.Fatalf("bad DSN error: %v", err)
 	}
 }
+
+func BenchmarkRecordSend(b *testing.B) {
+	st, err := pgstore.Open(context.Background(), freshDatabase(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	inventorytest.BenchmarkRecordSend(b, st, 64)
+}
+
+func BenchmarkFullSync100k(b *testing.B) {
+	st, err := pgstore.Open(context.Background(), freshDatabase(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	inventorytest.BenchmarkFullSync(b, st, 100_000)
+}
