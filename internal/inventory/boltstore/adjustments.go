@@ -326,7 +326,7 @@ func (s *Store) StoresWithPendingAdjustments(ctx context.Context) ([]inventory.S
 		return tx.Bucket(bucketAdjustments).ForEachBucket(func(k []byte) error {
 			root := tx.Bucket(bucketAdjustments).Bucket(k)
 			p, o := root.Bucket(bucketPending), root.Bucket(bucketOpen)
-			if (p != nil && p.Stats().KeyN > 0) || (o != nil && o.Stats().KeyN > 0) {
+			if nonEmpty(p) || nonEmpty(o) {
 				keys = append(keys, parseStoreKeyBytes(k))
 			}
 			return nil
@@ -547,6 +547,14 @@ func (s *Store) FinishAttempt(ctx context.Context, key inventory.StoreKey, attem
 		return fmt.Errorf("boltstore: finishing attempt %s of %s: %w", attemptID, key, err)
 	}
 	return nil
+}
+
+func nonEmpty(b *bolt.Bucket) bool {
+	if b == nil {
+		return false
+	}
+	k, _ := b.Cursor().First()
+	return k != nil
 }
 
 func appendNew(have, add []string) []string {

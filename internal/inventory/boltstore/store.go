@@ -11,6 +11,7 @@
 //	sendsByTime/<8-byte time><id>          = "", the retention index; its bucket
 //	                                         sequence holds the record count
 //	dirty/<ns>\x00<name>                   = 8-byte mark sequence
+//	adjustments/<ns>\x00<name>/…           = adjustments and push attempts (adjustments.go)
 package boltstore
 
 import (
@@ -91,6 +92,8 @@ type Store struct {
 	db   *bolt.DB
 	opts Options
 	feed *dirtyfeed.Feed
+	// adjFeed wakes the pusher on new adjustments.
+	adjFeed *dirtyfeed.Feed
 
 	closed    atomic.Bool
 	pruning   atomic.Bool
@@ -114,7 +117,7 @@ func OpenWithOptions(path string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	db.MaxBatchDelay = opts.MaxBatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketStores, bucketStaging, bucketSends, bucketSendsByTime, bucketDirty} {
+		for _, b := range [][]byte{bucketStores, bucketStaging, bucketSends, bucketSendsByTime, bucketDirty, bucketAdjustments} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -127,7 +130,7 @@ func OpenWithOptions(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: initialising %s: %w", path, err)
 	}
-	s := &Store{db: db, opts: opts, feed: dirtyfeed.New()}
+	s := &Store{db: db, opts: opts, feed: dirtyfeed.New(), adjFeed: dirtyfeed.New()}
 	s.lastPrune.Store(time.Now().UnixNano())
 	return s, nil
 }
@@ -146,6 +149,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.feed.Close()
+	s.adjFeed.Close()
 	s.pruneWG.Wait()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: closing: %w", err)
@@ -421,7 +425,8 @@ func (s *Store) Summary(ctx context.Context, key inventory.StoreKey) (inventory.
 	}, nil
 }
 
-// DeleteStore implements inventory.Store.
+// DeleteStore implements inventory.Store. It removes the store's
+// adjustments and push attempts too.
 func (s *Store) DeleteStore(ctx context.Context, key inventory.StoreKey) error {
 	if err := s.check(ctx); err != nil {
 		return err
@@ -442,6 +447,9 @@ func (s *Store) DeleteStore(ctx context.Context, key inventory.StoreKey) error {
 			if err := stores.DeleteBucket(sk); err != nil {
 				return err
 			}
+		}
+		if err := tx.Bucket(bucketAdjustments).DeleteBucket(sk); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
 		}
 		return tx.Bucket(bucketDirty).Delete(sk)
 	})
