@@ -48,7 +48,7 @@ const (
 )
 
 // Backoff sets the wait between read attempts: exponential from Initial,
-// capped at Max, with full jitter so that many stores of one contract do not
+// capped at Max, with jitter so that many stores of one contract do not
 // retry in lockstep.
 type Backoff struct {
 	Initial time.Duration
@@ -224,13 +224,16 @@ func (c *Client) call(ctx context.Context, proc string, params []byte, buf *byte
 	}
 }
 
-// backoffFor returns a full-jitter wait before attempt+1.
+// backoffFor returns the wait before attempt+1: half the exponential step
+// plus a random half ("equal jitter"), so waits grow for sure while stores
+// of one contract still spread out.
 func (c *Client) backoffFor(attempt int) time.Duration {
 	ceil := c.backoff.Initial << min(attempt-1, 20)
 	if ceil <= 0 || ceil > c.backoff.Max {
 		ceil = c.backoff.Max
 	}
-	return time.Duration(rand.Int64N(int64(ceil)) + 1)
+	half := ceil / 2
+	return half + time.Duration(rand.Int64N(int64(ceil-half)+1))
 }
 
 // attempt performs one HTTP exchange and records its metrics.

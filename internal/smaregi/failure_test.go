@@ -392,3 +392,23 @@ func TestNewValidates(t *testing.T) {
 		t.Fatalf("default endpoint: %v", err)
 	}
 }
+
+func TestRetryBackoffStopsWithContext(t *testing.T) {
+	e := startSim(t, nil)
+	if err := e.sim.SetFaults(smaregisim.Faults{HTMLErrorRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, e.Endpoint(), func(o *smaregi.Options) {
+		o.Backoff = smaregi.Backoff{Initial: time.Hour, Max: time.Hour}
+		o.MaxReadAttempts = 5
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := c.CheckCredentials(ctx, "1")
+	if !smaregi.IsTransient(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the transient failure and the context's deadline", err)
+	}
+	if n := len(e.Calls()); n != 1 {
+		t.Fatalf("%d calls, want 1 before the context ended", n)
+	}
+}
