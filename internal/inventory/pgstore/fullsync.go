@@ -112,15 +112,17 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 	if f.done {
 		return inventory.Drift{}, errors.New("pgstore: Commit on a finished full sync")
 	}
+	// The planner's idea of the staging table is usually "empty" (it is,
+	// between syncs); fresh statistics keep the joins below hashed. Run
+	// outside the transaction: ANALYZE's lock conflicts with itself and would
+	// otherwise serialise the commits of different stores.
+	if _, err := f.s.pool.Exec(ctx, `ANALYZE inventory_staging`); err != nil {
+		return inventory.Drift{}, fmt.Errorf("pgstore: analysing staging for %s: %w", f.key, err)
+	}
 	var drift inventory.Drift
 	err := pgx.BeginFunc(ctx, f.s.pool, func(tx pgx.Tx) error {
 		drift = inventory.Drift{}
 		if err := f.own(ctx, tx, "UPDATE"); err != nil {
-			return err
-		}
-		// The planner's idea of the staging table is usually "empty" (it
-		// is, between syncs); fresh statistics keep the joins below hashed.
-		if _, err := tx.Exec(ctx, `ANALYZE inventory_staging`); err != nil {
 			return err
 		}
 		if err := f.diff(ctx, tx, &drift); err != nil {
