@@ -539,7 +539,11 @@ func (st *state) queryStock(q *query) *collector {
 		}
 	}
 	byUpd := len(q.order) == 1 && q.order[0] == orderKey{col: "updDateTime"}
-	if byUpd && len(stores) == 1 {
+	// The client orders by updDateTime then productId so that rows sharing a
+	// second keep one order across pages; that order gets the fast path too.
+	byUpdProduct := len(q.order) == 2 && q.order[0] == orderKey{col: "updDateTime"} &&
+		q.order[1] == orderKey{col: "productId"}
+	if (byUpd || byUpdProduct) && len(stores) == 1 {
 		// The common incremental pull: walk the updDateTime index from the
 		// watermark, already in order.
 		idx := stores[0].updIndex()
@@ -553,6 +557,14 @@ func (st *state) queryStock(q *query) *collector {
 			}
 		}
 		col := q.collector()
+		if byUpdProduct {
+			for _, r := range stores[0].byUpdThenProduct(idx[start:]) {
+				if q.match(r) {
+					col.add(r)
+				}
+			}
+			return col
+		}
 		for _, e := range idx[start:] {
 			if e.seq == e.row.seq && q.match(e.row) {
 				col.add(e.row)

@@ -86,7 +86,13 @@ type storeState struct {
 	upd     []updEntry
 	stale   int
 	unsort  bool // the clock went backwards: sort upd before the next use
-	history []*historyRow
+	// byUpdProd caches the live rows of the updDateTime index in
+	// (updDateTime, productId) order, so that paging a full listing in that
+	// order sorts once, not once per page. Any change to the store drops it.
+	byUpdProd      []*stockRow
+	byUpdProdFirst uint64 // seq of the first index entry the cache starts at
+	byUpdProdOK    bool
+	history        []*historyRow
 }
 
 type historyRow struct {
@@ -156,6 +162,7 @@ func (st *state) touch(ss *storeState, r *stockRow, upd string) {
 	}
 	st.seq++
 	r.seq = st.seq
+	ss.byUpdProdOK = false
 	r.upd = upd
 	if n := len(ss.upd); n > 0 && ss.upd[n-1].upd > upd {
 		ss.unsort = true
@@ -234,4 +241,34 @@ func (st *state) apply(c change, now time.Time) *historyRow {
 func (r *stockRow) public() StockRow {
 	return StockRow{StoreID: r.storeStr, ProductID: r.prodStr, StockAmount: r.amount,
 		LayawayStockAmount: r.layaway, UpdDateTime: r.upd}
+}
+
+// byUpdThenProduct returns the live rows of idx (a suffix of the store's
+// updDateTime index) ordered by updDateTime, then product ID. Rows sharing a
+// second are sorted by product ID; the result is cached until the next change
+// because a full listing asks for the same suffix a hundred times.
+func (ss *storeState) byUpdThenProduct(idx []updEntry) []*stockRow {
+	if len(idx) == 0 {
+		return nil
+	}
+	if ss.byUpdProdOK && ss.byUpdProdFirst == idx[0].seq {
+		return ss.byUpdProd
+	}
+	out := ss.byUpdProd[:0]
+	for i := 0; i < len(idx); {
+		j := i
+		groupStart := len(out)
+		for ; j < len(idx) && idx[j].upd == idx[i].upd; j++ {
+			if e := idx[j]; e.seq == e.row.seq {
+				out = append(out, e.row)
+			}
+		}
+		group := out[groupStart:]
+		if len(group) > 1 {
+			sort.Slice(group, func(a, b int) bool { return group[a].productID < group[b].productID })
+		}
+		i = j
+	}
+	ss.byUpdProd, ss.byUpdProdFirst, ss.byUpdProdOK = out, idx[0].seq, true
+	return out
 }
