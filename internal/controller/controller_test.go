@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -78,8 +79,10 @@ func TestGoodTokenBecomesReady(t *testing.T) {
 		}
 		return fmt.Errorf("no CredentialsValid event yet")
 	})
-	// The routeID is stable: a spec change does not move it.
+	// The routeID is stable and Ready's transition time holds: a spec
+	// change moves neither.
 	before := rs.URL
+	readySince := cond(st, smaregiv1alpha1.ReadyCondition).LastTransitionTime
 	updateStore(t, ns, "shop", func(s *smaregiv1alpha1.SmaregiStore) { s.Spec.SafetyStock = 3 })
 	eventually(t, waitLong, func() error {
 		got := getStore(t, ns, "shop")
@@ -88,6 +91,9 @@ func TestGoodTokenBecomesReady(t *testing.T) {
 		}
 		if got.Status.Receiver == nil || got.Status.Receiver.URL != before {
 			return fmt.Errorf("receiver URL moved to %+v", got.Status.Receiver)
+		}
+		if c := cond(got, smaregiv1alpha1.ReadyCondition); !c.LastTransitionTime.Equal(&readySince) || c.ObservedGeneration != got.Generation {
+			return fmt.Errorf("Ready %+v, want generation %d and transition time %v", c, got.Generation, readySince)
 		}
 		return nil
 	})
@@ -431,4 +437,53 @@ func TestForeignKeySecretIsNotOverwritten(t *testing.T) {
 		t.Errorf("foreign Secret was modified")
 	}
 	assertNoSecretLeak(t, ns, "shop", "someone-elses-value-123", simToken)
+}
+
+// applyInventorySynced plays the sync engine: another field manager
+// applying only its own condition.
+func applyInventorySynced(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": smaregiv1alpha1.GroupVersion.String(),
+		"kind":       "SmaregiStore",
+		"metadata":   map[string]any{"name": name, "namespace": ns},
+		"status": map[string]any{"conditions": []any{map[string]any{
+			"type": smaregiv1alpha1.InventorySyncedCondition, "status": string(status), "reason": reason,
+			"message": "from the test's sync engine", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+		}}},
+	}}
+	if err := live.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u),
+		client.FieldOwner("test-sync-engine"), client.ForceOwnership); err != nil {
+		t.Fatalf("apply InventorySynced: %v", err)
+	}
+}
+
+func TestOtherWritersConditionsSurviveAndFeedReady(t *testing.T) {
+	s := startSim(t)
+	ns := newNamespace(t)
+	mustCreate(t, tokenSecret(ns, "shop-token", "accessToken", simToken))
+	mustCreate(t, newStore(ns, "shop", s.endpoint))
+	waitCondition(t, ns, "shop", smaregiv1alpha1.ReadyCondition, metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded)
+
+	applyInventorySynced(t, ns, "shop", metav1.ConditionFalse, smaregiv1alpha1.ReasonSyncFailed)
+	st := waitCondition(t, ns, "shop", smaregiv1alpha1.ReadyCondition, metav1.ConditionFalse, smaregiv1alpha1.ReasonSyncFailed)
+	if c := cond(st, smaregiv1alpha1.InventorySyncedCondition); c.Status != metav1.ConditionFalse {
+		t.Fatalf("the controller's status write dropped InventorySynced: %+v", st.Status.Conditions)
+	}
+	// Our writes touch only our conditions: a spec change (new status
+	// write) keeps the other manager's condition.
+	updateStore(t, ns, "shop", func(s *smaregiv1alpha1.SmaregiStore) { s.Spec.SafetyStock = 1 })
+	eventually(t, waitLong, func() error {
+		got := getStore(t, ns, "shop")
+		if got.Status.ObservedGeneration != got.Generation {
+			return fmt.Errorf("not yet reconciled")
+		}
+		if c := cond(got, smaregiv1alpha1.InventorySyncedCondition); c.Status != metav1.ConditionFalse {
+			return fmt.Errorf("InventorySynced lost: %+v", got.Status.Conditions)
+		}
+		return nil
+	})
+
+	applyInventorySynced(t, ns, "shop", metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded)
+	waitCondition(t, ns, "shop", smaregiv1alpha1.ReadyCondition, metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded)
 }

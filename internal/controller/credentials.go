@@ -150,7 +150,6 @@ func (r *SmaregiStoreReconciler) reconcileCredentials(ctx context.Context, store
 	checkCtx, cancel := context.WithTimeout(ctx, checkTimeout)
 	err = r.Checker.CheckCredentials(checkCtx, target)
 	cancel()
-	r.checks.Add(1)
 
 	res := classifyCheck(err, store, redactor(token))
 	next := &checkRecord{fingerprint: fp, result: res}

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
@@ -139,7 +140,7 @@ func (r *SmaregiStoreReconciler) createKeySecret(ctx context.Context, store *sma
 		// The cache has not seen it yet, or it is someone else's (without
 		// our label the cache never will): ask the API server.
 		existing := &corev1.Secret{}
-		if err := r.APIReader.Get(ctx, client2NamespacedName(secret), existing); err != nil {
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(secret), existing); err != nil {
 			return nil, retrying(fmt.Errorf("get existing key Secret %s/%s: %w", secret.Namespace, secret.Name, err)), false
 		}
 		return existing, stepResult{}, true
@@ -150,10 +151,6 @@ func (r *SmaregiStoreReconciler) createKeySecret(ctx context.Context, store *sma
 	r.Recorder.Eventf(store, secret, corev1.EventTypeNormal, smaregiv1alpha1.ReasonKeyProvisioned, "ProvisionKey",
 		"created receiver key in Secret %q under key %q", secret.Name, param)
 	return secret, stepResult{}, true
-}
-
-func client2NamespacedName(o metav1.Object) types.NamespacedName {
-	return types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
 }
 
 // layoutKeySecret brings the Secret in line with the spec and the clock and

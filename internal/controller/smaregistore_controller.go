@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -91,7 +90,6 @@ type SmaregiStoreReconciler struct {
 	StalledRecheckInterval time.Duration
 
 	states sync.Map // types.NamespacedName -> *storeState
-	checks atomic.Int64
 }
 
 // storeState is the per-store memory that must not live in the object.
@@ -105,10 +103,6 @@ func (r *SmaregiStoreReconciler) state(key types.NamespacedName) *storeState {
 	v, _ := r.states.LoadOrStore(key, &storeState{})
 	return v.(*storeState)
 }
-
-// CredentialChecks returns how many credential checks this reconciler made
-// (for tests and debugging; the checker itself is called exactly this often).
-func (r *SmaregiStoreReconciler) CredentialChecks() int64 { return r.checks.Load() }
 
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/status,verbs=get;update;patch
