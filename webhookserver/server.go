@@ -53,6 +53,10 @@ type Options struct {
 	// Reader reads SmaregiStores and key Secrets; in the operator it is the
 	// manager's cache, with the indexes of SetupIndexes registered.
 	Reader client.Reader
+	// SecretReader reads the receiver key Secrets; it defaults to Reader.
+	// Give it a cache restricted to Secrets labelled ManagedByLabel so that
+	// the receiver does not make the manager cache every Secret.
+	SecretReader client.Reader
 	// Sink records accepted sends.
 	Sink Sink
 	// Clock decides whether a previous key has expired, and stamps
@@ -102,6 +106,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("webhookserver: Options.MaxBodyBytes is negative (%d)", opts.MaxBodyBytes)
+	}
+	if opts.SecretReader == nil {
+		opts.SecretReader = opts.Reader
 	}
 	if opts.BindAddress == "" {
 		opts.BindAddress = DefaultBindAddress
@@ -325,7 +332,7 @@ func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smare
 	}
 
 	var secret corev1.Secret
-	if err := s.opts.Reader.Get(ctx, types.NamespacedName{Namespace: store.Namespace, Name: secretName}, &secret); err != nil {
+	if err := s.opts.SecretReader.Get(ctx, types.NamespacedName{Namespace: store.Namespace, Name: secretName}, &secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			log.Info("refused a send: the receiver key Secret does not exist yet", "secret", secretName)
 			return unauthorized, false

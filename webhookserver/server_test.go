@@ -19,7 +19,9 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
@@ -547,5 +549,25 @@ func TestNewValidatesOptions(t *testing.T) {
 	}
 	if s.opts.MaxBodyBytes != DefaultMaxBodyBytes || s.opts.BindAddress != DefaultBindAddress || s.opts.ReadHeaderTimeout != DefaultReadHeaderTimeout {
 		t.Errorf("defaults not applied: %+v", s.opts)
+	}
+}
+
+func TestSecretReaderReadsTheKeys(t *testing.T) {
+	var stores, secrets []client.Object
+	for _, o := range fixtureObjects() {
+		if _, isSecret := o.(*corev1.Secret); isSecret {
+			secrets = append(secrets, o)
+		} else {
+			stores = append(stores, o)
+		}
+	}
+	h := newHarness(t, func(o *Options) { o.SecretReader = newFakeReader(t, secrets...) }, stores...)
+	if got := postForm(t, h.url(routeA), sendForm(ProcStockSend, stockParams, "goqsystem_key", keyA)); got.status != http.StatusOK {
+		t.Fatalf("status = %d, body %q", got.status, got.body)
+	}
+	// Without it, the Reader (which holds no Secrets here) is asked.
+	h2 := newHarness(t, nil, stores...)
+	if got := postForm(t, h2.url(routeA), sendForm(ProcStockSend, stockParams, "goqsystem_key", keyA)); got.status != http.StatusUnauthorized {
+		t.Fatalf("status = %d, want 401 with no key Secret", got.status)
 	}
 }
