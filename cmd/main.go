@@ -1,0 +1,212 @@
+/*
+Copyright 2026 The smaregi-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command manager is the smaregi-operator: one controller-runtime manager
+// running the SmaregiStore controller, the receiver for Smaregi's sends (on
+// every replica) and the stock sync engine (on the leader), over one
+// inventory store.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	_ "k8s.io/client-go/plugin/pkg/client/auth" // cloud auth providers in kubeconfigs
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/controller"
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+	_ "github.com/stocksync/smaregi-operator/internal/inventory/boltstore" // bolt:// backend
+	_ "github.com/stocksync/smaregi-operator/internal/inventory/pgstore"   // postgres:// backend
+	"github.com/stocksync/smaregi-operator/internal/mirror"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/webhookserver"
+)
+
+var (
+	scheme   = runtime.NewScheme()
+	setupLog = ctrl.Log.WithName("setup")
+)
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(smaregiv1alpha1.AddToScheme(scheme))
+}
+
+// config is every flag of the operator.
+type config struct {
+	metricsAddr          string
+	probeAddr            string
+	secureMetrics        bool
+	enableHTTP2          bool
+	leaderElect          bool
+	receiverAddr         string
+	receiverBaseURL      string
+	keyRotationGrace     time.Duration
+	credentialsRecheck   time.Duration
+	smaregiRateLimit     float64
+	smaregiRateBurst     int
+	receiverMaxBodyBytes int64
+	inventoryURL         string
+	syncWorkers          int
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
+		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
+	flag.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to (0 disables it).")
+	flag.BoolVar(&c.leaderElect, "leader-elect", false, "Enable leader election, ensuring only one active controller manager.")
+	flag.BoolVar(&c.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorisation (TokenReview/SubjectAccessReview).")
+	flag.BoolVar(&c.enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server (off by default: HTTP/2 Stream Cancellation and Rapid Reset CVEs).")
+	flag.StringVar(&c.receiverAddr, "receiver-bind-address", ":8082", "The address the receiver for Smaregi's sends (API送信) listens on.")
+	flag.StringVar(&c.receiverBaseURL, "receiver-base-url", "", "The public base URL of the receiver, e.g. https://smaregi.example.com; "+
+		"status.receiver.url is this plus /smaregi/v1/<routeID>.")
+	flag.DurationVar(&c.keyRotationGrace, "key-rotation-grace", 24*time.Hour, "How long a rotated-out receiver key keeps working.")
+	flag.DurationVar(&c.credentialsRecheck, "credentials-recheck-interval", 10*time.Minute, "How often a store's credentials are re-checked (with jitter).")
+	flag.Float64Var(&c.smaregiRateLimit, "smaregi-rate-limit", 10, "Calls per second to Smaregi per contract ID, shared by all stores of the contract.")
+	flag.IntVar(&c.smaregiRateBurst, "smaregi-rate-burst", 10, "Burst of calls to Smaregi per contract ID.")
+	flag.Int64Var(&c.receiverMaxBodyBytes, "receiver-max-body-bytes", 4<<20, "The largest send the receiver accepts, in bytes.")
+	flag.StringVar(&c.inventoryURL, "inventory", "bolt:///var/lib/smaregi-operator/inventory.db",
+		"Where stock mirrors and accepted sends are kept: bolt:///path/file.db (embedded, one replica) "+
+			"or postgres://user:pass@host/db (several replicas; the schema is created and migrated automatically).")
+	flag.IntVar(&c.syncWorkers, "sync-workers", mirror.DefaultWorkers, "Stores pulled from Smaregi at once.")
+	opts := zap.Options{Development: false}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+
+	if err := run(ctrl.SetupSignalHandler(), c); err != nil {
+		setupLog.Error(err, "operator stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, c config) error {
+	if c.receiverBaseURL == "" {
+		return errors.New("--receiver-base-url is required: the public URL Smaregi posts to, shown in status.receiver.url")
+	}
+
+	// HTTP/2 stays off unless asked for (CVE-2023-44487, CVE-2023-39325).
+	var tlsOpts []func(*tls.Config)
+	if !c.enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(t *tls.Config) { t.NextProtos = []string{"http/1.1"} })
+	}
+	metricsOpts := metricsserver.Options{BindAddress: c.metricsAddr, SecureServing: c.secureMetrics, TLSOpts: tlsOpts}
+	if c.secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsOpts,
+		HealthProbeBindAddress: c.probeAddr,
+		LeaderElection:         c.leaderElect,
+		LeaderElectionID:       "smaregi-operator.stocksync.io",
+		// The receiver keeps serving while a new leader is elected, so a
+		// fast hand-over on shutdown loses nothing.
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         controller.CacheOptions(),
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+
+	inv, err := inventory.Open(ctx, c.inventoryURL)
+	if err != nil {
+		return fmt.Errorf("open inventory store: %w", err)
+	}
+	defer func() {
+		if err := inv.Close(); err != nil {
+			setupLog.Error(err, "closing inventory store")
+		}
+	}()
+
+	// One limiter per contract ID for every caller of Smaregi in the process.
+	limiters := smaregi.NewLimiterRegistry(c.smaregiRateLimit, c.smaregiRateBurst)
+	reconciler := &controller.SmaregiStoreReconciler{
+		Client:           mgr.GetClient(),
+		APIReader:        mgr.GetAPIReader(),
+		Scheme:           mgr.GetScheme(),
+		Recorder:         mgr.GetEventRecorder("smaregi-operator"),
+		Clock:            clock.RealClock{},
+		Checker:          controller.NewSmaregiChecker(limiters),
+		ReceiverBaseURL:  c.receiverBaseURL,
+		KeyRotationGrace: c.keyRotationGrace,
+		RecheckInterval:  c.credentialsRecheck,
+	}
+	if err := reconciler.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up SmaregiStore controller: %w", err)
+	}
+
+	engine, err := mirror.New(mirror.Options{
+		Inventory: inv,
+		Limiters:  limiters,
+		Recorder:  mgr.GetEventRecorder("smaregi-operator-mirror"),
+		Workers:   c.syncWorkers,
+		Log:       ctrl.Log.WithName("mirror"),
+	})
+	if err != nil {
+		return fmt.Errorf("create sync engine: %w", err)
+	}
+	if err := engine.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up sync engine: %w", err)
+	}
+
+	if err := webhookserver.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return fmt.Errorf("set up receiver indexes: %w", err)
+	}
+	receiver, err := webhookserver.New(webhookserver.Options{
+		BindAddress: c.receiverAddr,
+		Reader:      mgr.GetClient(),
+		// Records every send durably (and marks its stores dirty) before the
+		// receiver answers 2xx; works on every replica, leader or not.
+		Sink:         engine.Sink(),
+		MaxBodyBytes: c.receiverMaxBodyBytes,
+		Log:          ctrl.Log.WithName("receiver"),
+	})
+	if err != nil {
+		return fmt.Errorf("create receiver: %w", err)
+	}
+	if err := mgr.Add(receiver); err != nil {
+		return fmt.Errorf("add receiver: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("ready check: %w", err)
+	}
+
+	setupLog.Info("starting manager", "receiver", c.receiverAddr, "receiverBaseURL", c.receiverBaseURL,
+		"inventory", inventory.RedactURL(c.inventoryURL))
+	return mgr.Start(ctx)
+}
