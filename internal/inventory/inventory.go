@@ -15,10 +15,8 @@
 //	)
 //	st, err := inventory.Open(ctx, "bolt:///var/lib/smaregi-operator/inventory.db")
 //
-// Adjustments (a later issue: caller-chosen ID, per-store lines, state
-// pending/applied/failed) will be a further method set on Store and, on
-// PostgreSQL, a further numbered migration; nothing here needs to change shape
-// for them.
+// Adjustments (changes from other channels, pushed to Smaregi exactly once)
+// are the AdjustmentStore method set, embedded in Store (adjustments.go).
 package inventory
 
 import (
@@ -195,7 +193,8 @@ type Store interface {
 	Rows(ctx context.Context, key StoreKey, fn func(Row) error) error
 	Row(ctx context.Context, key StoreKey, productID string) (Row, bool, error)
 	Summary(ctx context.Context, key StoreKey) (Summary, error)
-	// DeleteStore removes the store's mirror, summary and dirty mark.
+	// DeleteStore removes the store's mirror, summary, dirty mark,
+	// adjustments and push attempts.
 	DeleteStore(ctx context.Context, key StoreKey) error
 
 	// RecordSend durably records an accepted send and marks its targets dirty
@@ -217,6 +216,8 @@ type Store interface {
 	// is delivered at least once after each marking but maybe not once per
 	// marking.
 	Subscribe(ctx context.Context) <-chan StoreKey
+
+	AdjustmentStore
 
 	Close() error
 }

@@ -14,6 +14,13 @@ import (
 // (up to 5s) until LISTEN is in place so that "from now on" holds.
 func (s *Store) Subscribe(ctx context.Context) <-chan inventory.StoreKey {
 	ch := s.feed.Subscribe(ctx)
+	s.startListening(ctx)
+	return ch
+}
+
+// startListening starts the shared LISTEN connection (both channels) once
+// and waits until it is in place.
+func (s *Store) startListening(ctx context.Context) {
 	s.listenOnce.Do(func() {
 		s.wg.Add(1)
 		go s.listen()
@@ -23,12 +30,12 @@ func (s *Store) Subscribe(ctx context.Context) <-chan inventory.StoreKey {
 	case <-ctx.Done():
 	case <-time.After(5 * time.Second):
 	}
-	return ch
 }
 
 // listen holds a dedicated connection in LISTEN and republishes every
 // notification. After a lost connection it reconnects and publishes every
-// store still marked dirty, since notifications sent meanwhile are gone.
+// store still marked dirty or with pending adjustments, since notifications
+// sent meanwhile are gone.
 func (s *Store) listen() {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -44,9 +51,14 @@ func (s *Store) listen() {
 			if first {
 				close(s.listenReady)
 				first = false
-			} else if marks, err := s.Dirty(ctx); err == nil {
-				for _, m := range marks {
-					s.feed.Publish(m.Key)
+			} else {
+				if marks, err := s.Dirty(ctx); err == nil {
+					for _, m := range marks {
+						s.feed.Publish(m.Key)
+					}
+				}
+				if keys, err := s.StoresWithPendingAdjustments(ctx); err == nil {
+					s.adjFeed.Publish(keys...)
 				}
 			}
 			backoff = 100 * time.Millisecond
@@ -73,7 +85,7 @@ func (s *Store) listenOnceConn(ctx context.Context, ready func()) error {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel+"; LISTEN "+adjustmentsChannel); err != nil {
 		return err
 	}
 	ready()
@@ -82,7 +94,13 @@ func (s *Store) listenOnceConn(ctx context.Context, ready func()) error {
 		if err != nil {
 			return err
 		}
-		if key, err := inventory.ParseStoreKey(n.Payload); err == nil {
+		key, err := inventory.ParseStoreKey(n.Payload)
+		if err != nil {
+			continue
+		}
+		if n.Channel == adjustmentsChannel {
+			s.adjFeed.Publish(key)
+		} else {
 			s.feed.Publish(key)
 		}
 	}

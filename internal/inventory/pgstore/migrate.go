@@ -10,17 +10,7 @@ import (
 
 // migrations are applied in order, each once, recorded in schema_migrations.
 // Never edit an applied one: append a new one.
-//
-// Room left for adjustments (a later issue): a migration adding
-//
-//	inventory_adjustments (id text PRIMARY KEY -- caller-chosen, idempotency
-//	    key; store_id bigint REFERENCES inventory_stores ON DELETE CASCADE;
-//	    state text CHECK (state IN ('pending','applied','failed'));
-//	    created_at, updated_at timestamptz; error text)
-//	inventory_adjustment_lines (adjustment_id text REFERENCES ...;
-//	    product_id text COLLATE "C"; delta bigint; PRIMARY KEY (adjustment_id, product_id))
-//
-// with an index on (store_id, state) for the pusher's outbox scan.
+
 var migrations = []string{
 	// 1: mirror, full-sync staging, send records, dirty marks.
 	`
@@ -79,6 +69,46 @@ CREATE TABLE inventory_dirty (
 	seq       bigint NOT NULL,
 	PRIMARY KEY (namespace, name)
 );
+`,
+	// 2: adjustments (the outbox of changes from other channels) and the
+	// pusher's attempts. Lines and rows are small JSON arrays: always read
+	// and written whole with their adjustment.
+	`
+CREATE TABLE inventory_adjustments (
+	store_id       bigint NOT NULL REFERENCES inventory_stores (id) ON DELETE CASCADE,
+	id             text COLLATE "C" NOT NULL,
+	reason         text NOT NULL,
+	lines          jsonb NOT NULL,
+	fingerprint    text NOT NULL,
+	state          text NOT NULL CHECK (state IN ('pending', 'applied', 'failed')),
+	created_at     timestamptz NOT NULL,
+	applied_at     timestamptz,
+	failure_reason text NOT NULL DEFAULT '',
+	attempt_id     text,
+	reflected      boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (store_id, id)
+);
+-- The outbox scan and the availability sum read only these small subsets.
+CREATE INDEX inventory_adjustments_pending ON inventory_adjustments (store_id, created_at, id)
+	WHERE state = 'pending';
+CREATE INDEX inventory_adjustments_unreflected ON inventory_adjustments (store_id)
+	WHERE state = 'applied' AND NOT reflected;
+CREATE INDEX inventory_adjustments_attempt ON inventory_adjustments (store_id, attempt_id)
+	WHERE attempt_id IS NOT NULL;
+
+CREATE TABLE inventory_attempts (
+	store_id       bigint NOT NULL REFERENCES inventory_stores (id) ON DELETE CASCADE,
+	id             text COLLATE "C" NOT NULL,
+	adjustment_ids text[] NOT NULL,
+	rows           jsonb NOT NULL,
+	started_at     timestamptz NOT NULL,
+	finished_at    timestamptz,
+	state          text NOT NULL CHECK (state IN ('open', 'applied', 'void')),
+	claims         text[] NOT NULL DEFAULT '{}',
+	PRIMARY KEY (store_id, id)
+);
+CREATE INDEX inventory_attempts_open ON inventory_attempts (store_id) WHERE state = 'open';
+CREATE INDEX inventory_attempts_finished ON inventory_attempts (store_id, finished_at);
 `,
 }
 

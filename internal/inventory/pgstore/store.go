@@ -74,6 +74,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	opts Options
 	feed *dirtyfeed.Feed
+	// adjFeed republishes adjustmentsChannel for SubscribeAdjustments.
+	adjFeed *dirtyfeed.Feed
 
 	sendCh chan *sendReq
 	stop   chan struct{} // closed by Close: writers, janitor and listener end
@@ -120,6 +122,7 @@ func OpenWithOptions(ctx context.Context, dsn string, opts Options) (*Store, err
 		pool:        pool,
 		opts:        opts,
 		feed:        dirtyfeed.New(),
+		adjFeed:     dirtyfeed.New(),
 		sendCh:      make(chan *sendReq),
 		stop:        make(chan struct{}),
 		listenReady: make(chan struct{}),
@@ -146,6 +149,7 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.wg.Wait()
 	s.feed.Close()
+	s.adjFeed.Close()
 	s.pool.Close()
 	return nil
 }
@@ -340,7 +344,8 @@ func (s *Store) Summary(ctx context.Context, key inventory.StoreKey) (inventory.
 	return sum, nil
 }
 
-// DeleteStore implements inventory.Store.
+// DeleteStore implements inventory.Store. Adjustments and attempts go with
+// the store row (ON DELETE CASCADE).
 func (s *Store) DeleteStore(ctx context.Context, key inventory.StoreKey) error {
 	if err := s.check(ctx); err != nil {
 		return err
