@@ -238,7 +238,7 @@ func TestAdjustmentIdempotency(t *testing.T) {
 		t.Fatalf("want exactly one stored adjustment, have %d", n)
 	}
 	stored, _, _ := f.mem.GetAdjustment(context.Background(), f.key, "order-123")
-	if stored.Lines[0] != (AdjustmentLine{"8000001", -2}) || stored.Lines[1] != (AdjustmentLine{"8000002", 1}) {
+	if stored.Lines[0] != (AdjustmentLine{ProductID: "8000001", Quantity: -2}) || stored.Lines[1] != (AdjustmentLine{ProductID: "8000002", Quantity: 1}) {
 		t.Fatalf("stored lines: %+v", stored.Lines)
 	}
 
@@ -355,9 +355,9 @@ func TestAvailability(t *testing.T) {
 		inventory.Row{ProductID: "8000001", StockAmount: 10, LayawayStockAmount: 1, UpdDateTime: t0}, // 10-1-2 = 7, pending -3 → 4
 		inventory.Row{ProductID: "8000002", StockAmount: 3, UpdDateTime: t0},                         // 3-0-2 = 1, pending -5 → 0 (floor)
 		inventory.Row{ProductID: "8000003", StockAmount: 4, UpdDateTime: t0},                         // 2, pending +5 not counted
-		inventory.Row{ProductID: "8000004", StockAmount: 1, UpdDateTime: t0},                         // 1-2 → 0 (floor)
+		inventory.Row{ProductID: "8000004", StockAmount: 1, UpdDateTime: t0},                         // 1-2, applied -1 not yet pulled → 0 (floor)
 		inventory.Row{ProductID: "8000005", StockAmount: 6, LayawayStockAmount: 6, UpdDateTime: t0},  // 6-6-2 → 0
-		inventory.Row{ProductID: "8000006", StockAmount: 9, UpdDateTime: t0},                         // 7, pending -4 then +4 = 0 net → 7
+		inventory.Row{ProductID: "8000006", StockAmount: 9, UpdDateTime: t0},                         // 7, pending -4 counted, +4 not → 3
 	)
 	f.mem.setSummary(f.key, inventory.Summary{SKUs: 6, Watermark: t0, LastPull: pull, LastFullSync: full})
 	post := func(id string, lines ...RequestLine) {
@@ -367,7 +367,8 @@ func TestAvailability(t *testing.T) {
 	post("a1", RequestLine{ProductID: "8000001", Quantity: -3}, RequestLine{ProductID: "8000002", Quantity: -5})
 	post("a2", RequestLine{ProductID: "8000003", Quantity: 5}, RequestLine{ProductID: "8000006", Quantity: -4})
 	post("a3", RequestLine{ProductID: "8000006", Quantity: 4})
-	// An applied adjustment is in the mirror already and must not count.
+	// An applied adjustment still counts until a pull that started after it
+	// was applied marks it reflected.
 	post("a4", RequestLine{ProductID: "8000004", Quantity: -1})
 	a4, _, _ := f.mem.GetAdjustment(context.Background(), f.key, "a4")
 	a4.State = AdjustmentApplied
@@ -379,7 +380,7 @@ func TestAvailability(t *testing.T) {
 		d.LastFullSyncTime == nil || !d.LastFullSyncTime.Equal(full) {
 		t.Fatalf("freshness: %+v", d)
 	}
-	want := map[string]int64{"8000001": 4, "8000002": 0, "8000003": 2, "8000004": 0, "8000005": 0, "8000006": 7}
+	want := map[string]int64{"8000001": 4, "8000002": 0, "8000003": 2, "8000004": 0, "8000005": 0, "8000006": 3}
 	if len(d.Items) != len(want) {
 		t.Fatalf("want %d items, got %+v", len(want), d.Items)
 	}

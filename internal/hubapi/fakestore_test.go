@@ -134,13 +134,14 @@ func (m *memStore) PendingDeltas(_ context.Context, key inventory.StoreKey) (map
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := map[string]int64{}
+	// The inventory contract: negative quantities of pending adjustments
+	// and of applied ones not yet reflected by a pull. Nothing pulls here,
+	// so applied ones always count.
 	for _, a := range m.adj[key] {
-		if a.State != AdjustmentPending {
+		if a.State == AdjustmentFailed {
 			continue
 		}
-		for _, l := range a.Lines {
-			out[l.ProductID] += l.Quantity
-		}
+		inventory.NegativeDeltas(out, a.Lines)
 	}
 	return out, nil
 }

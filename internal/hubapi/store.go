@@ -2,50 +2,28 @@ package hubapi
 
 import (
 	"context"
-	"errors"
-	"time"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 )
 
-// The adjustment shapes below mirror the ones agreed for
-// internal/inventory/adjustments.go, which another change is adding. They
-// live here only until that lands; then they become aliases of the inventory
-// types so that an inventory.Store satisfies Store without an adapter.
-
-// AdjustmentState is where an adjustment is in its life.
-type AdjustmentState string
+// The adjustment types are the inventory store's own, aliased so that an
+// inventory.Store satisfies Store without an adapter.
+type (
+	AdjustmentState = inventory.AdjustmentState
+	AdjustmentLine  = inventory.AdjustmentLine
+	Adjustment      = inventory.Adjustment
+)
 
 // Adjustment states.
 const (
-	AdjustmentPending AdjustmentState = "pending"
-	AdjustmentApplied AdjustmentState = "applied"
-	AdjustmentFailed  AdjustmentState = "failed"
+	AdjustmentPending = inventory.AdjustmentPending
+	AdjustmentApplied = inventory.AdjustmentApplied
+	AdjustmentFailed  = inventory.AdjustmentFailed
 )
-
-// AdjustmentLine is one product's signed change.
-type AdjustmentLine struct {
-	ProductID string
-	Quantity  int64
-}
-
-// Adjustment is a change from another channel, to be applied to Smaregi
-// exactly once.
-type Adjustment struct {
-	Key           inventory.StoreKey
-	ID            string // the caller's idempotency key
-	Reason        string
-	Lines         []AdjustmentLine // resolved product IDs
-	Fingerprint   string           // hash of the canonical request: replay or conflict
-	State         AdjustmentState
-	CreatedAt     time.Time
-	AppliedAt     time.Time
-	FailureReason string // Smaregi's safe reason when failed
-}
 
 // ErrAdjustmentConflict is returned by SubmitAdjustment when an adjustment
 // with the same ID but another fingerprint exists.
-var ErrAdjustmentConflict = errors.New("inventory: adjustment ID already used for a different request")
+var ErrAdjustmentConflict = inventory.ErrAdjustmentConflict
 
 // Store is the part of the inventory store the hub API uses. Keeping it this
 // narrow lets unit tests fake storage without faking a whole backend.
@@ -60,7 +38,9 @@ type Store interface {
 	// ErrAdjustmentConflict when it exists with another.
 	SubmitAdjustment(ctx context.Context, a Adjustment) (stored Adjustment, created bool, err error)
 	GetAdjustment(ctx context.Context, key inventory.StoreKey, id string) (Adjustment, bool, error)
-	// PendingDeltas sums, per product, the quantities of adjustments not yet
-	// reflected in the mirror.
+	// PendingDeltas sums, per product, the negative quantities of the
+	// adjustments not yet reflected in the mirror (pending, or applied but
+	// not yet seen by a later pull); positive ones are left out so that
+	// availability is never overstated.
 	PendingDeltas(ctx context.Context, key inventory.StoreKey) (map[string]int64, error)
 }
