@@ -1,0 +1,289 @@
+package mirror
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+
+	"github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+	"github.com/stocksync/smaregi-operator/webhookserver"
+)
+
+func synced(e *Engine, key inventory.StoreKey) func() bool {
+	return func() bool {
+		s, ok := e.Snapshot(key)
+		return ok && s.Condition.Status == metav1.ConditionTrue && !s.LastFullSync.IsZero()
+	}
+}
+
+func sendFor(id string, keys ...inventory.StoreKey) webhookserver.Send {
+	s := webhookserver.Send{ID: id, Namespace: "shop", ContractID: testContract, ProcName: webhookserver.ProcTransactionSend,
+		StoreIDs: []string{"1"}, Rows: 2, ReceivedAt: time.Now()}
+	for _, k := range keys {
+		s.Targets = append(s.Targets, types.NamespacedName{Namespace: k.Namespace, Name: k.Name})
+	}
+	return s
+}
+
+func TestSendThroughSinkUpdatesMirror(t *testing.T) {
+	h := newHarness(t, nil)
+	var lags []time.Duration
+	var lagMu sync.Mutex
+	e, status := newEngine(t, h, func(o *Options) {
+		o.OnSendSynced = func(_ inventory.StoreKey, d time.Duration) {
+			lagMu.Lock()
+			lags = append(lags, d)
+			lagMu.Unlock()
+		}
+	})
+	run(t, e)
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
+	if s, _ := e.Snapshot(testKey); s.SKUs != 50 || s.Drift != 0 {
+		t.Fatalf("after import: SKUs %d drift %d, want 50 and 0 (an import is not drift)", s.SKUs, s.Drift)
+	}
+	calls := h.refCalls.Load()
+
+	sale(t, h, "1", "8000005", 4)
+	sink := e.Sink()
+	if err := sink.Accept(context.Background(), sendFor("send-1", testKey)); err != nil {
+		t.Fatalf("Accept: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the sale in the mirror", func() bool { return mirrorDiff(t, h, testKey, "1") == "" })
+	waitFor(t, 5*time.Second, "the lag to be reported", func() bool {
+		lagMu.Lock()
+		defer lagMu.Unlock()
+		return len(lags) == 1
+	})
+	if lags[0] <= 0 || lags[0] > 5*time.Second {
+		t.Errorf("send→mirror lag %s", lags[0])
+	}
+	waitFor(t, 5*time.Second, "the dirty mark to be cleared", func() bool {
+		m, err := h.inv.Dirty(context.Background())
+		return err == nil && len(m) == 0
+	})
+	if s, _ := e.Snapshot(testKey); s.LastSend.IsZero() {
+		t.Error("lastSendTime not recorded")
+	}
+	waitFor(t, 5*time.Second, "status with the send time", func() bool {
+		u, ok := status.last()
+		return ok && !u.LastSendTime.IsZero() && u.SKUs == 50 && !u.LastPullTime.IsZero()
+	})
+
+	// The same send again (a manual resend in Smaregi) is a duplicate: no
+	// store is marked, so no pull follows.
+	pulls := h.refCalls.Load()
+	if pulls != calls+1 {
+		t.Errorf("one send caused %d stock_ref calls, want 1", pulls-calls)
+	}
+	if err := sink.Accept(context.Background(), sendFor("send-1", testKey)); err != nil {
+		t.Fatalf("duplicate Accept: %v", err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if got := h.refCalls.Load(); got != pulls {
+		t.Errorf("a duplicate send caused %d pulls", got-pulls)
+	}
+}
+
+func TestStartupPullsStoresMarkedWhileNoLeaderRan(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	if _, err := newPuller(h, DefaultOverlap).full(ctx, testKey, "1", h.reader(t)); err != nil {
+		t.Fatal(err)
+	}
+	h.clk.Advance(time.Minute)
+	sale(t, h, "1", "8000009", 2)
+	// Recorded by a receiver replica while no engine ran.
+	if err := NewSendRecorder(h.inv).Accept(ctx, sendFor("early", testKey)); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.ToFloat64(getMetrics().pulls.WithLabelValues("send", OutcomeSuccess))
+	e, _ := newEngine(t, h, nil)
+	run(t, e)
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "the dirty store to be pulled", func() bool { return mirrorDiff(t, h, testKey, "1") == "" })
+	waitFor(t, 5*time.Second, "the dirty mark to be cleared", func() bool {
+		m, _ := h.inv.Dirty(ctx)
+		return len(m) == 0
+	})
+	if got := testutil.ToFloat64(getMetrics().pulls.WithLabelValues("send", OutcomeSuccess)) - before; got != 1 {
+		t.Errorf("pulls{trigger=send,outcome=success} grew by %v, want 1 (an incremental pull, not a re-import)", got)
+	}
+}
+
+func TestTriggersDuringAPullCoalesceIntoOneFollowUp(t *testing.T) {
+	h := newHarness(t, nil)
+	e, _ := newEngine(t, h, func(o *Options) { o.Workers = 4 })
+	run(t, e)
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
+
+	// Hold the next stock_ref until released, so the pull stays in flight.
+	entered := make(chan struct{}, 16)
+	release := make(chan struct{})
+	hold := func() {
+		entered <- struct{}{}
+		<-release
+	}
+	h.onRef.Store(&hold)
+	start := h.refCalls.Load()
+	e.RequestPull(testKey, TriggerSend)
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first pull never reached the simulator")
+	}
+	for range 100 {
+		e.RequestPull(testKey, TriggerSend)
+		e.RequestPull(testKey, TriggerPoll)
+	}
+	time.Sleep(100 * time.Millisecond) // give a wrongly parallel worker time to show up
+	if got := h.refCalls.Load() - start; got != 1 {
+		t.Fatalf("%d stock_ref calls in flight for one store, want 1", got)
+	}
+	h.onRef.Store(nil)
+	close(release)
+	waitFor(t, 5*time.Second, "the follow-up pull", func() bool { return h.refCalls.Load()-start == 2 })
+	time.Sleep(200 * time.Millisecond)
+	if got := h.refCalls.Load() - start; got != 2 {
+		t.Fatalf("200 triggers during one pull caused %d pulls in all, want 2 (one follow-up)", got)
+	}
+}
+
+func TestFunctionDisabledIsAConfigErrorWithoutHammering(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := h.sim.SetAccount(smaregisim.Account{DisabledFunctions: []string{"stock_ref"}}); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.ToFloat64(getMetrics().pulls.WithLabelValues("startup", OutcomeConfigError))
+	e, status := newEngine(t, h, func(o *Options) { o.ConfigBackoff = time.Hour })
+	run(t, e)
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "InventorySynced=False", func() bool {
+		s, _ := e.Snapshot(testKey)
+		return s.Condition.Status == metav1.ConditionFalse
+	})
+	s, _ := e.Snapshot(testKey)
+	if s.Condition.Reason != v1alpha1.ReasonFunctionDisabled {
+		t.Fatalf("reason %q, want %s (message %q)", s.Condition.Reason, v1alpha1.ReasonFunctionDisabled, s.Condition.Message)
+	}
+	if !strings.Contains(s.Condition.Message, "在庫情報参照") || strings.Contains(s.Condition.Message, testToken) {
+		t.Errorf("message must name 在庫情報参照 and never the token: %q", s.Condition.Message)
+	}
+	if got := testutil.ToFloat64(getMetrics().pulls.WithLabelValues("startup", OutcomeConfigError)) - before; got != 1 {
+		t.Errorf("pulls{startup,config_error} grew by %v, want 1", got)
+	}
+	// A busy shop keeps sending; the engine must not call Smaregi for each.
+	for range 50 {
+		e.RequestPull(testKey, TriggerSend)
+		e.scheduleDue()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := h.refCalls.Load(); got != 1 {
+		t.Fatalf("%d stock_ref calls while the function is off, want 1", got)
+	}
+	waitFor(t, 5*time.Second, "the condition in status", func() bool {
+		u, ok := status.last()
+		return ok && u.Condition.Reason == v1alpha1.ReasonFunctionDisabled
+	})
+
+	// The shop switches the function on and the platform team touches the
+	// object (new generation): the back-off is lifted at once.
+	if err := h.sim.SetAccount(smaregisim.Account{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := h.config()
+	cfg.Generation = 2
+	e.UpsertStore(cfg)
+	waitFor(t, 5*time.Second, "recovery", synced(e, testKey))
+	if d := mirrorDiff(t, h, testKey, "1"); d != "" {
+		t.Fatal(d)
+	}
+}
+
+func TestFullReconcileReportsDriftInStatusEventAndMetrics(t *testing.T) {
+	h := newHarness(t, nil)
+	rec := events.NewFakeRecorder(10)
+	e, status := newEngine(t, h, func(o *Options) { o.Recorder = rec })
+	run(t, e)
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
+	if ev := <-rec.Events; !strings.Contains(ev, "InitialImport") || !strings.Contains(ev, "50") {
+		t.Errorf("import event %q", ev)
+	}
+
+	h.clk.Advance(-time.Hour)
+	for _, p := range []string{"8000011", "8000012"} {
+		if _, err := h.sim.StockMovement(smaregisim.StockMovement{StoreID: "1", ProductID: p, Amount: 5, StockDivision: "05"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.clk.Advance(time.Hour)
+	e.RequestPull(testKey, TriggerFull)
+	waitFor(t, 5*time.Second, "drift to be recorded", func() bool {
+		s, _ := e.Snapshot(testKey)
+		return s.Drift == 2
+	})
+	select {
+	case ev := <-rec.Events:
+		for _, want := range []string{"DriftCorrected", "8000011 10→15", "8000012 10→15"} {
+			if !strings.Contains(ev, want) {
+				t.Errorf("drift event %q lacks %q", ev, want)
+			}
+		}
+		if strings.Contains(ev, testToken) {
+			t.Error("the event carries the token")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no drift event")
+	}
+	waitFor(t, 5*time.Second, "drift in status", func() bool {
+		u, ok := status.last()
+		return ok && u.Drift == 2 && !u.LastFullSyncTime.IsZero()
+	})
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(e.Collector())
+	want := `
+# HELP smaregi_mirror_drift_rows Rows the last full reconcile of a SmaregiStore had to correct.
+# TYPE smaregi_mirror_drift_rows gauge
+smaregi_mirror_drift_rows{name="store-1",namespace="shop"} 2
+# HELP smaregi_mirror_rows Stock rows in the mirror of a SmaregiStore.
+# TYPE smaregi_mirror_rows gauge
+smaregi_mirror_rows{name="store-1",namespace="shop"} 50
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "smaregi_mirror_rows", "smaregi_mirror_drift_rows"); err != nil {
+		t.Error(err)
+	}
+
+	// Deleting the store drops its rows and its series.
+	if err := e.RemoveStore(context.Background(), testKey); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(mirrorRows(t, h.inv, testKey)); n != 0 {
+		t.Errorf("%d mirror rows left after RemoveStore", n)
+	}
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
+		t.Errorf("%d series left after RemoveStore (%v)", n, err)
+	}
+}
+
+// countingStatus counts writes; the rate limit test drives the engine with
+// a fake clock and no running loops.
+type countingStatus struct{ n atomic.Int64 }
+
+func (c *countingStatus) WriteStatus(context.Context, StatusUpdate) error {
+	c.n.Add(1)
+	return nil
+}
