@@ -89,6 +89,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	// Every run starts a fresh control plane and simulator, so the mirror
+	// of the last run would describe objects that no longer exist.
+	if err := os.Remove(filepath.Join(state, "inventory.db")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	bin := filepath.Join(state, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return err
