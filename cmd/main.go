@@ -16,8 +16,8 @@ limitations under the License.
 
 // Command manager is the smaregi-operator: one controller-runtime manager
 // running the SmaregiStore controller, the receiver for Smaregi's sends (on
-// every replica) and the stock sync engine (on the leader), over one
-// inventory store.
+// every replica), the hub API (every replica) and the stock sync engine (on
+// the leader), over one inventory store.
 package main
 
 import (
@@ -31,6 +31,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	_ "k8s.io/client-go/plugin/pkg/client/auth" // cloud auth providers in kubeconfigs
 	"k8s.io/utils/clock"
@@ -42,6 +43,7 @@ import (
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/controller"
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	_ "github.com/stocksync/smaregi-operator/internal/inventory/boltstore" // bolt:// backend
 	_ "github.com/stocksync/smaregi-operator/internal/inventory/pgstore"   // postgres:// backend
@@ -75,6 +77,7 @@ type config struct {
 	smaregiRateBurst     int
 	receiverMaxBodyBytes int64
 	inventoryURL         string
+	apiAddr              string
 	syncWorkers          int
 }
 
@@ -97,6 +100,8 @@ func main() {
 	flag.StringVar(&c.inventoryURL, "inventory", "bolt:///var/lib/smaregi-operator/inventory.db",
 		"Where stock mirrors and accepted sends are kept: bolt:///path/file.db (embedded, one replica) "+
 			"or postgres://user:pass@host/db (several replicas; the schema is created and migrated automatically).")
+	flag.StringVar(&c.apiAddr, "api-bind-address", hubapi.DefaultBindAddress,
+		"The address of the hub API (stock, availability, adjustments; Kubernetes bearer tokens); 0 disables it.")
 	flag.IntVar(&c.syncWorkers, "sync-workers", mirror.DefaultWorkers, "Stores pulled from Smaregi at once.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
@@ -197,6 +202,29 @@ func run(ctx context.Context, c config) error {
 	}
 	if err := mgr.Add(receiver); err != nil {
 		return fmt.Errorf("add receiver: %w", err)
+	}
+
+	if c.apiAddr != "0" {
+		kube, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("kubernetes clientset for the hub API: %w", err)
+		}
+		hub, err := hubapi.New(hubapi.Options{
+			BindAddress: c.apiAddr,
+			Reader:      mgr.GetClient(),
+			APIReader:   mgr.GetAPIReader(),
+			Limiters:    limiters,
+			Authn:       kube.AuthenticationV1().TokenReviews(),
+			Authz:       kube.AuthorizationV1().SubjectAccessReviews(),
+			Store:       inv,
+			Log:         ctrl.Log.WithName("hub-api"),
+		})
+		if err != nil {
+			return fmt.Errorf("create hub API: %w", err)
+		}
+		if err := mgr.Add(hub); err != nil {
+			return fmt.Errorf("add hub API: %w", err)
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
