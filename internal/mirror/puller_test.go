@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -200,5 +201,26 @@ func TestFullReconcileFindsBackOfficeDrift(t *testing.T) {
 	}
 	if d := mirrorDiff(t, h, testKey, "1"); d != "" {
 		t.Fatalf("after the full reconcile: %s", d)
+	}
+}
+
+func TestUnreachableSmaregiIsTransient(t *testing.T) {
+	h := newHarness(t, nil)
+	cfg := h.config()
+	cfg.Endpoint = "http://127.0.0.1:1/access/" // nothing listens on port 1
+	r, err := h.readers()(ReaderConfig{Endpoint: cfg.Endpoint, ContractID: testContract, AccessToken: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = newPuller(h, DefaultOverlap).incremental(context.Background(), testKey, "1", r, 0)
+	if err == nil {
+		t.Fatal("pull from a closed port succeeded")
+	}
+	f := classify(err, cfg)
+	if f.reason != "Unreachable" || f.config || f.outcome != OutcomeTransientError {
+		t.Errorf("classified as %+v (%v)", f, err)
+	}
+	if strings.Contains(f.message, testToken) || strings.Contains(err.Error(), testToken) {
+		t.Error("the token leaked into the error or the message")
 	}
 }

@@ -22,6 +22,14 @@ import (
 // SmaregiStore controller's, so their workqueue metrics do not mix).
 const ControllerName = "smaregistore-mirror"
 
+// RBAC of the engine: it reads SmaregiStores and the credential Secrets they
+// name (uncached, one Get per token TTL), applies its part of their status
+// and emits events.
+// +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores,verbs=get;list;watch
+// +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/status,verbs=get;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 // SetupWithManager adds the engine to mgr as a leader-only runnable, a
 // controller that keeps the engine's store registry in step with the
 // SmaregiStore objects, and the per-store metrics collector. Options left

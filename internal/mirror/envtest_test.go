@@ -1,0 +1,110 @@
+package mirror
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/testenv"
+)
+
+// TestEngineAgainstKubeAPIServer runs the engine in a manager against a real
+// kube-apiserver: the watch fills the registry, the token comes from the
+// Secret, status is applied under the engine's own field manager without
+// touching another manager's condition, and deleting the store drops its
+// mirror rows.
+func TestEngineAgainstKubeAPIServer(t *testing.T) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Skip("KUBEBUILDER_ASSETS not set: run `make test` or export KUBEBUILDER_ASSETS=$(hack/build-controlplane.sh)")
+	}
+	cfg, stop := testenv.Start(t)
+	defer stop()
+	h := newHarness(t, nil)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{Inventory: h.inv, Readers: h.readers(), Tick: 20 * time.Millisecond, StatusInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}()
+
+	live, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(live.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testKey.Namespace}}))
+	must(live.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testKey.Namespace, Name: "smaregi-credentials"},
+		Data: map[string][]byte{"accessToken": []byte(testToken)}}))
+	store := &v1alpha1.SmaregiStore{ObjectMeta: metav1.ObjectMeta{Namespace: testKey.Namespace, Name: testKey.Name},
+		Spec: v1alpha1.SmaregiStoreSpec{ContractID: testContract, StoreID: "1", Endpoint: h.endpoint,
+			CredentialsRef: v1alpha1.SecretKeyReference{Name: "smaregi-credentials"}}}
+	must(live.Create(ctx, store))
+	// The SmaregiStore controller's condition, under its manager.
+	other := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "SmaregiStore",
+		"metadata": map[string]any{"namespace": testKey.Namespace, "name": testKey.Name},
+		"status": map[string]any{"conditions": []any{map[string]any{"type": v1alpha1.ReceiverReadyCondition,
+			"status": "True", "reason": v1alpha1.ReasonKeyProvisioned, "message": "m",
+			"lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}}},
+	}}
+	must(live.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(other), client.FieldOwner("smaregi-operator"), client.ForceOwnership))
+
+	var got v1alpha1.SmaregiStore
+	waitFor(t, 30*time.Second, "status.inventory and InventorySynced", func() bool {
+		if err := live.Get(ctx, client.ObjectKeyFromObject(store), &got); err != nil {
+			return false
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.InventorySyncedCondition)
+		return c != nil && c.Status == metav1.ConditionTrue && got.Status.Inventory != nil &&
+			got.Status.Inventory.SKUs == 50 && got.Status.Inventory.LastFullSyncTime != nil
+	})
+	if meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ReceiverReadyCondition) == nil {
+		t.Error("the engine's apply removed the controller's ReceiverReady condition")
+	}
+	if d := mirrorDiff(t, h, testKey, "1"); d != "" {
+		t.Fatal(d)
+	}
+	owners := map[string]bool{}
+	for _, mf := range got.ManagedFields {
+		if mf.Subresource == "status" {
+			owners[mf.Manager] = true
+		}
+	}
+	if !owners[FieldManager] || !owners["smaregi-operator"] {
+		t.Errorf("status managers %v, want both %s and smaregi-operator", owners, FieldManager)
+	}
+
+	must(live.Delete(ctx, store))
+	waitFor(t, 30*time.Second, "mirror rows to be removed", func() bool {
+		return len(mirrorRows(t, h.inv, testKey)) == 0
+	})
+}
