@@ -23,6 +23,8 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +110,11 @@ func Open(path string) (*Store, error) { return OpenWithOptions(path, Options{})
 
 // OpenWithOptions opens the store file at path.
 func OpenWithOptions(path string, opts Options) (*Store, error) {
+	// The default path (/var/lib/smaregi-operator/…) is on an empty volume
+	// or a developer's machine: create the directory rather than fail.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("boltstore: creating the directory of %s: %w", path, err)
+	}
 	// The timeout turns "another process holds the file" into an error
 	// instead of a hang.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/inventory/boltstore"
@@ -56,4 +57,19 @@ func BenchmarkFullSync100k(b *testing.B) {
 	}
 	defer st.Close()
 	inventorytest.BenchmarkFullSync(b, st, 100_000)
+}
+
+// The operator's default path lives in a directory that may not exist yet
+// (an empty volume, a developer's machine): Open creates it.
+func TestOpenCreatesDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "var", "lib", "smaregi-operator", "inventory.db")
+	st, err := boltstore.Open(path)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	defer func() { _ = st.Close() }()
+	key := inventory.StoreKey{Namespace: "ns", Name: "shop"}
+	if _, err := st.ApplyPull(context.Background(), key, []inventory.Row{{ProductID: "8000001", StockAmount: 3}}, time.Time{}); err != nil {
+		t.Fatalf("ApplyPull on the new file: %v", err)
+	}
 }
