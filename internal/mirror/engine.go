@@ -804,6 +804,12 @@ func (e *Engine) sync(ctx context.Context, key inventory.StoreKey) {
 			e.log.Error(err, "clearing the dirty mark", "store", key.String())
 		}
 	}
+	// Adjustments applied in Smaregi before this pull began are now in the
+	// mirror's rows, so the hub API must stop subtracting them as pending;
+	// now was read before the pull started, so nothing is marked early.
+	if _, err := e.inv.MarkAdjustmentsReflected(ctx, key, now); err != nil {
+		e.log.Error(err, "marking adjustments reflected in the mirror", "store", key.String())
+	}
 	log := e.log.WithValues("store", key.String(), "kind", kind, "trigger", trig)
 	if full {
 		e.reportFull(log, cfg, res, initial)

@@ -287,3 +287,43 @@ func (c *countingStatus) WriteStatus(context.Context, StatusUpdate) error {
 	c.n.Add(1)
 	return nil
 }
+
+// An adjustment applied in Smaregi is subtracted from availability as pending
+// until a pull that started after it was applied has brought it into the
+// mirror; counting it in both places would understate stock, dropping it
+// earlier would overstate it.
+func TestPullMarksAppliedAdjustmentsReflected(t *testing.T) {
+	h := newHarness(t, nil)
+	e, _ := newEngine(t, h, nil)
+	run(t, e)
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
+
+	ctx := context.Background()
+	adj := inventory.Adjustment{Key: testKey, ID: "order-1", Lines: []inventory.AdjustmentLine{{ProductID: "8000003", Quantity: -2}}}
+	adj.Fingerprint = inventory.CanonicalFingerprint(adj.Reason, adj.Lines)
+	if _, _, err := h.inv.SubmitAdjustment(ctx, adj); err != nil {
+		t.Fatalf("SubmitAdjustment: %v", err)
+	}
+	at := inventory.Attempt{Key: testKey, ID: "attempt-1", AdjustmentIDs: []string{"order-1"},
+		Rows: []inventory.AttemptRow{{ProductID: "8000003", Amount: -2}}, StartedAt: time.Now()}
+	if err := h.inv.BeginAttempt(ctx, at); err != nil {
+		t.Fatalf("BeginAttempt: %v", err)
+	}
+	if err := h.inv.FinishAttempt(ctx, testKey, at.ID, inventory.AttemptResult{Applied: true, At: time.Now()}); err != nil {
+		t.Fatalf("FinishAttempt: %v", err)
+	}
+	pending := func() int64 {
+		d, err := h.inv.PendingDeltas(ctx, testKey)
+		if err != nil {
+			t.Fatalf("PendingDeltas: %v", err)
+		}
+		return d["8000003"]
+	}
+	if got := pending(); got != -2 {
+		t.Fatalf("before a pull, pending delta of 8000003 = %d, want -2 (applied, not yet in the mirror)", got)
+	}
+	time.Sleep(10 * time.Millisecond) // the next pull must start after AppliedAt
+	e.RequestPull(testKey, TriggerAdjustment)
+	waitFor(t, 5*time.Second, "the pull to mark the adjustment reflected", func() bool { return pending() == 0 })
+}
