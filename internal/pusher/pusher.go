@@ -1,0 +1,261 @@
+// Package pusher applies adjustments (changes from other channels) to
+// Smaregi exactly once (design principle 3).
+//
+// Per store, one worker at a time: it gathers the pending adjustments
+// (waiting a short window so a burst shares one call), merges their lines
+// into one relative stock_upd row per product (division 15, at most 500
+// rows), records the attempt durably, sends it, and settles it:
+//
+//   - success: the adjustments are applied and the attempt done, in one
+//     transaction; the store gets a pull (OnApplied);
+//   - ambiguous (timeout, lost connection, opaque 5xx), or an attempt found
+//     open at start-up (the operator died mid-push): the attempt is decided
+//     from Smaregi's StockHistory (resolve.go explains how and what is
+//     guaranteed); until it is decided nothing else is sent for the store;
+//   - a definite rejection (a Smaregi error code): nothing was applied; a
+//     single adjustment is marked failed with Smaregi's reason, a batch of
+//     several is split in halves and resent until the culprits are alone;
+//   - configuration errors (13/14/21/22/23/24) and transient errors: the
+//     attempt is void (nothing was applied), the adjustments stay pending
+//     and the store backs off (long for configuration errors).
+//
+// The Pusher is a controller-runtime Runnable that needs leader election:
+// two pushers on one store could each resolve the other's attempt wrongly.
+package pusher
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+)
+
+// Target is where and as whom a store's adjustments are sent.
+type Target struct {
+	Endpoint    string
+	ContractID  string
+	StoreID     string
+	AccessToken string
+}
+
+// Targets looks up a store's target; the integrator adapts the sync
+// engine's registry of stores to it. An error leaves the store's work
+// pending and is retried with back-off.
+type Targets interface {
+	Target(ctx context.Context, key inventory.StoreKey) (Target, error)
+}
+
+// Options configure a Pusher. Store and Targets are required.
+type Options struct {
+	Store   inventory.Store
+	Targets Targets
+	// Limiters is the process's shared registry (one limiter per contract).
+	Limiters *smaregi.LimiterRegistry
+	// HTTPClient, if set, is used by the Smaregi clients.
+	HTTPClient *http.Client
+	// RequestTimeout bounds one call (default smaregi.DefaultRequestTimeout).
+	RequestTimeout time.Duration
+	// ReadBackoff and MaxReadAttempts tune stock history reads.
+	ReadBackoff     smaregi.Backoff
+	MaxReadAttempts int
+
+	// Window is how long a woken worker waits for more adjustments before
+	// sending (default 25ms).
+	Window time.Duration
+	// SweepInterval is the safety-net scan for stores with pending work
+	// (default 30s).
+	SweepInterval time.Duration
+	// SkewMargin bounds the difference between this host's clock and
+	// Smaregi's, plus Smaregi's whole-second times (default 5s). It widens
+	// the history window read to resolve an attempt.
+	SkewMargin time.Duration
+	// ResolveDelay is waited before the first history read of a resolution,
+	// in case Smaregi's history lags its stock (default 500ms).
+	ResolveDelay time.Duration
+	// Backoff after a transient failure or an undecidable resolution,
+	// doubling from Initial to Max (defaults 250ms, 30s).
+	Backoff smaregi.Backoff
+	// ConfigBackoff is the wait after a configuration error (default 5m).
+	ConfigBackoff time.Duration
+	// AttemptRetention keeps settled attempts (their history claims) this
+	// long (default 24h).
+	AttemptRetention time.Duration
+	// DisableMemo leaves the memo off the rows, for a Smaregi that rejects
+	// it; resolution then relies on (product, amount) order alone.
+	DisableMemo bool
+
+	// OnApplied is called (from the store's worker) after adjustments of
+	// the store were applied, so the integrator can ask for a pull.
+	OnApplied func(key inventory.StoreKey)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Window <= 0 {
+		o.Window = 25 * time.Millisecond
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = 30 * time.Second
+	}
+	if o.SkewMargin <= 0 {
+		o.SkewMargin = 5 * time.Second
+	}
+	if o.ResolveDelay < 0 {
+		o.ResolveDelay = 0
+	} else if o.ResolveDelay == 0 {
+		o.ResolveDelay = 500 * time.Millisecond
+	}
+	if o.Backoff.Initial <= 0 {
+		o.Backoff.Initial = 250 * time.Millisecond
+	}
+	if o.Backoff.Max <= 0 {
+		o.Backoff.Max = 30 * time.Second
+	}
+	if o.ConfigBackoff <= 0 {
+		o.ConfigBackoff = 5 * time.Minute
+	}
+	if o.AttemptRetention <= 0 {
+		o.AttemptRetention = 24 * time.Hour
+	}
+	return o
+}
+
+// Pusher runs one worker per store with pending adjustments.
+type Pusher struct {
+	opts    Options
+	metrics *pusherMetrics
+
+	mu      sync.Mutex
+	workers map[inventory.StoreKey]*worker
+	ctx     context.Context // set by Start
+	wg      sync.WaitGroup
+}
+
+// New checks the options and returns a Pusher; Start runs it.
+func New(opts Options) (*Pusher, error) {
+	if opts.Store == nil || opts.Targets == nil {
+		return nil, errors.New("pusher: Store and Targets are required")
+	}
+	return &Pusher{opts: opts.withDefaults(), metrics: getMetrics(), workers: map[inventory.StoreKey]*worker{}}, nil
+}
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable: only the
+// leader pushes.
+func (p *Pusher) NeedLeaderElection() bool { return true }
+
+// Start implements manager.Runnable: it wakes a worker for every store with
+// pending work or an open attempt, then for every new adjustment and on
+// every sweep, until ctx ends; it returns after the workers stopped. Open
+// attempts of a worker stopped mid-push stay open for the next Start.
+func (p *Pusher) Start(ctx context.Context) error {
+	logger := log.FromContext(ctx).WithName("pusher")
+	ctx = log.IntoContext(ctx, logger)
+	p.mu.Lock()
+	p.ctx = ctx
+	p.mu.Unlock()
+	defer p.wg.Wait()
+
+	sub := p.opts.Store.SubscribeAdjustments(ctx)
+	p.sweep(ctx, logger)
+	tick := time.NewTicker(p.opts.SweepInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case key, ok := <-sub:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("pusher: adjustment feed closed (inventory store closed?)")
+			}
+			p.Kick(key)
+		case <-tick.C:
+			p.sweep(ctx, logger)
+		}
+	}
+}
+
+func (p *Pusher) sweep(ctx context.Context, logger logr.Logger) {
+	keys, err := p.opts.Store.StoresWithPendingAdjustments(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			logger.Error(err, "listing stores with pending adjustments")
+		}
+		return
+	}
+	for _, k := range keys {
+		p.Kick(k)
+	}
+}
+
+// Kick wakes the store's worker, starting one if needed. Before Start it
+// does nothing (Start's first sweep finds the work).
+func (p *Pusher) Kick(key inventory.StoreKey) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx == nil || p.ctx.Err() != nil {
+		return
+	}
+	if w := p.workers[key]; w != nil {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	w := &worker{p: p, key: key, wake: make(chan struct{}, 1)}
+	w.wake <- struct{}{}
+	p.workers[key] = w
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		w.run(p.ctx)
+	}()
+}
+
+// retire removes an idle worker unless it was woken meanwhile.
+func (p *Pusher) retire(w *worker) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-w.wake:
+		return false
+	default:
+	}
+	delete(p.workers, w.key)
+	return true
+}
+
+func newAttemptID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x-%s", time.Now().UnixNano(), hex.EncodeToString(b))
+}
+
+// client returns a Smaregi client for the store's current target.
+func (p *Pusher) client(ctx context.Context, key inventory.StoreKey) (*smaregi.Client, Target, error) {
+	t, err := p.opts.Targets.Target(ctx, key)
+	if err != nil {
+		return nil, t, fmt.Errorf("looking up the Smaregi target of %s: %w", key, err)
+	}
+	c, err := smaregi.New(smaregi.Options{
+		Endpoint: t.Endpoint, ContractID: t.ContractID, AccessToken: t.AccessToken,
+		HTTPClient: p.opts.HTTPClient, Limiters: p.opts.Limiters, RequestTimeout: p.opts.RequestTimeout,
+		Backoff: p.opts.ReadBackoff, MaxReadAttempts: p.opts.MaxReadAttempts,
+	})
+	if err != nil {
+		return nil, t, fmt.Errorf("Smaregi client for %s: %w", key, err)
+	}
+	return c, t, nil
+}

@@ -1,0 +1,220 @@
+package pusher
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+)
+
+func faulty(t testing.TB, h *harness) {
+	t.Helper()
+	if err := h.sim.SetFaults(smaregisim.Faults{ErrorRate: 0.2, HTMLErrorRate: 0.05, LostResponseRate: 0.1, LatencyMs: 3}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func generate(h *harness, n int, seed uint64) []inventory.Adjustment {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	adjs := make([]inventory.Adjustment, n)
+	for i := range adjs {
+		adjs[i] = randomAdjustment(rng, h.keys[i%len(h.keys)], fmt.Sprintf("order-%d", i))
+	}
+	return adjs
+}
+
+func testThousandUnderFaults(t *testing.T, disableMemo bool) {
+	h := newHarness(t, 3)
+	faulty(t, h)
+	var pulls atomic.Int64
+	before := testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedApplied)) +
+		testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedNotApplied))
+	h.start(t, func(o *Options) {
+		o.DisableMemo = disableMemo
+		o.OnApplied = func(inventory.StoreKey) { pulls.Add(1) }
+	})
+	adjs := generate(h, 1000, 1)
+	submitAll(t, h.inv, adjs)
+	waitSettled(t, h.inv, adjs, 50*time.Second)
+	verifyExactlyOnce(t, h, adjs, !disableMemo)
+	if pulls.Load() == 0 {
+		t.Error("OnApplied was never called")
+	}
+	resolved := testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedApplied)) +
+		testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedNotApplied)) - before
+	if resolved == 0 {
+		t.Error("no attempt was resolved from history: the faults did not exercise resolution")
+	}
+	for _, k := range h.keys {
+		if d, _ := h.inv.PendingDeltas(context.Background(), k); len(d) == 0 {
+			t.Errorf("%s: applied adjustments not yet pulled must still count in PendingDeltas", k)
+		}
+	}
+	t.Logf("resolved %v adjustments from history; %d OnApplied calls", resolved, pulls.Load())
+}
+
+// 1,000 adjustments over 3 stores with 20% errors, 5% HTML 502 pages, 10%
+// responses lost after applying and latency: every one applied exactly once.
+func TestThousandAdjustmentsUnderFaults(t *testing.T) { testThousandUnderFaults(t, false) }
+
+// The same without memos: resolution relies on (product, amount) order
+// alone, with many identical rows.
+func TestThousandAdjustmentsUnderFaultsWithoutMemo(t *testing.T) {
+	testThousandUnderFaults(t, true)
+}
+
+// A pusher stopped mid-run, and attempts left open by a crash at each point
+// (recorded but never sent; sent and applied but not settled), are finished
+// by a fresh pusher on the reopened file without applying anything twice.
+func TestKilledPusherResumes(t *testing.T) {
+	h := newHarness(t, 3)
+	adjs := generate(h, 600, 2)
+	ctx := context.Background()
+
+	// Crash states, made by hand on the first store: an attempt recorded,
+	// sent and applied but never settled (the operator died before the
+	// answer), and later one recorded but never sent.
+	key := h.keys[0]
+	crash := []inventory.Adjustment{
+		{Key: key, ID: "crash-sent", Lines: []inventory.AdjustmentLine{{ProductID: product(0), Quantity: -1}}},
+		{Key: key, ID: "crash-unsent", Lines: []inventory.AdjustmentLine{{ProductID: product(0), Quantity: -1}}},
+	}
+	submitAll(t, h.inv, crash[:1])
+	sent := inventory.Attempt{Key: key, ID: "att-sent", AdjustmentIDs: []string{"crash-sent"},
+		Rows: inventory.MergeAttemptRows(crash[:1]), StartedAt: time.Now()}
+	if err := h.inv.BeginAttempt(ctx, sent); err != nil {
+		t.Fatal(err)
+	}
+	c, err := smaregi.New(smaregi.Options{Endpoint: h.endpoint, ContractID: testContract, AccessToken: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = h.sim.SetFaults(smaregisim.Faults{})
+	if _, err := c.UpdateStock(ctx, smaregi.Relative, []smaregi.StockUpdate{{StoreID: "1", ProductID: product(0), Amount: -1, Memo: inventory.AttemptMemo(sent.ID)}}); err != nil {
+		t.Fatal(err)
+	}
+	faults := smaregisim.Faults{ErrorRate: 0.2, LostResponseRate: 0.1, LatencyMs: 20}
+	if err := h.sim.SetFaults(faults); err != nil {
+		t.Fatal(err)
+	}
+
+	stop := h.start(t, nil)
+	submitAll(t, h.inv, adjs)
+	// Kill it once some but not all are applied.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n := 0
+		for _, a := range adjs {
+			if got, _, _ := h.inv.GetAdjustment(ctx, a.Key, a.ID); got.State == inventory.AdjustmentApplied {
+				n++
+			}
+		}
+		if n > len(adjs)/4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first pusher made no progress")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	if got, _, _ := h.inv.GetAdjustment(ctx, key, "crash-sent"); got.State != inventory.AdjustmentApplied {
+		t.Fatalf("crash-sent after the first pusher: %s, want applied from history", got.State)
+	}
+	// The unsent one has the same row as crash-sent and as many random
+	// adjustments: only its memo or history order tells them apart.
+	submitAll(t, h.inv, crash[1:])
+	unsent := inventory.Attempt{Key: key, ID: "att-unsent", AdjustmentIDs: []string{"crash-unsent"},
+		Rows: inventory.MergeAttemptRows(crash[1:]), StartedAt: time.Now()}
+	if err := h.inv.BeginAttempt(ctx, unsent); err != nil {
+		t.Fatal(err)
+	}
+	open := 0
+	for _, k := range h.keys {
+		ats, _ := h.inv.OpenAttempts(ctx, k)
+		open += len(ats)
+	}
+	pending := 0
+	for _, a := range adjs {
+		if got, _, _ := h.inv.GetAdjustment(ctx, a.Key, a.ID); got.State == inventory.AdjustmentPending {
+			pending++
+		}
+	}
+	t.Logf("killed with %d open attempts and %d pending adjustments", open, pending)
+	if pending == 0 {
+		t.Fatal("everything was applied before the kill; the test proves nothing")
+	}
+
+	h.reopen(t)
+	h.start(t, nil)
+	all := append(adjs, crash...)
+	waitSettled(t, h.inv, all, 50*time.Second)
+	verifyExactlyOnce(t, h, all, true)
+}
+
+// A product Smaregi does not know fails only the adjustment that names it,
+// even when it shares a call with others.
+func TestBadProductFailsOnlyItsAdjustment(t *testing.T) {
+	h := newHarness(t, 1)
+	key := h.keys[0]
+	var adjs []inventory.Adjustment
+	for i := 0; i < 9; i++ {
+		adjs = append(adjs, inventory.Adjustment{Key: key, ID: fmt.Sprintf("good-%d", i),
+			Lines: []inventory.AdjustmentLine{{ProductID: product(i), Quantity: -1}}})
+	}
+	bad := inventory.Adjustment{Key: key, ID: "bad", Lines: []inventory.AdjustmentLine{
+		{ProductID: product(1), Quantity: -2}, {ProductID: "9999999", Quantity: -1}}}
+	all := append(append([]inventory.Adjustment{}, adjs[:4]...), bad)
+	all = append(all, adjs[4:]...)
+	// All submitted before the pusher starts, so they share one call.
+	submitAll(t, h.inv, all)
+	h.start(t, nil)
+	waitSettled(t, h.inv, all, 20*time.Second)
+	got, _, _ := h.inv.GetAdjustment(context.Background(), key, "bad")
+	if got.State != inventory.AdjustmentFailed || !strings.Contains(got.FailureReason, "error_code 41") {
+		t.Fatalf("bad = %s %q, want failed with Smaregi's error 41", got.State, got.FailureReason)
+	}
+	if strings.Contains(got.FailureReason, testToken) {
+		t.Fatal("the failure reason leaks the token")
+	}
+	verifyExactlyOnce(t, h, adjs, true)
+}
+
+// A configuration error leaves adjustments pending; after the shop fixes
+// it they are applied.
+func TestConfigErrorKeepsPending(t *testing.T) {
+	h := newHarness(t, 1)
+	if err := h.sim.SetAccount(smaregisim.Account{DisabledFunctions: []string{"stock_upd"}}); err != nil {
+		t.Fatal(err)
+	}
+	adjs := generate(h, 5, 3)
+	submitAll(t, h.inv, adjs)
+	before := testutil.ToFloat64(getMetrics().calls.WithLabelValues(CallConfig))
+	h.start(t, func(o *Options) { o.ConfigBackoff = 300 * time.Millisecond })
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(getMetrics().calls.WithLabelValues(CallConfig)) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("no configuration error seen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, a := range adjs {
+		if got, _, _ := h.inv.GetAdjustment(context.Background(), a.Key, a.ID); got.State != inventory.AdjustmentPending {
+			t.Fatalf("%s = %s during a configuration error, want pending", a.ID, got.State)
+		}
+	}
+	if err := h.sim.SetAccount(smaregisim.Account{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, h.inv, adjs, 20*time.Second)
+	verifyExactlyOnce(t, h, adjs, true)
+}

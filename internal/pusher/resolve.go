@@ -1,0 +1,198 @@
+package pusher
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+)
+
+// How an ambiguous or interrupted push is decided (the exactly-once core).
+//
+// Facts relied on:
+//   - A stock_upd call applies all its rows or none (docs/smaregi-api.md,
+//     and the simulator), so one product's verdict is the call's verdict.
+//   - The pusher sends at most one call per store at a time and resolves an
+//     open attempt before sending anything else, so a store's applied
+//     attempts reached Smaregi in StartedAt order and an open attempt is the
+//     newest write of this operator to that store.
+//   - Each row carries the memo AttemptMemo(attempt ID). Where Smaregi keeps
+//     memos in StockHistory, a row names its attempt and the decision is
+//     exact, whatever other writers do.
+//
+// Where memos are not kept, rows are attributed by (product, amount), in
+// order: for each product, the unclaimed division-15 rows since the window
+// start are matched, oldest first, to the applied attempts that carry the
+// product and have no claim for it yet (in StartedAt order), and only then to the
+// open attempt. The window starts a clock-skew margin before the earliest
+// of those attempts, widened until it covers every applied attempt that
+// could have rows inside it, so a row that belongs to an earlier attempt
+// with identical rows is never taken for the open one's. Rows attributed
+// this way are stored as claims, so a later resolution starts from them.
+//
+// What remains possible without memos: another writer making a division-15
+// change of exactly the same product and amount inside the window (a second
+// integration writing the same shop) can be taken for ours, and then the
+// open attempt is held applied when it was not. With memos kept this cannot
+// happen. A history that contradicts itself (some products applied, others
+// not, or an applied attempt's row missing) is reported as undecidable: the
+// attempt stays open and nothing is resent, since guessing could apply twice.
+
+// errUndecidable says the history could not settle the attempt.
+var errUndecidable = errors.New("stock history does not settle the attempt")
+
+type resolution struct {
+	applied bool
+	claims  []string
+	earlier map[string][]string
+}
+
+const memoPrefix = "smaregi-operator "
+
+// Claims are stored as "<productID>/<history row ID>": an attempt may have
+// claims for some of its products only (a resolution reads the history of
+// its own attempt's products), so matching must know which.
+func claimOf(r smaregi.HistoryRow) string { return r.ProductID + "/" + r.ID }
+
+// claimedProducts returns the products an attempt has claimed rows for and
+// adds the claimed row IDs to rows.
+func claimedProducts(e inventory.Attempt, rows map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for _, c := range e.Claims {
+		p, id, ok := strings.Cut(c, "/")
+		if !ok {
+			continue
+		}
+		out[p] = true
+		if rows != nil {
+			rows[id] = true
+		}
+	}
+	return out
+}
+
+// decide settles attempt a from history rows (division 15, a's products,
+// since the window start, oldest first) and the store's applied attempts
+// that may have rows in the window (with or without claims).
+func decide(a inventory.Attempt, applied []inventory.Attempt, rows []smaregi.HistoryRow) (resolution, error) {
+	claimed := map[string]bool{}
+	for _, e := range applied {
+		claimedProducts(e, claimed)
+	}
+	memo := inventory.AttemptMemo(a.ID)
+	memosKept := false
+	var mine []smaregi.HistoryRow
+	free := rows[:0:0]
+	for _, r := range rows {
+		if claimed[r.ID] {
+			continue
+		}
+		if strings.HasPrefix(r.Memo, memoPrefix) {
+			memosKept = true
+		}
+		if r.Memo == memo {
+			mine = append(mine, r)
+		}
+		free = append(free, r)
+	}
+	if memosKept {
+		return decideByMemo(a, mine)
+	}
+	return decideByOrder(a, applied, free)
+}
+
+func decideByMemo(a inventory.Attempt, mine []smaregi.HistoryRow) (resolution, error) {
+	if len(mine) == 0 {
+		return resolution{}, nil
+	}
+	want := map[string]int64{}
+	for _, r := range a.Rows {
+		want[r.ProductID] = r.Amount
+	}
+	var res resolution
+	for _, r := range mine {
+		amt, ok := want[r.ProductID]
+		if !ok || amt != r.Amount {
+			return res, fmt.Errorf("%w: history row %s carries the attempt's memo but product %s amount %d", errUndecidable, r.ID, r.ProductID, r.Amount)
+		}
+		delete(want, r.ProductID)
+		res.claims = append(res.claims, claimOf(r))
+	}
+	if len(want) > 0 {
+		return resolution{}, fmt.Errorf("%w: %d of %d rows carry the attempt's memo (a call applies all or none)", errUndecidable, len(mine), len(a.Rows))
+	}
+	res.applied = true
+	return res, nil
+}
+
+func decideByOrder(a inventory.Attempt, applied []inventory.Attempt, free []smaregi.HistoryRow) (resolution, error) {
+	byProduct := map[string][]smaregi.HistoryRow{}
+	for _, r := range free {
+		byProduct[r.ProductID] = append(byProduct[r.ProductID], r)
+	}
+	earlier := make([]inventory.Attempt, 0, len(applied))
+	done := map[string]map[string]bool{} // attempt → products with claims
+	for _, e := range applied {
+		if e.ID != a.ID && !e.StartedAt.After(a.StartedAt) {
+			earlier = append(earlier, e)
+			done[e.ID] = claimedProducts(e, nil)
+		}
+	}
+	sort.SliceStable(earlier, func(i, j int) bool { return earlier[i].StartedAt.Before(earlier[j].StartedAt) })
+
+	res := resolution{earlier: map[string][]string{}}
+	yes, no := 0, 0
+	for _, ar := range a.Rows {
+		rs := byProduct[ar.ProductID]
+		next := func(from int, amount int64) int {
+			for j := from; j < len(rs); j++ {
+				if rs[j].Amount == amount {
+					return j
+				}
+			}
+			return -1
+		}
+		i := 0
+		for _, e := range earlier {
+			amt, ok := amountOf(e, ar.ProductID)
+			if !ok || done[e.ID][ar.ProductID] {
+				continue
+			}
+			j := next(i, amt)
+			if j < 0 {
+				return resolution{}, fmt.Errorf("%w: the row of earlier applied attempt %s for product %s is not in the window", errUndecidable, e.ID, ar.ProductID)
+			}
+			res.earlier[e.ID] = append(res.earlier[e.ID], claimOf(rs[j]))
+			i = j + 1
+		}
+		if j := next(i, ar.Amount); j >= 0 {
+			yes++
+			res.claims = append(res.claims, claimOf(rs[j]))
+		} else {
+			no++
+		}
+	}
+	switch {
+	case yes > 0 && no > 0:
+		return resolution{}, fmt.Errorf("%w: %d products show the attempt's change and %d do not (a call applies all or none)", errUndecidable, yes, no)
+	case yes > 0:
+		res.applied = true
+		return res, nil
+	default:
+		// Not applied: keep the attributions to earlier attempts anyway,
+		// they are facts.
+		res.claims = nil
+		return res, nil
+	}
+}
+
+func amountOf(a inventory.Attempt, productID string) (int64, bool) {
+	i := sort.Search(len(a.Rows), func(i int) bool { return a.Rows[i].ProductID >= productID })
+	if i < len(a.Rows) && a.Rows[i].ProductID == productID {
+		return a.Rows[i].Amount, true
+	}
+	return 0, false
+}

@@ -1,0 +1,400 @@
+package pusher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+)
+
+// readyScan bounds the adjustments read per batch decision; a batch holds at
+// most smaregi.MaxBatchSize products, so this is plenty.
+const readyScan = 2000
+
+// worker pushes one store's adjustments; one at a time per store.
+type worker struct {
+	p    *Pusher
+	key  inventory.StoreKey
+	wake chan struct{}
+
+	// isolate holds groups of adjustment IDs from a rejected batch, sent
+	// alone (split further on rejection) before anything else.
+	isolate  [][]string
+	failures int
+	pruned   bool
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	logger := log.FromContext(ctx).WithValues("store", w.key.String())
+	ctx = log.IntoContext(ctx, logger)
+	for {
+		// Let a burst gather so that it shares one call.
+		if !sleep(ctx, w.p.opts.Window) {
+			return
+		}
+		for {
+			select { // kicks from here on are seen by retire
+			case <-w.wake:
+			default:
+			}
+			wait, more, err := w.step(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				logger.Error(err, "pushing adjustments", "retryIn", wait.String())
+			}
+			if wait > 0 {
+				if !sleep(ctx, wait) {
+					return
+				}
+				continue
+			}
+			if !more {
+				break
+			}
+		}
+		if w.p.retire(w) {
+			return
+		}
+	}
+}
+
+func (w *worker) backoff() time.Duration {
+	b := w.p.opts.Backoff
+	ceil := b.Initial << min(w.failures, 16)
+	if ceil <= 0 || ceil > b.Max {
+		ceil = b.Max
+	}
+	w.failures++
+	return ceil/2 + time.Duration(rand.Int64N(int64(ceil/2)+1))
+}
+
+// step settles open attempts, then sends one batch. more reports whether
+// there may be more work; wait > 0 asks for a pause before the next step.
+func (w *worker) step(ctx context.Context) (wait time.Duration, more bool, err error) {
+	st := w.p.opts.Store
+	if !w.pruned {
+		if _, err := st.PruneAttempts(ctx, w.key, time.Now().Add(-w.p.opts.AttemptRetention)); err == nil {
+			w.pruned = true
+		}
+	}
+	opens, err := st.OpenAttempts(ctx, w.key)
+	if err != nil {
+		return w.backoff(), true, err
+	}
+	for _, a := range opens {
+		if err := w.resolve(ctx, a); err != nil {
+			return w.backoff(), true, err
+		}
+	}
+	adjs, err := w.nextBatch(ctx)
+	if err != nil || len(adjs) == 0 {
+		if err != nil {
+			return w.backoff(), true, err
+		}
+		return 0, false, nil
+	}
+	wait, err = w.push(ctx, adjs)
+	return wait, true, err
+}
+
+// nextBatch picks the adjustments of the next call: an isolation group if
+// any, else the oldest ready ones whose merged rows fit one call.
+func (w *worker) nextBatch(ctx context.Context) ([]inventory.Adjustment, error) {
+	st := w.p.opts.Store
+	for len(w.isolate) > 0 {
+		group := w.isolate[0]
+		w.isolate = w.isolate[1:]
+		var adjs []inventory.Adjustment
+		for _, id := range group {
+			a, ok, err := st.GetAdjustment(ctx, w.key, id)
+			if err != nil {
+				w.isolate = append([][]string{group}, w.isolate...)
+				return nil, err
+			}
+			if ok && a.State == inventory.AdjustmentPending {
+				adjs = append(adjs, a)
+			}
+		}
+		if len(adjs) > 0 {
+			return adjs, nil
+		}
+	}
+	ready, err := st.ReadyAdjustments(ctx, w.key, readyScan)
+	if err != nil {
+		return nil, err
+	}
+	products := map[string]bool{}
+	var out []inventory.Adjustment
+	for _, a := range ready {
+		added := 0
+		for _, l := range a.Lines {
+			if !products[l.ProductID] {
+				added++
+			}
+		}
+		if len(products)+added > smaregi.MaxBatchSize {
+			if len(out) == 0 {
+				// Alone it is over the limit of one atomic call: it can
+				// never be applied all-or-nothing.
+				return []inventory.Adjustment{a}, nil
+			}
+			break
+		}
+		for _, l := range a.Lines {
+			products[l.ProductID] = true
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// settleCtx outlives the worker's context briefly, so that an outcome known
+// when the operator is told to stop is still recorded.
+func settleCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
+func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment) (time.Duration, error) {
+	st, m := w.p.opts.Store, w.p.metrics
+	rows := inventory.MergeAttemptRows(adjs)
+	at := inventory.Attempt{Key: w.key, ID: newAttemptID(), Rows: rows, StartedAt: time.Now()}
+	for _, a := range adjs {
+		at.AdjustmentIDs = append(at.AdjustmentIDs, a.ID)
+	}
+	if len(rows) > smaregi.MaxBatchSize {
+		if err := st.BeginAttempt(ctx, at); err != nil {
+			return w.backoff(), err
+		}
+		reason := fmt.Sprintf("the adjustment changes %d products; one Smaregi update carries at most %d", len(rows), smaregi.MaxBatchSize)
+		return w.finishFailed(ctx, at, adjs, reason)
+	}
+	if err := st.BeginAttempt(ctx, at); err != nil {
+		if errors.Is(err, inventory.ErrAttemptConflict) {
+			w.isolate = nil // the stored state moved on; start over from it
+			return 0, nil
+		}
+		return w.backoff(), err
+	}
+	if len(rows) == 0 {
+		// The lines cancel out: applied without a call.
+		return 0, w.finishApplied(ctx, at, adjs, inventory.AttemptResult{}, OutcomeApplied)
+	}
+	c, t, err := w.p.client(ctx, w.key)
+	if err != nil {
+		sctx, cancel := settleCtx(ctx)
+		defer cancel()
+		if ferr := st.FinishAttempt(sctx, w.key, at.ID, inventory.AttemptResult{}); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+		return w.backoff(), err
+	}
+	upd := make([]smaregi.StockUpdate, len(rows))
+	for i, r := range rows {
+		upd[i] = smaregi.StockUpdate{StoreID: t.StoreID, ProductID: r.ProductID, Amount: r.Amount,
+			StockDivision: smaregi.DefaultStockDivision}
+		if !w.p.opts.DisableMemo {
+			upd[i].Memo = inventory.AttemptMemo(at.ID)
+		}
+	}
+	_, err = c.UpdateStock(ctx, smaregi.Relative, upd)
+	switch {
+	case err == nil:
+		m.calls.WithLabelValues(CallOK).Inc()
+		w.failures = 0
+		return 0, w.finishApplied(ctx, at, adjs, inventory.AttemptResult{}, OutcomeApplied)
+	case smaregi.IsAmbiguous(err):
+		m.calls.WithLabelValues(CallAmbiguous).Inc()
+		if ctx.Err() != nil {
+			return 0, nil // stays open: the next Start resolves it
+		}
+		log.FromContext(ctx).V(1).Info("ambiguous stock_upd; resolving from stock history", "attempt", at.ID, "error", err.Error())
+		if err := w.resolve(ctx, at); err != nil {
+			return w.backoff(), err
+		}
+		return 0, nil
+	}
+	// Not applied: void the attempt (failing adjustments where Smaregi
+	// rejected a lone one).
+	var wait time.Duration
+	res := inventory.AttemptResult{}
+	switch {
+	case smaregi.IsConfigError(err):
+		m.calls.WithLabelValues(CallConfig).Inc()
+		wait = w.p.opts.ConfigBackoff
+	case smaregi.IsTransient(err):
+		m.calls.WithLabelValues(CallTransient).Inc()
+		wait = w.backoff()
+	default:
+		// A definite rejection (Smaregi's error code) or a row this client
+		// refused before sending: in both cases nothing was applied.
+		m.calls.WithLabelValues(CallRejected).Inc()
+		if len(adjs) == 1 {
+			return w.finishFailed(ctx, at, adjs, safeReason(err))
+		}
+		half := len(at.AdjustmentIDs) / 2
+		w.isolate = append([][]string{at.AdjustmentIDs[:half], at.AdjustmentIDs[half:]}, w.isolate...)
+		err = nil
+	}
+	sctx, cancel := settleCtx(ctx)
+	defer cancel()
+	if ferr := st.FinishAttempt(sctx, w.key, at.ID, res); ferr != nil {
+		return w.backoff(), errors.Join(err, ferr)
+	}
+	if err != nil {
+		err = fmt.Errorf("stock_upd for %d adjustments not applied: %w", len(adjs), err)
+	}
+	return wait, err
+}
+
+// safeReason is what an adjustment's FailureReason shows: the client's
+// errors carry Smaregi's own message and never the token.
+func safeReason(err error) string {
+	var ae *smaregi.APIError
+	if errors.As(err, &ae) {
+		return ae.Error()
+	}
+	return err.Error()
+}
+
+func (w *worker) finishFailed(ctx context.Context, at inventory.Attempt, adjs []inventory.Adjustment, reason string) (time.Duration, error) {
+	sctx, cancel := settleCtx(ctx)
+	defer cancel()
+	failed := make(map[string]string, len(adjs))
+	for _, a := range adjs {
+		failed[a.ID] = reason
+	}
+	if err := w.p.opts.Store.FinishAttempt(sctx, w.key, at.ID, inventory.AttemptResult{Failed: failed}); err != nil {
+		return w.backoff(), err
+	}
+	w.p.metrics.outcomes.WithLabelValues(OutcomeFailed).Add(float64(len(adjs)))
+	return 0, nil
+}
+
+func (w *worker) finishApplied(ctx context.Context, at inventory.Attempt, adjs []inventory.Adjustment, res inventory.AttemptResult, outcome string) error {
+	sctx, cancel := settleCtx(ctx)
+	defer cancel()
+	res.Applied, res.At = true, time.Now()
+	if err := w.p.opts.Store.FinishAttempt(sctx, w.key, at.ID, res); err != nil {
+		return err
+	}
+	m := w.p.metrics
+	m.outcomes.WithLabelValues(outcome).Add(float64(len(at.AdjustmentIDs)))
+	for _, a := range adjs {
+		m.latency.Observe(res.At.Sub(a.CreatedAt).Seconds())
+	}
+	if w.p.opts.OnApplied != nil {
+		w.p.opts.OnApplied(w.key)
+	}
+	return nil
+}
+
+// resolve decides an open attempt from Smaregi's stock history and settles
+// it. An error leaves it open; the caller backs off and tries again, and
+// sends nothing for the store meanwhile.
+func (w *worker) resolve(ctx context.Context, a inventory.Attempt) error {
+	st, opts := w.p.opts.Store, w.p.opts
+	if !sleep(ctx, opts.ResolveDelay-time.Since(a.StartedAt)) {
+		return ctx.Err()
+	}
+	c, t, err := w.p.client(ctx, w.key)
+	if err != nil {
+		return err
+	}
+	margin := opts.SkewMargin
+	products := make(map[string]bool, len(a.Rows))
+	ids := make([]string, 0, len(a.Rows))
+	for _, r := range a.Rows {
+		products[r.ProductID] = true
+		ids = append(ids, r.ProductID)
+	}
+	// Widen the window until every applied attempt that may have a row in
+	// it is fully inside it (resolve.go).
+	since := a.StartedAt.Add(-margin)
+	var applied []inventory.Attempt
+	for i := 0; ; i++ {
+		if i == 100 {
+			return fmt.Errorf("resolving attempt %s: %w: the window keeps widening", a.ID, errUndecidable)
+		}
+		applied, err = st.AppliedAttempts(ctx, w.key, since.Add(-margin))
+		if err != nil {
+			return fmt.Errorf("resolving attempt %s: %w", a.ID, err)
+		}
+		widest := since
+		for _, e := range applied {
+			if e.StartedAt.After(a.StartedAt) || !sharesUnclaimed(e, products) {
+				continue
+			}
+			if s := e.StartedAt.Add(-margin); s.Before(widest) {
+				widest = s
+			}
+		}
+		if !widest.Before(since) {
+			break
+		}
+		since = widest
+	}
+	var rows []smaregi.HistoryRow
+	err = c.StreamStockHistory(ctx, smaregi.HistoryQuery{
+		StoreID: t.StoreID, ProductIDs: ids, Since: since, StockDivision: smaregi.DefaultStockDivision,
+	}, func(page []smaregi.HistoryRow) error {
+		rows = append(rows, page...)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("resolving attempt %s: reading stock history: %w", a.ID, err)
+	}
+	res, err := decide(a, applied, rows)
+	if err != nil {
+		return fmt.Errorf("resolving attempt %s: %w", a.ID, err)
+	}
+	if res.applied {
+		adjs := make([]inventory.Adjustment, 0, len(a.AdjustmentIDs))
+		for _, id := range a.AdjustmentIDs {
+			if adj, ok, err := st.GetAdjustment(ctx, w.key, id); err == nil && ok {
+				adjs = append(adjs, adj)
+			}
+		}
+		return w.finishApplied(ctx, a, adjs, inventory.AttemptResult{Claims: res.claims, EarlierClaims: res.earlier}, OutcomeResolvedApplied)
+	}
+	sctx, cancel := settleCtx(ctx)
+	defer cancel()
+	if err := st.FinishAttempt(sctx, w.key, a.ID, inventory.AttemptResult{EarlierClaims: res.earlier}); err != nil {
+		return err
+	}
+	w.p.metrics.outcomes.WithLabelValues(OutcomeResolvedNotApplied).Add(float64(len(a.AdjustmentIDs)))
+	return nil
+}
+
+// sharesUnclaimed reports whether e carries one of products without a
+// claimed history row for it: only then must its row be matched.
+func sharesUnclaimed(e inventory.Attempt, products map[string]bool) bool {
+	claimed := claimedProducts(e, nil)
+	for _, r := range e.Rows {
+		if products[r.ProductID] && !claimed[r.ProductID] {
+			return true
+		}
+	}
+	return false
+}
