@@ -49,6 +49,12 @@ const (
 // ReceiverPathPrefix is the receiver's URL path before the route ID.
 const ReceiverPathPrefix = "/smaregi/v1/"
 
+// ResyncRequestAnnotation asks for a full reconcile of the store's stock now
+// rather than at the next spec.sync.fullResyncInterval. Set it to any new
+// value (a timestamp, say); status.inventory.lastHandledResyncRequest shows
+// the value once that reconcile has finished.
+const ResyncRequestAnnotation = "smaregi.stocksync.io/resync-requested-at"
+
 // ManagedByLabel and ManagedByValue mark objects this operator creates.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
@@ -257,6 +263,11 @@ type InventoryStatus struct {
 	// changes that no send and no incremental pull had brought in.
 	// +optional
 	Drift int64 `json:"drift"`
+
+	// LastHandledResyncRequest is the value of the resync-requested-at
+	// annotation whose full reconcile has finished.
+	// +optional
+	LastHandledResyncRequest string `json:"lastHandledResyncRequest,omitempty"`
 
 	// LastSendTime is when Smaregi last sent to the receiver for this store.
 	// +optional

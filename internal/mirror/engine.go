@@ -126,6 +126,12 @@ type StoreConfig struct {
 	// Synced is the InventorySynced condition found on the object, so that
 	// a restarted leader keeps its lastTransitionTime.
 	Synced *metav1.Condition
+	// ResyncRequest is the resync-requested-at annotation; HandledResync the
+	// request whose full reconcile status already reports. A request that
+	// differs from both the handled one and the one in hand asks for a full
+	// reconcile, so neither a restart nor a re-list repeats it.
+	ResyncRequest string
+	HandledResync string
 }
 
 // ConfigFromObject builds a StoreConfig from a SmaregiStore, with defaults.
@@ -142,6 +148,10 @@ func ConfigFromObject(obj *v1alpha1.SmaregiStore) StoreConfig {
 		PollInterval:       DefaultPollInterval,
 		FullResyncInterval: DefaultFullResyncInterval,
 		Suspend:            obj.Spec.Suspend,
+		ResyncRequest:      obj.Annotations[v1alpha1.ResyncRequestAnnotation],
+	}
+	if inv := obj.Status.Inventory; inv != nil {
+		cfg.HandledResync = inv.LastHandledResyncRequest
 	}
 	if d := obj.Spec.Sync.PollInterval; d != nil && d.Duration > 0 {
 		cfg.PollInterval = d.Duration
@@ -262,6 +272,9 @@ type storeState struct {
 	// under way may have been read before their change.
 	widen         time.Duration
 	fullRequested bool
+	// resyncInHand is the resync request a queued or running full reconcile
+	// answers; handledResync the last one a full reconcile finished.
+	resyncInHand, handledResync string
 
 	pending      triggerSet
 	inflight     bool
@@ -434,6 +447,12 @@ func (e *Engine) UpsertStore(cfg StoreConfig) {
 	st.known = true
 	if first {
 		st.pending |= trigStartup
+		st.handledResync = cfg.HandledResync
+	}
+	if r := cfg.ResyncRequest; r != "" && r != st.handledResync && r != st.resyncInHand {
+		st.resyncInHand = r
+		st.fullRequested = true
+		st.pending |= trigPoll
 	}
 	if changed && !first {
 		st.blockedUntil = time.Time{}
@@ -704,6 +723,10 @@ func (e *Engine) sync(ctx context.Context, key inventory.StoreKey) {
 	st.pending = 0
 	requested := st.fullRequested
 	st.fullRequested = false
+	resync := ""
+	if full {
+		resync = st.resyncInHand
+	}
 	st.inflight = true
 	st.inflightStart = now
 	st.covered = st.pendingSince
@@ -771,6 +794,9 @@ func (e *Engine) sync(ctx context.Context, key inventory.StoreKey) {
 	if full {
 		st.everFull = true
 		st.lastFull = end
+		if resync != "" {
+			st.handledResync = resync
+		}
 		st.fullDur = res.Duration
 		st.widen = res.Duration
 		st.skus = skus

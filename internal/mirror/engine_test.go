@@ -327,3 +327,50 @@ func TestPullMarksAppliedAdjustmentsReflected(t *testing.T) {
 	e.RequestPull(testKey, TriggerAdjustment)
 	waitFor(t, 5*time.Second, "the pull to mark the adjustment reflected", func() bool { return pending() == 0 })
 }
+
+// The resync-requested-at annotation runs a full reconcile once per value:
+// the handled value goes to status, and the same value seen again (a re-list,
+// a restarted leader reading status) asks for nothing.
+func TestResyncRequestRunsOneFullReconcilePerValue(t *testing.T) {
+	h := newHarness(t, nil)
+	e, status := newEngine(t, h, nil)
+	run(t, e)
+	cfg := h.config()
+	e.UpsertStore(cfg)
+	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
+
+	// A back-dated movement that no incremental pull would see.
+	h.clk.Advance(-time.Hour)
+	if _, err := h.sim.StockMovement(smaregisim.StockMovement{StoreID: "1", ProductID: "8000021", Amount: -3, StockDivision: "14"}); err != nil {
+		t.Fatal(err)
+	}
+	h.clk.Advance(time.Hour)
+
+	cfg.ResyncRequest = "2026-11-26T10:00:00Z"
+	e.UpsertStore(cfg)
+	waitFor(t, 5*time.Second, "the requested full reconcile to count the drift", func() bool {
+		s, _ := e.Snapshot(testKey)
+		return s.Drift == 1
+	})
+	waitFor(t, 5*time.Second, "status to report the request handled", func() bool {
+		u, ok := status.last()
+		return ok && u.LastHandledResync == cfg.ResyncRequest && u.Drift == 1
+	})
+	if d := mirrorDiff(t, h, testKey, "1"); d != "" {
+		t.Fatalf("mirror differs after the requested reconcile: %s", d)
+	}
+	first, _ := e.Snapshot(testKey)
+
+	// The same value again, as a re-list or a restarted leader (which reads
+	// the handled value from status) would present it.
+	cfg.HandledResync = cfg.ResyncRequest
+	e.UpsertStore(cfg)
+	e.RequestPull(testKey, TriggerPoll) // a pull happens, but an incremental one
+	waitFor(t, 5*time.Second, "the follow-up pull", func() bool {
+		s, _ := e.Snapshot(testKey)
+		return s.LastPull.After(first.LastPull)
+	})
+	if s, _ := e.Snapshot(testKey); !s.LastFullSync.Equal(first.LastFullSync) {
+		t.Errorf("the same resync request ran a second full reconcile (last full %s, was %s)", s.LastFullSync, first.LastFullSync)
+	}
+}

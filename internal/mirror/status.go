@@ -25,6 +25,9 @@ type StatusUpdate struct {
 	LastFullSyncTime     time.Time
 	LastFullSyncDuration time.Duration
 	LastSendTime         time.Time
+	// LastHandledResync is the resync request the last full reconcile
+	// answered; empty when none was made.
+	LastHandledResync string
 }
 
 // StatusWriter writes a StatusUpdate to the store's object.
@@ -75,6 +78,9 @@ func applyObject(u StatusUpdate) map[string]any {
 	putTime(inv, "lastPullTime", u.LastPullTime)
 	putTime(inv, "lastFullSyncTime", u.LastFullSyncTime)
 	putTime(inv, "lastSendTime", u.LastSendTime)
+	if u.LastHandledResync != "" {
+		inv["lastHandledResyncRequest"] = u.LastHandledResync
+	}
 	if u.LastFullSyncDuration > 0 {
 		inv["lastFullSyncDuration"] = u.LastFullSyncDuration.Round(time.Millisecond).String()
 	}
@@ -134,6 +140,7 @@ func (e *Engine) flushStatus(ctx context.Context) int {
 			Key: st.key, Condition: st.condition(), SKUs: st.skus, Drift: st.drift,
 			LastPullTime: st.lastPull, LastFullSyncTime: st.lastFull,
 			LastFullSyncDuration: st.fullDur, LastSendTime: st.lastSend,
+			LastHandledResync: st.handledResync,
 		})
 	}
 	e.mu.Unlock()

@@ -65,8 +65,9 @@ func (e *Engine) SetupWithManager(mgr ctrl.Manager) error {
 		Named(ControllerName).
 		// Status writes (the engine's own included) do not change what the
 		// engine needs, except the first sight, which Create covers; a new
-		// generation or labels/annotations (metadata) are what matter.
-		For(&v1alpha1.SmaregiStore{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// generation or annotations (a resync request) are what matter.
+		For(&v1alpha1.SmaregiStore{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Complete(&registryReconciler{e: e, c: mgr.GetClient()})
 	if err != nil {
 		return fmt.Errorf("mirror: building the %s controller: %w", ControllerName, err)
