@@ -140,8 +140,9 @@ type Attempt struct {
 	// FinishedAt is the local time the outcome became known; zero while open.
 	FinishedAt time.Time
 	State      AttemptState
-	// Claims are the IDs of the stock history rows attributed to this
-	// attempt; a later resolution never attributes them to another one.
+	// Claims name the stock history rows attributed to this attempt (opaque
+	// to the store; the pusher writes "<productID>/<history row ID>"); a
+	// later resolution never attributes them to another attempt.
 	Claims []string
 }
 
