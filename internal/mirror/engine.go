@@ -411,8 +411,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.log.Info("sync engine starting", "workers", e.opts.Workers, "dirtyStores", len(marks))
 
+	adjSub := e.inv.SubscribeAdjustments(subCtx)
+
 	var wg sync.WaitGroup
 	wg.Go(func() { e.subscribeLoop(ctx, sub) })
+	wg.Go(func() { e.adjustmentLoop(ctx, adjSub) })
 	wg.Go(func() { e.scheduleLoop(ctx) })
 	wg.Go(func() { e.statusLoop(ctx) })
 	for range e.opts.Workers {
@@ -483,6 +486,52 @@ func (e *Engine) RemoveStore(ctx context.Context, key inventory.StoreKey) error 
 		return fmt.Errorf("mirror: deleting the mirror of %s: %w", key, err)
 	}
 	return nil
+}
+
+// adjustmentLoop marks a store's status due when an adjustment is submitted
+// for it (on any replica), so status.inventory.pendingAdjustments follows the
+// outbox; the pusher's pull request after applying covers the way down.
+func (e *Engine) adjustmentLoop(ctx context.Context, sub <-chan inventory.StoreKey) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case key, ok := <-sub:
+			if !ok {
+				return
+			}
+			e.mu.Lock()
+			if st := e.stores[key]; st != nil && st.known {
+				st.statusDirty = true
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
+// Target returns what a caller needs to reach the store's Smaregi API — its
+// configuration and access token — for the adjustment pusher, which shares
+// the engine's registry and token cache rather than reading Secrets again.
+func (e *Engine) Target(ctx context.Context, key inventory.StoreKey) (StoreConfig, string, error) {
+	e.mu.Lock()
+	st := e.stores[key]
+	var cfg StoreConfig
+	known := st != nil && st.known
+	if known {
+		cfg = st.cfg
+	}
+	e.mu.Unlock()
+	if !known {
+		return StoreConfig{}, "", fmt.Errorf("mirror: no SmaregiStore %s is known", key)
+	}
+	if cfg.Suspend {
+		return StoreConfig{}, "", &CredentialsError{Message: fmt.Sprintf("SmaregiStore %s is suspended", key)}
+	}
+	token, err := e.tokens.Token(ctx, cfg)
+	if err != nil {
+		return StoreConfig{}, "", err
+	}
+	return cfg, token, nil
 }
 
 // RequestPull asks for a pull of the store, e.g. by the adjustment pusher

@@ -374,3 +374,27 @@ func TestResyncRequestRunsOneFullReconcilePerValue(t *testing.T) {
 		t.Errorf("the same resync request ran a second full reconcile (last full %s, was %s)", s.LastFullSync, first.LastFullSync)
 	}
 }
+
+// A submitted adjustment wakes a status write that reports it pending, with
+// its age; the outbox itself lives in the inventory store.
+func TestStatusReportsPendingAdjustments(t *testing.T) {
+	h := newHarness(t, nil)
+	e, status := newEngine(t, h, nil)
+	run(t, e)
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
+	if u, ok := status.last(); ok && u.PendingAdjustments != 0 {
+		t.Fatalf("pending before any adjustment: %d", u.PendingAdjustments)
+	}
+	adj := inventory.Adjustment{Key: testKey, ID: "order-9", Lines: []inventory.AdjustmentLine{{ProductID: "8000004", Quantity: -1}}}
+	adj.Fingerprint = inventory.CanonicalFingerprint(adj.Reason, adj.Lines)
+	stored, _, err := h.inv.SubmitAdjustment(context.Background(), adj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.clk.Advance(10 * time.Second) // past the status rate limit
+	waitFor(t, 5*time.Second, "status to report the pending adjustment", func() bool {
+		u, ok := status.last()
+		return ok && u.PendingAdjustments == 1 && u.OldestPending.Equal(stored.CreatedAt)
+	})
+}

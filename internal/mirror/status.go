@@ -28,6 +28,10 @@ type StatusUpdate struct {
 	// LastHandledResync is the resync request the last full reconcile
 	// answered; empty when none was made.
 	LastHandledResync string
+	// PendingAdjustments counts adjustments not yet applied in Smaregi;
+	// OldestPending is when the oldest of them was accepted.
+	PendingAdjustments int64
+	OldestPending      time.Time
 }
 
 // StatusWriter writes a StatusUpdate to the store's object.
@@ -78,6 +82,8 @@ func applyObject(u StatusUpdate) map[string]any {
 	putTime(inv, "lastPullTime", u.LastPullTime)
 	putTime(inv, "lastFullSyncTime", u.LastFullSyncTime)
 	putTime(inv, "lastSendTime", u.LastSendTime)
+	inv["pendingAdjustments"] = u.PendingAdjustments
+	putTime(inv, "oldestPendingAdjustmentTime", u.OldestPending)
 	if u.LastHandledResync != "" {
 		inv["lastHandledResyncRequest"] = u.LastHandledResync
 	}
@@ -146,6 +152,16 @@ func (e *Engine) flushStatus(ctx context.Context) int {
 	e.mu.Unlock()
 	written := 0
 	for _, u := range due {
+		// Read at write time, not kept in memory: the outbox lives in the
+		// inventory store and any replica's hub API adds to it. Without the
+		// figure the write waits, rather than publishing a wrong zero.
+		n, oldest, err := e.inv.PendingAdjustments(ctx, u.Key)
+		if err != nil {
+			e.log.Error(err, "reading pending adjustments for status; will retry", "store", u.Key.String())
+			e.markStatusDirty(u.Key)
+			continue
+		}
+		u.PendingAdjustments, u.OldestPending = n, oldest
 		if err := e.status.WriteStatus(ctx, u); err != nil {
 			if ctx.Err() != nil {
 				return written
@@ -157,14 +173,19 @@ func (e *Engine) flushStatus(ctx context.Context) int {
 			// Retried after StatusInterval, not at once: the update carries
 			// the condition too, and an API server in trouble should not be
 			// pressed harder.
-			e.mu.Lock()
-			if st := e.stores[u.Key]; st != nil {
-				st.statusDirty = true
-			}
-			e.mu.Unlock()
+			e.markStatusDirty(u.Key)
 			continue
 		}
 		written++
 	}
 	return written
+}
+
+// markStatusDirty has the store's status written again after StatusInterval.
+func (e *Engine) markStatusDirty(key inventory.StoreKey) {
+	e.mu.Lock()
+	if st := e.stores[key]; st != nil {
+		st.statusDirty = true
+	}
+	e.mu.Unlock()
 }
