@@ -16,8 +16,8 @@ limitations under the License.
 
 // Command manager is the smaregi-operator: one controller-runtime manager
 // running the SmaregiStore controller, the receiver for Smaregi's sends (on
-// every replica), the hub API (every replica) and the stock sync engine (on
-// the leader), over one inventory store.
+// every replica), the hub API (every replica), the stock sync engine and the
+// adjustment pusher (on the leader), over one inventory store.
 package main
 
 import (
@@ -48,6 +48,7 @@ import (
 	_ "github.com/stocksync/smaregi-operator/internal/inventory/boltstore" // bolt:// backend
 	_ "github.com/stocksync/smaregi-operator/internal/inventory/pgstore"   // postgres:// backend
 	"github.com/stocksync/smaregi-operator/internal/mirror"
+	"github.com/stocksync/smaregi-operator/internal/pusher"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/webhookserver"
 )
@@ -185,6 +186,21 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("set up sync engine: %w", err)
 	}
 
+	// The pusher applies other channels' adjustments to Smaregi exactly once
+	// (leader only), then asks the engine for a pull so the mirror shows them.
+	push, err := pusher.New(pusher.Options{
+		Store:     inv,
+		Targets:   pushTargets{engine},
+		Limiters:  limiters,
+		OnApplied: func(key inventory.StoreKey) { engine.RequestPull(key, mirror.TriggerAdjustment) },
+	})
+	if err != nil {
+		return fmt.Errorf("create adjustment pusher: %w", err)
+	}
+	if err := mgr.Add(push); err != nil {
+		return fmt.Errorf("add adjustment pusher: %w", err)
+	}
+
 	if err := webhookserver.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("set up receiver indexes: %w", err)
 	}
@@ -237,4 +253,16 @@ func run(ctx context.Context, c config) error {
 	setupLog.Info("starting manager", "receiver", c.receiverAddr, "receiverBaseURL", c.receiverBaseURL,
 		"inventory", inventory.RedactURL(c.inventoryURL))
 	return mgr.Start(ctx)
+}
+
+// pushTargets resolves a store for the pusher through the sync engine's
+// registry and token cache, so the credentials Secret is read in one place.
+type pushTargets struct{ e *mirror.Engine }
+
+func (p pushTargets) Target(ctx context.Context, key inventory.StoreKey) (pusher.Target, error) {
+	cfg, token, err := p.e.Target(ctx, key)
+	if err != nil {
+		return pusher.Target{}, err
+	}
+	return pusher.Target{Endpoint: cfg.Endpoint, ContractID: cfg.ContractID, StoreID: cfg.StoreID, AccessToken: token}, nil
 }
