@@ -70,6 +70,7 @@ type config struct {
 	secureMetrics        bool
 	enableHTTP2          bool
 	leaderElect          bool
+	leaderElectionNS     string
 	receiverAddr         string
 	receiverBaseURL      string
 	keyRotationGrace     time.Duration
@@ -88,6 +89,8 @@ func main() {
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
 	flag.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to (0 disables it).")
 	flag.BoolVar(&c.leaderElect, "leader-elect", false, "Enable leader election, ensuring only one active controller manager.")
+	flag.StringVar(&c.leaderElectionNS, "leader-election-namespace", "",
+		"Namespace of the leader election Lease; needed when running outside a cluster (in a Pod it defaults to the Pod's namespace).")
 	flag.BoolVar(&c.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorisation (TokenReview/SubjectAccessReview).")
 	flag.BoolVar(&c.enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server (off by default: HTTP/2 Stream Cancellation and Rapid Reset CVEs).")
 	flag.StringVar(&c.receiverAddr, "receiver-bind-address", ":8082", "The address the receiver for Smaregi's sends (API送信) listens on.")
@@ -131,11 +134,12 @@ func run(ctx context.Context, c config) error {
 	}
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsOpts,
-		HealthProbeBindAddress: c.probeAddr,
-		LeaderElection:         c.leaderElect,
-		LeaderElectionID:       "smaregi-operator.stocksync.io",
+		Scheme:                  scheme,
+		Metrics:                 metricsOpts,
+		HealthProbeBindAddress:  c.probeAddr,
+		LeaderElection:          c.leaderElect,
+		LeaderElectionID:        "smaregi-operator.stocksync.io",
+		LeaderElectionNamespace: c.leaderElectionNS,
 		// The receiver keeps serving while a new leader is elected, so a
 		// fast hand-over on shutdown loses nothing.
 		LeaderElectionReleaseOnCancel: true,
