@@ -43,13 +43,19 @@ import (
 	"syscall"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 )
@@ -58,6 +64,7 @@ type options struct {
 	stateDir     string
 	simAddr      string
 	receiverAddr string
+	apiAddr      string
 	products     int
 	timeout      time.Duration
 }
@@ -67,6 +74,7 @@ func main() {
 	flag.StringVar(&o.stateDir, "state-dir", ".demo", "directory for the kubeconfig, logs, binaries and the inventory file")
 	flag.StringVar(&o.simAddr, "sim-address", "127.0.0.1:9080", "where the Smaregi simulator listens")
 	flag.StringVar(&o.receiverAddr, "receiver-address", "127.0.0.1:8082", "where the operator's receiver listens")
+	flag.StringVar(&o.apiAddr, "api-address", "127.0.0.1:8083", "where the operator's hub API listens")
 	flag.IntVar(&o.products, "products", 1000, "products in the simulated shop")
 	flag.DurationVar(&o.timeout, "ready-timeout", 2*time.Minute, "how long to wait for the sample store to become Ready")
 	flag.Parse()
@@ -161,6 +169,7 @@ func run(ctx context.Context, o options) error {
 	op, err := startProcess(ctx, filepath.Join(state, "operator.log"), []string{"KUBECONFIG=" + kubeconfig},
 		filepath.Join(bin, "manager"),
 		"--receiver-bind-address", o.receiverAddr, "--receiver-base-url", "http://"+o.receiverAddr,
+		"--api-bind-address", o.apiAddr,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--inventory", "bolt://"+filepath.Join(state, "inventory.db"))
 	if err != nil {
@@ -197,6 +206,17 @@ func run(ctx context.Context, o options) error {
 	}
 	time.Sleep(3 * time.Second) // long enough for the sends and the pulls they trigger
 
+	step("a token for the hub API (ServiceAccount online-shop, ClusterRole hub-adjuster)")
+	token, err := hubToken(ctx, admin.Config(), kube)
+	if err != nil {
+		return err
+	}
+	tokenFile := filepath.Join(state, "hub-token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		return err
+	}
+	fmt.Println("    written to", tokenFile)
+
 	kubectl := filepath.Join(assets, "kubectl")
 	step("kubectl get smaregistores")
 	_ = runCmd(ctx, os.Stdout, kubectl, "--kubeconfig", kubeconfig, "get", "smaregistores", "-o", "wide")
@@ -212,9 +232,15 @@ func run(ctx context.Context, o options) error {
     kubectl smaregi setup shibuya
     curl -s -XPOST %s/_sim/sales -d '{"storeId":"1","lines":[{"productId":"8000003","quantity":1}]}'
     curl -s '%s/_sim/stock?storeId=1' | head -c 300
+  the hub API (docs/hub-api.md):
+    API=http://%s/api/v1/namespaces/default/smaregistores/shibuya; TOKEN=$(cat %s)
+    curl -s -H "Authorization: Bearer $TOKEN" "$API/stock?productId=8000001"
+    curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -XPOST "$API/adjustments" \
+      -d '{"id":"order-1","reason":"online order","lines":[{"productId":"8000001","quantity":-2}]}'
+    curl -s -H "Authorization: Bearer $TOKEN" "$API/adjustments/order-1"
     logs: %s, %s
 Press Ctrl-C to stop everything.
-`, kubeconfig, assets, bin, "http://"+o.simAddr, "http://"+o.simAddr, op.log, sim.log)
+`, kubeconfig, assets, bin, "http://"+o.simAddr, "http://"+o.simAddr, o.apiAddr, tokenFile, op.log, sim.log)
 
 	select {
 	case <-ctx.Done():
@@ -397,4 +423,45 @@ func simCall(ctx context.Context, simAddr, method, path string, in, out any) err
 		return json.Unmarshal(data, out)
 	}
 	return nil
+}
+
+// hubToken installs the hub ClusterRoles shipped in config/rbac, binds the
+// adjuster role to a ServiceAccount in default and returns a token for it,
+// as a platform team would for an online shop.
+func hubToken(ctx context.Context, cfg *rest.Config, kube client.Client) (string, error) {
+	for _, f := range []string{"hub_stock_viewer_role.yaml", "hub_adjuster_role.yaml"} {
+		data, err := os.ReadFile(filepath.Join("config", "rbac", f))
+		if err != nil {
+			return "", err
+		}
+		role := &rbacv1.ClusterRole{}
+		if err := yaml.UnmarshalStrict(data, role); err != nil {
+			return "", fmt.Errorf("%s: %w", f, err)
+		}
+		if err := kube.Create(ctx, role); err != nil {
+			return "", fmt.Errorf("create ClusterRole %s: %w", role.Name, err)
+		}
+	}
+	sa := &corev1.ServiceAccount{}
+	sa.Namespace, sa.Name = "default", "online-shop"
+	if err := kube.Create(ctx, sa); err != nil {
+		return "", fmt.Errorf("create ServiceAccount: %w", err)
+	}
+	rb := &rbacv1.RoleBinding{
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "hub-adjuster"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: sa.Namespace}},
+	}
+	rb.Namespace, rb.Name = "default", "online-shop-hub"
+	if err := kube.Create(ctx, rb); err != nil {
+		return "", fmt.Errorf("create RoleBinding: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("request a token: %w", err)
+	}
+	return tr.Status.Token, nil
 }
