@@ -324,7 +324,7 @@ func (s *Server) lookupRoute(ctx context.Context, routeID string) (*smaregiv1alp
 // authenticate checks the key parameter against the store's key Secret.
 func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smaregiv1alpha1.SmaregiStore, r *http.Request) (outcome, bool) {
 	unauthorized := refuse(http.StatusUnauthorized, ResultUnauthorized, "missing or wrong key parameter")
-	param, secretName, secretKey := keyLocation(store)
+	param, secretName, secretKey := store.ReceiverKeyLocation()
 	got := r.Form.Get(param)
 	if got == "" {
 		log.V(1).Info("refused a send: no key parameter", "parameter", param)
@@ -361,27 +361,6 @@ func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smare
 		log.V(1).Info("accepted the previous receiver key; the shop has not entered the rotated one yet")
 	}
 	return outcome{}, true
-}
-
-// keyLocation returns the form parameter carrying the key and where the key
-// is kept. Status is preferred, as it says what the controller actually
-// provisioned; the spec's defaults cover a status not yet written.
-func keyLocation(store *smaregiv1alpha1.SmaregiStore) (param, secretName, secretKey string) {
-	param = store.ReceiverParameterName()
-	secretName = store.ReceiverKeySecretName()
-	if rs := store.Status.Receiver; rs != nil {
-		if rs.ParameterName != "" {
-			param = rs.ParameterName
-		}
-		if rs.KeySecretRef != nil && rs.KeySecretRef.Name != "" {
-			secretName = rs.KeySecretRef.Name
-		}
-	}
-	secretKey = param
-	if rs := store.Status.Receiver; rs != nil && rs.KeySecretRef != nil && rs.KeySecretRef.Key != "" {
-		secretKey = rs.KeySecretRef.Key
-	}
-	return param, secretName, secretKey
 }
 
 // keyMatches compares digests, so the comparison takes the same time

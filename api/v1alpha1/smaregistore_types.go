@@ -366,6 +366,28 @@ func (in *SmaregiStore) EndpointURL() string {
 // ReceiverKeySecretName is the Secret holding the generated receiver key.
 func (in *SmaregiStore) ReceiverKeySecretName() string { return in.Name + "-receiver-key" }
 
+// ReceiverKeyLocation says where the receiver key is: the send parameter that
+// carries it, and the Secret and key holding its value. What status publishes
+// wins over the spec's defaults, because status names the Secret the key was
+// actually written to (the receiver and the setup helper must agree with it).
+func (in *SmaregiStore) ReceiverKeyLocation() (param, secretName, secretKey string) {
+	param, secretName = in.ReceiverParameterName(), in.ReceiverKeySecretName()
+	rs := in.Status.Receiver
+	if rs != nil && rs.ParameterName != "" {
+		param = rs.ParameterName
+	}
+	secretKey = param
+	if rs != nil && rs.KeySecretRef != nil {
+		if rs.KeySecretRef.Name != "" {
+			secretName = rs.KeySecretRef.Name
+		}
+		if rs.KeySecretRef.Key != "" {
+			secretKey = rs.KeySecretRef.Key
+		}
+	}
+	return param, secretName, secretKey
+}
+
 // +kubebuilder:object:root=true
 
 // SmaregiStoreList contains a list of SmaregiStore.

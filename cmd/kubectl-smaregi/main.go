@@ -167,7 +167,7 @@ func loadInput(ctx context.Context, r client.Reader, key types.NamespacedName) (
 		return setupguide.Input{}, fmt.Errorf("read SmaregiStore %s: %w", key, err)
 	}
 	in := setupguide.Input{Store: &store}
-	_, secretName, _ := setupguide.KeyLocation(&store)
+	_, secretName, _ := store.ReceiverKeyLocation()
 	var secret corev1.Secret
 	err := r.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: secretName}, &secret)
 	switch {

@@ -1,11 +1,11 @@
 package mirror
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/stocksync/smaregi-operator/internal/metricsreg"
 )
 
 type engineMetrics struct {
@@ -40,22 +40,12 @@ func getMetrics() *engineMetrics {
 				Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 			}),
 		}
-		m.pullDuration = registerOrReuse(m.pullDuration).(*prometheus.HistogramVec)
-		m.pulls = registerOrReuse(m.pulls).(*prometheus.CounterVec)
-		m.sendLag = registerOrReuse(m.sendLag).(prometheus.Histogram)
+		m.pullDuration = metricsreg.Register(m.pullDuration)
+		m.pulls = metricsreg.Register(m.pulls)
+		m.sendLag = metricsreg.Register(m.sendLag)
 		theMetrics = m
 	})
 	return theMetrics
-}
-
-func registerOrReuse(c prometheus.Collector) prometheus.Collector {
-	if err := metrics.Registry.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector
-		}
-	}
-	return c
 }
 
 var (

@@ -1,11 +1,11 @@
 package pusher
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/stocksync/smaregi-operator/internal/metricsreg"
 )
 
 // Outcome label values of smaregi_pusher_adjustments_total.
@@ -55,20 +55,10 @@ func getMetrics() *pusherMetrics {
 				Help: "stock_upd calls made by the pusher, by result (ok, rejected, ambiguous, transient, config_error).",
 			}, []string{"result"}),
 		}
-		m.latency = registerOrReuse(m.latency).(prometheus.Histogram)
-		m.outcomes = registerOrReuse(m.outcomes).(*prometheus.CounterVec)
-		m.calls = registerOrReuse(m.calls).(*prometheus.CounterVec)
+		m.latency = metricsreg.Register(m.latency)
+		m.outcomes = metricsreg.Register(m.outcomes)
+		m.calls = metricsreg.Register(m.calls)
 		theMetrics = m
 	})
 	return theMetrics
-}
-
-func registerOrReuse(c prometheus.Collector) prometheus.Collector {
-	if err := metrics.Registry.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector
-		}
-	}
-	return c
 }

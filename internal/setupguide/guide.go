@@ -44,27 +44,6 @@ func (e *NotReadyError) Error() string {
 		e.Store, strings.Join(e.Missing, "; "), e.Ready)
 }
 
-// KeyLocation returns the send parameter that carries the receiver key and
-// the Secret name and key that hold it: status first, since it says what the
-// controller provisioned, then the spec's defaults. It mirrors the
-// receiver's own look-up (webhookserver), which must agree with it.
-func KeyLocation(store *smaregiv1alpha1.SmaregiStore) (param, secretName, secretKey string) {
-	param = store.ReceiverParameterName()
-	secretName = store.ReceiverKeySecretName()
-	rs := store.Status.Receiver
-	if rs != nil && rs.ParameterName != "" {
-		param = rs.ParameterName
-	}
-	if rs != nil && rs.KeySecretRef != nil && rs.KeySecretRef.Name != "" {
-		secretName = rs.KeySecretRef.Name
-	}
-	secretKey = param
-	if rs != nil && rs.KeySecretRef != nil && rs.KeySecretRef.Key != "" {
-		secretKey = rs.KeySecretRef.Key
-	}
-	return param, secretName, secretKey
-}
-
 // Render writes the guide to w. It returns a *NotReadyError when the store
 // has no receiver URL or key yet (the send settings are then replaced by
 // what is missing and why), or a write error.
@@ -78,7 +57,7 @@ func Render(w io.Writer, in Input) error {
 	}
 	st := in.Store
 	g := &guide{w: w}
-	param, secretName, secretKey := KeyLocation(st)
+	param, secretName, secretKey := st.ReceiverKeyLocation()
 	url := ""
 	if st.Status.Receiver != nil {
 		url = st.Status.Receiver.URL

@@ -1,11 +1,11 @@
 package smaregi
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/stocksync/smaregi-operator/internal/metricsreg"
 )
 
 // Outcome label values of smaregi_client_requests_total.
@@ -49,27 +49,12 @@ func getMetrics() *clientMetrics {
 				Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10},
 			}),
 		}
-		m.requests = registerOrReuse(m.requests).(*prometheus.CounterVec)
-		m.duration = registerOrReuse(m.duration).(*prometheus.HistogramVec)
-		m.limitWait = registerOrReuse(m.limitWait).(prometheus.Histogram)
+		m.requests = metricsreg.Register(m.requests)
+		m.duration = metricsreg.Register(m.duration)
+		m.limitWait = metricsreg.Register(m.limitWait)
 		theMetrics = m
 	})
 	return theMetrics
-}
-
-// registerOrReuse tolerates a collector already registered under the same
-// name and shape (say, by another package exposing the same series): the
-// existing one is used so counts are not split.
-func registerOrReuse(c prometheus.Collector) prometheus.Collector {
-	if err := metrics.Registry.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector
-		}
-		// Any other error is a programming error in the descriptors above;
-		// serve metrics unregistered rather than crash the operator.
-	}
-	return c
 }
 
 // outcomeOf maps a call's error to its outcome label.
