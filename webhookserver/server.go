@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/httpserve"
 )
 
 // Defaults for Options left zero.
@@ -147,10 +148,9 @@ func (s *Server) Handler() http.Handler { return s }
 // Start listens on Options.BindAddress and serves until ctx is done, then
 // shuts down gracefully.
 func (s *Server) Start(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.opts.BindAddress)
+	ln, err := httpserve.Listen(ctx, s.opts.BindAddress, "Smaregi sends")
 	if err != nil {
-		return fmt.Errorf("listen for Smaregi sends on %s: %w", s.opts.BindAddress, err)
+		return err
 	}
 	return s.Serve(ctx, ln)
 }
@@ -167,25 +167,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 	}
-	s.log.Info("serving Smaregi sends", "address", ln.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve Smaregi sends on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shut down the Smaregi send receiver: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve Smaregi sends on %s: %w", ln.Addr(), err)
-	}
-	s.log.Info("stopped serving Smaregi sends")
-	return nil
+	return httpserve.Serve(ctx, srv, ln, s.opts.ShutdownTimeout, "Smaregi sends", s.log)
 }
 
 // outcome is the answer to one request.

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/httpserve"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 )
@@ -190,10 +191,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Start listens on Options.BindAddress and serves until ctx is done.
 func (s *Server) Start(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.opts.BindAddress)
+	ln, err := httpserve.Listen(ctx, s.opts.BindAddress, "the hub API")
 	if err != nil {
-		return fmt.Errorf("listen for the hub API on %s: %w", s.opts.BindAddress, err)
+		return err
 	}
 	return s.Serve(ctx, ln)
 }
@@ -209,26 +209,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      s.opts.WriteTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	s.log.Info("serving the hub API", "address", ln.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve the hub API on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shut down the hub API: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve the hub API on %s: %w", ln.Addr(), err)
-	}
-	s.log.Info("stopped serving the hub API")
-	return nil
+	return httpserve.Serve(ctx, srv, ln, s.opts.ShutdownTimeout, "the hub API", s.log)
 }
 
 // statusWriter records the status code for the metrics.
