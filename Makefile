@@ -57,10 +57,17 @@ test: manifests generate fmt vet ## Run every test: unit, envtest (real kube-api
 	 go test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: ## Run the benchmarks (figures printed; targets in README).
+bench: ## Run the benchmarks (figures printed; what they mean in docs/benchmarks.md).
 	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
 	 export SMAREGI_TEST_POSTGRES_URL="$${SMAREGI_TEST_POSTGRES_URL:-$$(hack/postgres.sh start)}"; \
-	 go test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./...
+	 sampled='^Benchmark(RecordSend|SendToMirrorLag|AdjustmentToApplied|HandlerStockSend|HTTPStockSend)$$'; \
+	 repeated='^BenchmarkFullReconcile100k$$'; \
+	 echo ">> every benchmark once (-benchtime 1x), except those run below"; \
+	 go test -run '^$$' -bench . -skip "$$sampled|$$repeated" -benchmem -benchtime 1x -timeout 30m ./...; \
+	 echo ">> one op = one send, sale or adjustment: 2000 of each, for rates and percentiles"; \
+	 go test -run '^$$' -bench "$$sampled" -benchmem -benchtime 2000x -timeout 30m ./...; \
+	 echo ">> first op = initial import, then 2 reconciles of 100 drifted rows"; \
+	 go test -run '^$$' -bench "$$repeated" -benchmem -benchtime 3x -timeout 30m ./internal/mirror/
 
 .PHONY: postgres
 postgres: ## Install (from Debian's packages) and start a throwaway local PostgreSQL; print its URL.
