@@ -166,7 +166,8 @@ type operator struct {
 
 type operatorConfig struct {
 	receiverAddr, apiAddr, metricsAddr string
-	inventory                          string // bolt:// URL; kept across restarts
+	inventory                          string   // bolt:// or postgres:// URL; kept across restarts
+	extraArgs                          []string // appended to the command line
 }
 
 func newOperatorConfig(t *testing.T) operatorConfig {
@@ -191,6 +192,7 @@ func startOperator(t *testing.T, c operatorConfig) *operator {
 		"--metrics-bind-address", c.metricsAddr, "--metrics-secure=false",
 		"--health-probe-bind-address", "0",
 		"--inventory", c.inventory)
+	cmd.Args = append(cmd.Args, c.extraArgs...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
