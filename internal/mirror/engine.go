@@ -572,6 +572,13 @@ func (e *Engine) trigger(key inventory.StoreKey, t triggerSet) {
 
 // noteSend records sends for lastSendTime and the lag metric.
 func (e *Engine) noteSend(key inventory.StoreKey, receivedAt time.Time) {
+	// A follower's engine does not run: the leader learns of the send from
+	// the dirty feed and syncs it. Noted here, the send would stay pending
+	// until this replica leads, and its first pull would then report a lag
+	// as long as this replica had followed.
+	if !e.started.Load() {
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.noteSendLocked(e.stateLocked(key), receivedAt)

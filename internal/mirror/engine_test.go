@@ -398,3 +398,39 @@ func TestStatusReportsPendingAdjustments(t *testing.T) {
 		return ok && u.PendingAdjustments == 1 && u.OldestPending.Equal(stored.CreatedAt)
 	})
 }
+
+// A replica's receiver records sends while its engine follows (not started).
+// When that replica later leads, those sends were synced long ago by the old
+// leader and must not be reported as send→mirror lag.
+func TestSendsSeenWhileFollowingReportNoLagOnTakeover(t *testing.T) {
+	h := newHarness(t, nil)
+	var lags []time.Duration
+	var lagMu sync.Mutex
+	e, _ := newEngine(t, h, func(o *Options) {
+		o.OnSendSynced = func(_ inventory.StoreKey, d time.Duration) {
+			lagMu.Lock()
+			lags = append(lags, d)
+			lagMu.Unlock()
+		}
+	})
+	// Following: the sink records, the engine is not running.
+	if err := e.Sink().Accept(context.Background(), sendFor("while-following", testKey)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	// The old leader synced it and cleared the mark before this one leads.
+	if marks, err := h.inv.Dirty(context.Background()); err != nil || len(marks) != 1 {
+		t.Fatalf("dirty marks %v, %v", marks, err)
+	} else if _, err := h.inv.ClearDirty(context.Background(), testKey, marks[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+
+	run(t, e) // takes over
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "the first pull as leader", synced(e, testKey))
+	lagMu.Lock()
+	defer lagMu.Unlock()
+	if len(lags) != 0 {
+		t.Fatalf("a send synced by the previous leader was reported as lag %v", lags)
+	}
+}
