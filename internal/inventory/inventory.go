@@ -38,6 +38,15 @@ type StoreKey struct {
 
 func (k StoreKey) String() string { return k.Namespace + "/" + k.Name }
 
+// CompareStoreKeys orders keys by namespace, then name, in byte order: the
+// order of Store.Stores.
+func CompareStoreKeys(a, b StoreKey) int {
+	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
+}
+
 // ParseStoreKey is the inverse of StoreKey.String. Kubernetes namespaces and
 // names never contain a slash, so the first slash splits them.
 func ParseStoreKey(s string) (StoreKey, error) {
@@ -196,6 +205,13 @@ type Store interface {
 	// DeleteStore removes the store's mirror, summary, dirty mark,
 	// adjustments and push attempts.
 	DeleteStore(ctx context.Context, key StoreKey) error
+	// Stores lists, sorted by namespace then name (byte order), every store
+	// the inventory holds data for: a mirror summary or rows, a dirty mark,
+	// or adjustments and push attempts; what DeleteStore would remove. The
+	// sync engine compares it with the SmaregiStore objects to remove the
+	// data of stores deleted while no operator watched. Send records are
+	// not per-store data (retention removes them) and do not count.
+	Stores(ctx context.Context) ([]StoreKey, error)
 
 	// RecordSend durably records an accepted send and marks its targets dirty
 	// in the same commit; it returns only once that commit is on disk.

@@ -66,6 +66,7 @@ func Run(t *testing.T, newStorage NewStorage) {
 		{"RetentionPrunesOldSends", testRetention},
 		{"ClosedStoreFails", testClosed},
 	}
+	tests = append(tests, storesTests...)
 	for _, tc := range append(tests, adjustmentTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStorage(t))
