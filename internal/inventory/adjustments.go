@@ -212,6 +212,16 @@ type AdjustmentStore interface {
 	FinishAttempt(ctx context.Context, key StoreKey, attemptID string, res AttemptResult) error
 	// PruneAttempts deletes settled attempts that finished before cutoff.
 	PruneAttempts(ctx context.Context, key StoreKey, cutoff time.Time) (int, error)
+	// PruneAdjustments deletes the store's settled adjustments that no
+	// longer matter to availability: applied ones already reflected in the
+	// mirror whose AppliedAt is before cutoff, and failed ones created
+	// before cutoff. It never deletes a pending adjustment (carried by an
+	// open attempt or not) nor an applied one not yet reflected. It reads
+	// only what it deletes (an index ordered by time), so a call with
+	// nothing to delete is cheap. A deleted adjustment's ID is free again:
+	// a later submission with it creates a new adjustment, so the retention
+	// is the idempotency window.
+	PruneAdjustments(ctx context.Context, key StoreKey, cutoff time.Time) (int, error)
 }
 
 // MergeAttemptRows merges adjustment lines into one row per product, sorted

@@ -8,9 +8,14 @@ package boltstore
 //	adjustments/<ns>\x00<name>/unreflected/<id>         = "" (applied, not yet pulled)
 //	adjustments/<ns>\x00<name>/attempts/<id>            = JSON attempt
 //	adjustments/<ns>\x00<name>/open/<id>                = "" (open attempts)
+//	adjustments/<ns>\x00<name>/settled/<since µs><id>   = "" (prunable: failed, since
+//	                                                        CreatedAt; applied and
+//	                                                        reflected, since AppliedAt)
 //
 // The indexes keep every hot read proportional to the outbox, not to the
-// history of adjustments.
+// history of adjustments, and PruneAdjustments proportional to what it
+// deletes. A file written before the settled index existed gets it built
+// once, by the first write transaction that needs it.
 
 import (
 	"context"
@@ -33,7 +38,12 @@ var (
 	bucketUnreflected = []byte("unreflected")
 	bucketAttempts    = []byte("attempts")
 	bucketOpen        = []byte("open")
+	bucketSettled     = []byte("settled")
 )
+
+// pruneBatch bounds the adjustments PruneAdjustments deletes per write
+// transaction, so that a large backlog does not hold the writer long.
+const pruneBatch = 1000
 
 var _ inventory.AdjustmentStore = (*Store)(nil)
 
@@ -54,8 +64,10 @@ func pendingKey(created time.Time, id string) []byte {
 
 // adjBuckets returns the store's adjustment buckets, creating them when
 // create is set; nil when they do not exist and create is not set.
+// The settled index is nil in read-only transactions on a file written
+// before it existed; writers get it with settledIndex.
 type adjBuckets struct {
-	root, adj, pending, unreflected, attempts, open *bolt.Bucket
+	root, adj, pending, unreflected, attempts, open, settled *bolt.Bucket
 }
 
 func getAdjBuckets(tx *bolt.Tx, key inventory.StoreKey, create bool) (*adjBuckets, error) {
@@ -69,6 +81,7 @@ func getAdjBuckets(tx *bolt.Tx, key inventory.StoreKey, create bool) (*adjBucket
 		}
 		b.adj, b.pending, b.unreflected = b.root.Bucket(bucketAdj), b.root.Bucket(bucketPending), b.root.Bucket(bucketUnreflected)
 		b.attempts, b.open = b.root.Bucket(bucketAttempts), b.root.Bucket(bucketOpen)
+		b.settled = b.root.Bucket(bucketSettled)
 		return &b, nil
 	}
 	var err error
@@ -83,7 +96,61 @@ func getAdjBuckets(tx *bolt.Tx, key inventory.StoreKey, create bool) (*adjBucket
 			return nil, err
 		}
 	}
+	if err := b.settledIndex(); err != nil {
+		return nil, err
+	}
 	return &b, nil
+}
+
+// settledIndex sets b.settled, creating the bucket in a write transaction
+// when it is missing and indexing the adjustments settled before it existed
+// (a file from an older version: a one-time scan of the store).
+func (b *adjBuckets) settledIndex() error {
+	if b.settled != nil {
+		return nil
+	}
+	if b.settled = b.root.Bucket(bucketSettled); b.settled != nil {
+		return nil
+	}
+	var err error
+	if b.settled, err = b.root.CreateBucket(bucketSettled); err != nil {
+		return err
+	}
+	if b.adj == nil {
+		return nil
+	}
+	return b.adj.ForEach(func(k, v []byte) error {
+		var r adjRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decoding adjustment %q: %w", k, err)
+		}
+		if since, ok := prunableSince(&r); ok {
+			return b.settled.Put(pendingKey(since, r.ID), nil)
+		}
+		return nil
+	})
+}
+
+// prunableSince is the time from which an adjustment's retention runs, and
+// whether it is prunable at all: failed ones from their creation, applied
+// ones from their application once a pull reflected them; never a pending
+// one or one carried by an attempt.
+func prunableSince(r *adjRecord) (time.Time, bool) {
+	if r.Attempt != "" {
+		return time.Time{}, false
+	}
+	switch {
+	case r.State == inventory.AdjustmentFailed:
+		return r.CreatedAt, true
+	case r.State == inventory.AdjustmentApplied && r.Reflected:
+		return r.AppliedAt, true
+	}
+	return time.Time{}, false
+}
+
+// keyTime decodes the time prefix of a pending or settled index key.
+func keyTime(k []byte) time.Time {
+	return time.UnixMicro(int64(binary.BigEndian.Uint64(k[:8]))).UTC()
 }
 
 func getAdj(b *bolt.Bucket, id string) (*adjRecord, error) {
@@ -253,7 +320,7 @@ func (s *Store) PendingAdjustments(ctx context.Context, key inventory.StoreKey) 
 		}
 		n = int64(b.pending.Stats().KeyN)
 		if k, _ := b.pending.Cursor().First(); k != nil {
-			oldest = time.UnixMicro(int64(binary.BigEndian.Uint64(k[:8]))).UTC()
+			oldest = keyTime(k)
 		}
 		return nil
 	})
@@ -275,6 +342,9 @@ func (s *Store) MarkAdjustmentsReflected(ctx context.Context, key inventory.Stor
 		if err != nil || b == nil {
 			return err
 		}
+		if err := b.settledIndex(); err != nil {
+			return err
+		}
 		var done [][]byte
 		err = b.unreflected.ForEach(func(k, _ []byte) error {
 			rec, err := getAdj(b.adj, string(k))
@@ -288,6 +358,11 @@ func (s *Store) MarkAdjustmentsReflected(ctx context.Context, key inventory.Stor
 				rec.Reflected = true
 				if err := putAdj(b.adj, rec); err != nil {
 					return err
+				}
+				if since, ok := prunableSince(rec); ok {
+					if err := b.settled.Put(pendingKey(since, rec.ID), nil); err != nil {
+						return err
+					}
 				}
 			}
 			done = append(done, append([]byte(nil), k...))
@@ -480,6 +555,9 @@ func (s *Store) FinishAttempt(ctx context.Context, key inventory.StoreKey, attem
 		if a == nil || a.State != inventory.AttemptOpen {
 			return fmt.Errorf("attempt %s is not open: %w", attemptID, inventory.ErrAttemptConflict)
 		}
+		if err := b.settledIndex(); err != nil {
+			return err
+		}
 		mine := make(map[string]bool, len(a.AdjustmentIDs))
 		for _, id := range a.AdjustmentIDs {
 			mine[id] = true
@@ -515,6 +593,11 @@ func (s *Store) FinishAttempt(ctx context.Context, key inventory.StoreKey, attem
 			}
 			if err := putAdj(b.adj, rec); err != nil {
 				return err
+			}
+			if since, ok := prunableSince(rec); ok {
+				if err := b.settled.Put(pendingKey(since, id), nil); err != nil {
+					return err
+				}
 			}
 		}
 		a.State, a.FinishedAt = inventory.AttemptVoid, at
@@ -609,4 +692,86 @@ func (s *Store) PruneAttempts(ctx context.Context, key inventory.StoreKey, cutof
 		return 0, fmt.Errorf("boltstore: pruning attempts of %s: %w", key, err)
 	}
 	return n, nil
+}
+
+// PruneAdjustments implements inventory.AdjustmentStore. It walks the
+// settled index oldest first and stops at cutoff; when nothing is due it
+// commits no write transaction (no fsync).
+func (s *Store) PruneAdjustments(ctx context.Context, key inventory.StoreKey, cutoff time.Time) (int, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	cutoff = inventory.NormalizeTime(cutoff)
+	due := func(k []byte) bool { return k != nil && keyTime(k).Before(cutoff) }
+	total := 0
+	for {
+		var work bool
+		err := s.db.View(func(tx *bolt.Tx) error {
+			b, err := getAdjBuckets(tx, key, false)
+			if err != nil || b == nil {
+				return err
+			}
+			if b.settled == nil {
+				work = true // an older file: the index is built below
+				return nil
+			}
+			k, _ := b.settled.Cursor().First()
+			work = due(k)
+			return nil
+		})
+		if err != nil || !work {
+			if err != nil {
+				err = fmt.Errorf("boltstore: pruning adjustments of %s: %w", key, err)
+			}
+			return total, err
+		}
+		n, full := 0, false
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			n, full = 0, false
+			b, err := getAdjBuckets(tx, key, false)
+			if err != nil || b == nil {
+				return err
+			}
+			if err := b.settledIndex(); err != nil {
+				return err
+			}
+			var drop [][]byte
+			c := b.settled.Cursor()
+			for k, _ := c.First(); due(k); k, _ = c.Next() {
+				if len(drop) == pruneBatch {
+					full = true
+					break
+				}
+				drop = append(drop, append([]byte(nil), k...))
+			}
+			for _, k := range drop {
+				id := k[8:]
+				rec, err := getAdj(b.adj, string(id))
+				if err != nil {
+					return err
+				}
+				// The index entry is stale if the record is gone (or, which
+				// should never happen, is no longer prunable): drop only it.
+				if rec != nil {
+					if since, ok := prunableSince(rec); ok && since.Before(cutoff) {
+						if err := b.adj.Delete(id); err != nil {
+							return err
+						}
+						n++
+					}
+				}
+				if err := b.settled.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("boltstore: pruning adjustments of %s: %w", key, err)
+		}
+		total += n
+		if !full {
+			return total, nil
+		}
+	}
 }

@@ -468,3 +468,56 @@ func (s *Store) PruneAttempts(ctx context.Context, key inventory.StoreKey, cutof
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// pruneBatch bounds the rows one PruneAdjustments statement deletes per
+// kind, so that a large backlog is deleted in short transactions.
+const pruneBatch = 1000
+
+// pruneAdjustmentsSQL deletes up to $3 of each kind of prunable adjustment
+// of store $1 older than $2, oldest first. Each kind is found through its
+// partial index (migration 3) and the rows are deleted by primary key, so
+// the statement reads only what it deletes. The outer conditions repeat the
+// inner ones so that a row changed meanwhile is never deleted.
+const pruneAdjustmentsSQL = `
+	DELETE FROM inventory_adjustments
+	WHERE store_id = $1 AND id = ANY (ARRAY(
+		(SELECT id FROM inventory_adjustments
+		 WHERE store_id = $1 AND state = 'applied' AND reflected AND applied_at < $2
+		 ORDER BY applied_at LIMIT $3)
+		UNION ALL
+		(SELECT id FROM inventory_adjustments
+		 WHERE store_id = $1 AND state = 'failed' AND created_at < $2
+		 ORDER BY created_at LIMIT $3)))
+	  AND attempt_id IS NULL
+	  AND ((state = 'applied' AND reflected AND applied_at < $2)
+	       OR (state = 'failed' AND created_at < $2))`
+
+// PruneAdjustments implements inventory.AdjustmentStore.
+func (s *Store) PruneAdjustments(ctx context.Context, key inventory.StoreKey, cutoff time.Time) (int, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	var storeID int64
+	err := s.pool.QueryRow(ctx, `SELECT id FROM inventory_stores WHERE namespace = $1 AND name = $2`,
+		key.Namespace, key.Name).Scan(&storeID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: pruning adjustments of %s: %w", key, err)
+	}
+	cutoff = inventory.NormalizeTime(cutoff)
+	total := 0
+	for {
+		tag, err := s.pool.Exec(ctx, pruneAdjustmentsSQL, storeID, cutoff, pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("pgstore: pruning adjustments of %s: %w", key, err)
+		}
+		n := int(tag.RowsAffected())
+		total += n
+		// Fewer than a batch: both kinds are exhausted.
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}

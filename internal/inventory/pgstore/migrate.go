@@ -110,6 +110,14 @@ CREATE TABLE inventory_attempts (
 CREATE INDEX inventory_attempts_open ON inventory_attempts (store_id) WHERE state = 'open';
 CREATE INDEX inventory_attempts_finished ON inventory_attempts (store_id, finished_at);
 `,
+	// 3: adjustment retention. PruneAdjustments walks these, oldest first,
+	// and reads only what it deletes.
+	`
+CREATE INDEX inventory_adjustments_reflected ON inventory_adjustments (store_id, applied_at)
+	WHERE state = 'applied' AND reflected;
+CREATE INDEX inventory_adjustments_failed ON inventory_adjustments (store_id, created_at)
+	WHERE state = 'failed';
+`,
 }
 
 // migrationLock is the advisory lock key that serialises replicas starting

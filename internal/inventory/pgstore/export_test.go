@@ -1,0 +1,4 @@
+package pgstore
+
+// PruneAdjustmentsSQL lets the external tests EXPLAIN the retention query.
+const PruneAdjustmentsSQL = pruneAdjustmentsSQL
