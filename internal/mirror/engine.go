@@ -252,6 +252,10 @@ type Engine struct {
 
 	mu     sync.Mutex
 	stores map[inventory.StoreKey]*storeState
+
+	// onSweep, set by tests before Start, sees the start-up orphan sweep's
+	// outcome.
+	onSweep func(OrphanSweep, error)
 }
 
 // storeState is the engine's in-memory view of one store. Guarded by
@@ -418,6 +422,8 @@ func (e *Engine) Start(ctx context.Context) error {
 	wg.Go(func() { e.adjustmentLoop(ctx, adjSub) })
 	wg.Go(func() { e.scheduleLoop(ctx) })
 	wg.Go(func() { e.statusLoop(ctx) })
+	// Data of SmaregiStores deleted while no engine watched (sweepOrphans).
+	wg.Go(func() { e.runOrphanSweep(ctx) })
 	for range e.opts.Workers {
 		wg.Go(func() {
 			for e.processNext(ctx) {
@@ -473,7 +479,10 @@ func (e *Engine) UpsertStore(cfg StoreConfig) {
 }
 
 // RemoveStore forgets a store and deletes its mirror rows, for a deleted
-// SmaregiStore.
+// SmaregiStore. Its adjustments go too, pending ones included: the
+// SmaregiStore's deletion was seen, so it is taken as meant; dropping
+// adjustments not yet applied in Smaregi (orders: the shop's stock there is
+// then overstated) is logged as an error.
 func (e *Engine) RemoveStore(ctx context.Context, key inventory.StoreKey) error {
 	e.mu.Lock()
 	delete(e.stores, key)
@@ -481,6 +490,12 @@ func (e *Engine) RemoveStore(ctx context.Context, key inventory.StoreKey) error 
 	e.retry.Forget(key)
 	if e.tokens != nil {
 		e.tokens.Forget(key)
+	}
+	if n, oldest, err := e.inv.PendingAdjustments(ctx, key); err != nil {
+		e.log.Error(err, "counting the pending adjustments of a deleted SmaregiStore", "store", key.String())
+	} else if n > 0 {
+		e.log.Error(nil, "deleting a SmaregiStore dropped adjustments never applied in Smaregi; its stock there misses them",
+			"store", key.String(), "pendingAdjustments", n, "oldestPending", oldest)
 	}
 	if err := e.inv.DeleteStore(ctx, key); err != nil {
 		return fmt.Errorf("mirror: deleting the mirror of %s: %w", key, err)
