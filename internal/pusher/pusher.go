@@ -11,7 +11,9 @@
 //   - ambiguous (timeout, lost connection, opaque 5xx), or an attempt found
 //     open at start-up (the operator died mid-push): the attempt is decided
 //     from Smaregi's StockHistory (resolve.go explains how and what is
-//     guaranteed); until it is decided nothing else is sent for the store;
+//     guaranteed); until it is decided nothing else is sent for the store,
+//     and while it cannot be decided the store is counted in
+//     smaregi_pusher_blocked_stores (metrics.go);
 //   - a definite rejection (a Smaregi error code): nothing was applied; a
 //     single adjustment is marked failed with Smaregi's reason, a batch of
 //     several is split in halves and resent until the culprits are alone;
@@ -90,6 +92,17 @@ type Options struct {
 	// AttemptRetention keeps settled attempts (their history claims) this
 	// long (default 24h).
 	AttemptRetention time.Duration
+	// AdjustmentRetention keeps settled adjustments this long (default 30
+	// days; 0 means the default): an applied one from when it was applied
+	// and reflected in the mirror, a failed one from its submission.
+	// Pending adjustments, and applied ones no pull has reflected yet, are
+	// kept however old. This is the idempotency window of the hub API: once
+	// an adjustment is deleted, a request reusing its ID is a new
+	// adjustment and is applied again. Deletion is checked whenever a
+	// store's worker runs (at its start, then at most every SweepInterval),
+	// so an adjustment may outlive the retention by a little, or for long
+	// in a store that gets no new adjustments.
+	AdjustmentRetention time.Duration
 	// DisableMemo leaves the memo off the rows, for a Smaregi that rejects
 	// it; resolution then relies on (product, amount) order alone.
 	DisableMemo bool
@@ -97,6 +110,9 @@ type Options struct {
 	// OnApplied is called (from the store's worker) after adjustments of
 	// the store were applied, so the integrator can ask for a pull.
 	OnApplied func(key inventory.StoreKey)
+
+	// now is the clock of the stuck-store gauges (tests fix it).
+	now func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -126,6 +142,12 @@ func (o Options) withDefaults() Options {
 	if o.AttemptRetention <= 0 {
 		o.AttemptRetention = 24 * time.Hour
 	}
+	if o.AdjustmentRetention <= 0 {
+		o.AdjustmentRetention = 30 * 24 * time.Hour
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
 	return o
 }
 
@@ -138,6 +160,11 @@ type Pusher struct {
 	workers map[inventory.StoreKey]*worker
 	ctx     context.Context // set by Start
 	wg      sync.WaitGroup
+
+	// blocked holds, per store whose open attempt could not be resolved,
+	// that attempt's StartedAt; read at scrape time (metrics.go).
+	blockedMu sync.Mutex
+	blocked   map[inventory.StoreKey]time.Time
 }
 
 // New checks the options and returns a Pusher; Start runs it.
@@ -145,7 +172,8 @@ func New(opts Options) (*Pusher, error) {
 	if opts.Store == nil || opts.Targets == nil {
 		return nil, errors.New("pusher: Store and Targets are required")
 	}
-	return &Pusher{opts: opts.withDefaults(), metrics: getMetrics(), workers: map[inventory.StoreKey]*worker{}}, nil
+	return &Pusher{opts: opts.withDefaults(), metrics: getMetrics(), workers: map[inventory.StoreKey]*worker{},
+		blocked: map[inventory.StoreKey]time.Time{}}, nil
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: only the
@@ -162,6 +190,10 @@ func (p *Pusher) Start(ctx context.Context) error {
 	p.mu.Lock()
 	p.ctx = ctx
 	p.mu.Unlock()
+	// The gauges show this pusher's stores while it runs; a stopped pusher
+	// (a lost leadership) reports nothing.
+	stuck.add(p)
+	defer stuck.remove(p)
 	defer p.wg.Wait()
 
 	sub := p.opts.Store.SubscribeAdjustments(ctx)
@@ -258,4 +290,16 @@ func (p *Pusher) client(ctx context.Context, key inventory.StoreKey) (*smaregi.C
 		return nil, t, fmt.Errorf("Smaregi client for %s: %w", key, err)
 	}
 	return c, t, nil
+}
+
+// setBlocked records that the store's open attempt started at startedAt
+// could not be resolved; a zero startedAt clears the store.
+func (p *Pusher) setBlocked(key inventory.StoreKey, startedAt time.Time) {
+	p.blockedMu.Lock()
+	defer p.blockedMu.Unlock()
+	if startedAt.IsZero() {
+		delete(p.blocked, key)
+		return
+	}
+	p.blocked[key] = startedAt
 }

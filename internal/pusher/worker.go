@@ -27,7 +27,8 @@ type worker struct {
 	// alone (split further on rejection) before anything else.
 	isolate  [][]string
 	failures int
-	pruned   bool
+	// prunedAt is when retention last ran for the store (zero: not yet).
+	prunedAt time.Time
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -94,20 +95,18 @@ func (w *worker) backoff() time.Duration {
 // there may be more work; wait > 0 asks for a pause before the next step.
 func (w *worker) step(ctx context.Context) (wait time.Duration, more bool, err error) {
 	st := w.p.opts.Store
-	if !w.pruned {
-		if _, err := st.PruneAttempts(ctx, w.key, time.Now().Add(-w.p.opts.AttemptRetention)); err == nil {
-			w.pruned = true
-		}
-	}
+	w.prune(ctx)
 	opens, err := st.OpenAttempts(ctx, w.key)
 	if err != nil {
 		return w.backoff(), true, err
 	}
 	for _, a := range opens {
 		if err := w.resolve(ctx, a); err != nil {
+			w.unresolved(ctx, a)
 			return w.backoff(), true, err
 		}
 	}
+	w.p.setBlocked(w.key, time.Time{})
 	adjs, err := w.nextBatch(ctx)
 	if err != nil || len(adjs) == 0 {
 		if err != nil {
@@ -117,6 +116,32 @@ func (w *worker) step(ctx context.Context) (wait time.Duration, more bool, err e
 	}
 	wait, err = w.push(ctx, adjs)
 	return wait, true, err
+}
+
+// prune applies the retentions of settled attempts and adjustments: when
+// the worker starts, then at most every SweepInterval while it runs. A
+// failure is retried at the next step.
+func (w *worker) prune(ctx context.Context) {
+	o := w.p.opts
+	now := time.Now()
+	if !w.prunedAt.IsZero() && now.Sub(w.prunedAt) < o.SweepInterval {
+		return
+	}
+	_, errA := o.Store.PruneAttempts(ctx, w.key, now.Add(-o.AttemptRetention))
+	_, errB := o.Store.PruneAdjustments(ctx, w.key, now.Add(-o.AdjustmentRetention))
+	if errA == nil && errB == nil {
+		w.prunedAt = now
+	} else if ctx.Err() == nil {
+		log.FromContext(ctx).Error(errors.Join(errA, errB), "applying retention")
+	}
+}
+
+// unresolved records that open attempt a could not be settled: the store is
+// blocked (nothing else is sent) until a later resolution succeeds.
+func (w *worker) unresolved(ctx context.Context, a inventory.Attempt) {
+	if ctx.Err() == nil {
+		w.p.setBlocked(w.key, a.StartedAt)
+	}
 }
 
 // nextBatch picks the adjustments of the next call: an isolation group if
@@ -231,6 +256,7 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment) (time.Du
 		}
 		log.FromContext(ctx).V(1).Info("ambiguous stock_upd; resolving from stock history", "attempt", at.ID, "error", err.Error())
 		if err := w.resolve(ctx, at); err != nil {
+			w.unresolved(ctx, at)
 			return w.backoff(), err
 		}
 		return 0, nil
