@@ -81,6 +81,7 @@ type config struct {
 	inventoryURL         string
 	apiAddr              string
 	syncWorkers          int
+	adjustmentRetention  time.Duration
 }
 
 func main() {
@@ -106,6 +107,8 @@ func main() {
 			"or postgres://user:pass@host/db (several replicas; the schema is created and migrated automatically).")
 	flag.StringVar(&c.apiAddr, "api-bind-address", hubapi.DefaultBindAddress,
 		"The address of the hub API (stock, availability, adjustments; Kubernetes bearer tokens); 0 disables it.")
+	flag.DurationVar(&c.adjustmentRetention, "adjustment-retention", 30*24*time.Hour,
+		"How long settled adjustments are kept; this is also how long an adjustment id stays idempotent.")
 	flag.IntVar(&c.syncWorkers, "sync-workers", mirror.DefaultWorkers, "Stores pulled from Smaregi at once.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
@@ -193,10 +196,11 @@ func run(ctx context.Context, c config) error {
 	// The pusher applies other channels' adjustments to Smaregi exactly once
 	// (leader only), then asks the engine for a pull so the mirror shows them.
 	push, err := pusher.New(pusher.Options{
-		Store:     inv,
-		Targets:   pushTargets{engine},
-		Limiters:  limiters,
-		OnApplied: func(key inventory.StoreKey) { engine.RequestPull(key, mirror.TriggerAdjustment) },
+		Store:               inv,
+		Targets:             pushTargets{engine},
+		Limiters:            limiters,
+		AdjustmentRetention: c.adjustmentRetention,
+		OnApplied:           func(key inventory.StoreKey) { engine.RequestPull(key, mirror.TriggerAdjustment) },
 	})
 	if err != nil {
 		return fmt.Errorf("create adjustment pusher: %w", err)
