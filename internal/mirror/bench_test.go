@@ -3,13 +3,13 @@ package mirror
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stocksync/smaregi-operator/internal/heappeak"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 )
@@ -133,27 +133,7 @@ func BenchmarkFullReconcile100k(b *testing.B) {
 	r := h.reader(b)
 	ctx := context.Background()
 
-	runtime.GC()
-	var base runtime.MemStats
-	runtime.ReadMemStats(&base)
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
+	heap := heappeak.Start()
 
 	var total time.Duration
 	var drift int
@@ -184,10 +164,8 @@ func BenchmarkFullReconcile100k(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	close(stop)
-	<-sampled
+	heap.Report(b)
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/reconcile")
-	b.ReportMetric(float64(peak.Load()-min(peak.Load(), base.HeapInuse))/(1<<20), "peak-heap-MB")
 	if b.N > 1 {
 		b.ReportMetric(float64(drift)/float64(b.N-1), "drift/reconcile")
 	}

@@ -3,13 +3,13 @@ package inventorytest
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stocksync/smaregi-operator/internal/heappeak"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 )
 
@@ -94,27 +94,7 @@ func BenchmarkFullSync(b *testing.B, st inventory.Store, rows int) {
 		return d
 	}
 	sync(-1) // fill the mirror
-	runtime.GC()
-	var base runtime.MemStats
-	runtime.ReadMemStats(&base)
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapAlloc > peak.Load() {
-				peak.Store(ms.HeapAlloc)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
+	heap := heappeak.Start()
 	b.ResetTimer()
 	start := time.Now()
 	drift := 0
@@ -123,10 +103,7 @@ func BenchmarkFullSync(b *testing.B, st inventory.Store, rows int) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	close(stop)
-	<-done
+	heap.Report(b)
 	b.ReportMetric(elapsed.Seconds()/float64(b.N), "s/sync")
 	b.ReportMetric(float64(drift)/float64(b.N), "drift/sync")
-	b.ReportMetric(float64(peak.Load()-min(peak.Load(), base.HeapAlloc))/(1<<20), "peak-heap-growth-MB")
-	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
 }
