@@ -26,9 +26,11 @@ const (
 // Send is one authenticated send from Smaregi, parsed and routed. It is what
 // the receiver hands to a Sink.
 type Send struct {
-	// ID is the hex SHA-256 of proc_name + "\n" + params. Smaregi may deliver
-	// the same send twice (a manual resend after an error), so a Sink uses
-	// this as its dedupe key.
+	// ID is the hex SHA-256 of namespace, contract ID, proc_name and params
+	// (each but the last followed by "\n"). Smaregi may deliver the same send
+	// twice (a manual resend after an error), so a Sink uses this as its
+	// dedupe key; the namespace and contract keep two shops whose sends happen
+	// to be byte-identical (store 1, product 8000001, the same second) apart.
 	ID         string
 	Namespace  string
 	ContractID string

@@ -255,7 +255,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 	}
 
 	send := Send{
-		ID:           sendID(procName, params),
+		ID:           sendID(store.Namespace, store.Spec.ContractID, procName, params),
 		Namespace:    store.Namespace,
 		ContractID:   store.Spec.ContractID,
 		Route:        client.ObjectKeyFromObject(store),
@@ -412,10 +412,12 @@ func canonicalStoreID(id string) string {
 	return id
 }
 
-func sendID(procName, params string) string {
+func sendID(namespace, contractID, procName, params string) string {
 	h := sha256.New()
-	h.Write([]byte(procName))
-	h.Write([]byte("\n"))
+	for _, part := range []string{namespace, contractID, procName} {
+		h.Write([]byte(part))
+		h.Write([]byte("\n"))
+	}
 	h.Write([]byte(params))
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -185,7 +185,7 @@ func TestStockSendAcceptedParsedAndRouted(t *testing.T) {
 		t.Fatalf("sink holds %d sends, want 1", len(sends))
 	}
 	s := sends[0]
-	sum := sha256.Sum256([]byte(ProcStockSend + "\n" + stockParams))
+	sum := sha256.Sum256([]byte(nsShops + "\n" + "C1" + "\n" + ProcStockSend + "\n" + stockParams))
 	var resp response
 	if err := json.Unmarshal([]byte(got.body), &resp); err != nil {
 		t.Fatal(err)
@@ -569,5 +569,24 @@ func TestSecretReaderReadsTheKeys(t *testing.T) {
 	h2 := newHarness(t, nil, stores...)
 	if got := postForm(t, h2.url(routeA), sendForm(ProcStockSend, stockParams, "goqsystem_key", keyA)); got.status != http.StatusUnauthorized {
 		t.Fatalf("status = %d, want 401 with no key Secret", got.status)
+	}
+}
+
+// The dedupe key keeps a resend of the same send equal, and two shops whose
+// sends happen to be byte-identical apart.
+func TestSendIDSeparatesNamespacesAndContracts(t *testing.T) {
+	base := sendID("shops", "C1", ProcStockSend, stockParams)
+	if again := sendID("shops", "C1", ProcStockSend, stockParams); again != base {
+		t.Fatal("the same send got two IDs: a resend would not be recognised")
+	}
+	for _, other := range []string{
+		sendID("shops", "C2", ProcStockSend, stockParams),
+		sendID("other", "C1", ProcStockSend, stockParams),
+		sendID("shops", "C1", ProcTransactionSend, stockParams),
+		sendID("shopsC1", "", ProcStockSend, stockParams), // no ambiguity from concatenation
+	} {
+		if other == base {
+			t.Fatal("two different shops' sends share a dedupe key")
+		}
 	}
 }
