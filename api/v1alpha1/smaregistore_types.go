@@ -166,9 +166,10 @@ type SmaregiStoreSpec struct {
 	// +required
 	ContractID string `json:"contractID"`
 
-	// StoreID is the Smaregi store ID (店舗ID, up to 5 digits) whose stock
-	// this object mirrors. Immutable.
-	// +kubebuilder:validation:Pattern=`^[0-9]{1,5}$`
+	// StoreID is the Smaregi store ID (店舗ID, up to 5 digits, no leading
+	// zero: Smaregi answers "1" for store "01", and the two must match) whose
+	// stock this object mirrors. Immutable.
+	// +kubebuilder:validation:Pattern=`^(0|[1-9][0-9]{0,4})$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storeID is immutable"
 	// +required
 	StoreID string `json:"storeID"`
