@@ -836,12 +836,18 @@ func (e *Engine) sync(ctx context.Context, key inventory.StoreKey) {
 		return
 	}
 	skus := res.Drift.SKUs
+	// skusKnown says skus is a count to publish: a full pull counts the
+	// rows itself; an incremental one that changed rows reads the count
+	// back, and when that read fails the previous count stays (a zero
+	// would say the mirror emptied).
+	skusKnown := full
 	if !full && res.Changed > 0 {
 		sum, serr := e.inv.Summary(ctx, key)
 		if serr != nil {
-			e.log.Error(serr, "reading the mirror summary after a pull", "store", key.String())
+			e.log.Error(serr, "reading the mirror summary after a pull; keeping the previous SKU count", "store", key.String())
+		} else {
+			skus, skusKnown = sum.SKUs, true
 		}
-		skus = sum.SKUs
 	}
 	end := e.clock.Now()
 	e.metrics.pullDuration.WithLabelValues(kind).Observe(res.Duration.Seconds())
@@ -878,7 +884,7 @@ func (e *Engine) sync(ctx context.Context, key inventory.StoreKey) {
 		}
 	} else {
 		st.widen = 0
-		if res.Changed > 0 {
+		if skusKnown {
 			st.skus = skus
 		}
 	}

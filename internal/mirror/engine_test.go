@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -432,5 +433,70 @@ func TestSendsSeenWhileFollowingReportNoLagOnTakeover(t *testing.T) {
 	defer lagMu.Unlock()
 	if len(lags) != 0 {
 		t.Fatalf("a send synced by the previous leader was reported as lag %v", lags)
+	}
+}
+
+// summaryFailing is an inventory whose Summary fails once armed: after
+// passes more calls have succeeded. Unarmed (passes < 0) it never fails.
+type summaryFailing struct {
+	inventory.Store
+	passes atomic.Int64
+}
+
+func (s *summaryFailing) Summary(ctx context.Context, key inventory.StoreKey) (inventory.Summary, error) {
+	for {
+		n := s.passes.Load()
+		if n < 0 {
+			break
+		}
+		if n == 0 {
+			return inventory.Summary{}, errors.New("summary unavailable")
+		}
+		if s.passes.CompareAndSwap(n, n-1) {
+			break
+		}
+	}
+	return s.Store.Summary(ctx, key)
+}
+
+// An incremental pull that changed rows reads the SKU count back; when that
+// read fails, the previous count stays rather than dropping to zero.
+func TestFailedSummaryAfterAPullKeepsTheSKUCount(t *testing.T) {
+	h := newHarness(t, nil)
+	inv := &summaryFailing{Store: h.inv}
+	inv.passes.Store(-1)
+	e, status := newEngine(t, h, func(o *Options) { o.Inventory = inv })
+	run(t, e)
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
+	before, _ := e.Snapshot(testKey)
+	if before.SKUs != 50 {
+		t.Fatalf("after import: SKUs %d, want 50", before.SKUs)
+	}
+
+	// The incremental pull reads the watermark with Summary; the read of
+	// the count after it fails.
+	inv.passes.Store(1)
+	h.clk.Advance(time.Minute)
+	sale(t, h, "1", "8000005", 1)
+	e.RequestPull(testKey, TriggerSend)
+	waitFor(t, 5*time.Second, "the incremental pull", func() bool {
+		s, _ := e.Snapshot(testKey)
+		return s.LastPull.After(before.LastPull)
+	})
+	if d := mirrorDiff(t, h, testKey, "1"); d != "" {
+		t.Fatalf("the pull did not bring the sale in: %s", d)
+	}
+	if s, _ := e.Snapshot(testKey); s.SKUs != 50 {
+		t.Fatalf("SKUs %d after a pull whose summary read failed, want the previous 50", s.SKUs)
+	}
+	waitFor(t, 5*time.Second, "status after the pull", func() bool {
+		u, ok := status.last()
+		return ok && u.LastPullTime.After(before.LastPull)
+	})
+	for _, u := range status.all() {
+		if u.SKUs != 50 {
+			t.Fatalf("status published SKUs %d, want 50", u.SKUs)
+		}
 	}
 }

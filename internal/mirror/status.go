@@ -41,9 +41,12 @@ type StatusWriter interface {
 
 // StatusApplier writes status with server-side apply under FieldManager.
 // The applied object names only the InventorySynced condition and the
-// status.inventory fields the engine owns: conditions are a map keyed on type
-// and inventory is a struct, so the SmaregiStore controller's conditions and
-// the adjustment pusher's pendingAdjustments are left to their own managers.
+// status.inventory fields: conditions are a map keyed on type, so the
+// SmaregiStore controller's conditions are left to its own manager. The
+// engine owns all of status.inventory, pendingAdjustments and
+// oldestPendingAdjustmentTime included: it reads them from the inventory
+// store's outbox at write time (flushStatus); the pusher does not write
+// status.
 type StatusApplier struct {
 	c client.Client
 }
