@@ -8,7 +8,8 @@
 //
 //   - success: the adjustments are applied and the attempt done, in one
 //     transaction; the store gets a pull (OnApplied);
-//   - ambiguous (timeout, lost connection, opaque 5xx), or an attempt found
+//   - ambiguous (timeout, lost connection, any 5xx, an answer that cannot
+//     be decoded; smaregi.IsAmbiguous), or an attempt found
 //     open at start-up (the operator died mid-push): the attempt is decided
 //     from Smaregi's StockHistory (resolve.go explains how and what is
 //     guaranteed); until it is decided nothing else is sent for the store,

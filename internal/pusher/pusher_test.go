@@ -72,6 +72,25 @@ func TestThousandAdjustmentsUnderFaultsWithoutMemo(t *testing.T) {
 	testThousandUnderFaults(t, true)
 }
 
+// A server that applies a call and then answers a coded 5xx: the pusher
+// must resolve from the history instead of resending, so that every
+// adjustment is still applied exactly once.
+func TestAppliedThenCodedErrorIsResolved(t *testing.T) {
+	h := newHarness(t, 2)
+	if err := h.sim.SetFaults(smaregisim.Faults{AppliedErrorRate: 0.3, ErrorRate: 0.1}); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedApplied))
+	h.start(t, nil)
+	adjs := generate(h, 200, 4)
+	submitAll(t, h.inv, adjs)
+	waitSettled(t, h.inv, adjs, 50*time.Second)
+	verifyExactlyOnce(t, h, adjs, true)
+	if testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedApplied)) == before {
+		t.Error("no attempt was resolved applied: the fault was not exercised")
+	}
+}
+
 // A pusher stopped mid-run, and attempts left open by a crash at each point
 // (recorded but never sent; sent and applied but not settled), are finished
 // by a fresh pusher on the reopened file without applying anything twice.

@@ -151,9 +151,12 @@ func IsConfigError(err error) bool {
 
 // IsTransient reports whether err is safe to retry unchanged later: network
 // errors for reads, network errors for writes that never left this process,
-// 5xx and HTML/opaque pages for reads, 5xx with a Smaregi error_code for
-// writes, any 429, and HTML/opaque 4xx pages (a proxy answered, Smaregi never
-// saw the call). IsTransient and IsAmbiguous never both hold for one error.
+// 5xx and HTML/opaque pages for reads, HTML/opaque 4xx pages for reads (a
+// proxy answered), and a 429 that carries a Smaregi error_code. An answer
+// to a write is transient only when it is Smaregi's own coded 429 verdict;
+// every other failed write that reached a server is either a definite
+// rejection (a coded non-5xx answer) or ambiguous. IsTransient and
+// IsAmbiguous never both hold for one error.
 func IsTransient(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
@@ -168,18 +171,19 @@ func IsTransient(err error) bool {
 
 // IsAmbiguous reports whether err comes from a write that may have been
 // applied: the request may have reached Smaregi and no trustworthy answer
-// came back (timeout or connection lost after sending, an undecodable 2xx, or
-// a 5xx page without an error_code). Resolve it
-// by reading StockHistory before retrying; a blind retry of a relative
-// update would apply it twice.
+// came back. That is a timeout or connection lost after sending, any answer
+// that could not be decoded (an HTML or opaque page, whatever its status,
+// or an undecodable 2xx), and every 5xx, with or without an error_code: the
+// protocol document does not say that a coded 5xx means "nothing was
+// applied", and a server can commit and then fail. Resolve it by reading
+// StockHistory before retrying; a blind retry of a relative update would
+// apply it twice. Ambiguity takes precedence: a 5xx carrying a
+// configuration code is ambiguous for a write even though IsConfigError
+// holds too.
 func IsAmbiguous(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
-		// Only an opaque 5xx (no error_code) is ambiguous: a gateway may
-		// have given up while Smaregi went on to apply the write. A JSON
-		// error body is Smaregi's own verdict, and a call is applied all or
-		// nothing, so a coded 5xx means nothing was applied.
-		return isWriteProc(ae.ProcName) && ae.HTTPStatus >= 500 && ae.Code == 0
+		return apiErrorAmbiguous(ae)
 	}
 	var te *TransportError
 	if errors.As(err, &te) {
@@ -188,21 +192,25 @@ func IsAmbiguous(err error) bool {
 	return false
 }
 
+// apiErrorAmbiguous: for a write, any 5xx and any answer without Smaregi's
+// error_code (a page from something in front of Smaregi, which may have
+// passed the call on) leave the outcome unknown. Only a coded non-5xx
+// answer is Smaregi's definite verdict on the whole call.
+func apiErrorAmbiguous(ae *APIError) bool {
+	return isWriteProc(ae.ProcName) && (ae.HTTPStatus >= 500 || ae.Code == 0)
+}
+
 func apiErrorTransient(ae *APIError) bool {
-	if isConfigCode(ae.Code) {
+	if apiErrorAmbiguous(ae) || isConfigCode(ae.Code) {
 		return false
 	}
-	if ae.HTTPStatus == http.StatusTooManyRequests {
+	if ae.HTTPStatus == http.StatusTooManyRequests || ae.HTTPStatus >= 500 {
+		// A read is safe to repeat; a write gets here only with Smaregi's
+		// coded 429 (a refusal of the whole call).
 		return true
 	}
-	if ae.HTTPStatus >= 500 {
-		// An opaque 5xx answer to a write may come from a gateway that
-		// timed out while Smaregi went on to apply it: ambiguous, not
-		// transient. A coded 5xx is Smaregi refusing the whole call.
-		return !isWriteProc(ae.ProcName) || ae.Code != 0
-	}
-	// A 4xx (or odd 2xx) without an error code is an HTML or opaque page
-	// from something in front of Smaregi, not Smaregi's own verdict.
+	// A read answered by a 4xx (or odd 2xx) page without an error code:
+	// something in front of Smaregi answered, not Smaregi.
 	return ae.Code == 0
 }
 

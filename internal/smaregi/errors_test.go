@@ -19,8 +19,15 @@ func TestErrorClassification(t *testing.T) {
 		{"html 502 read", &APIError{ProcName: ProcStockRef, HTTPStatus: 502}, false, true, false, 0},
 		{"html 502 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 502}, false, false, true, 0},
 		{"json 500 read", &APIError{ProcName: ProcStockRef, HTTPStatus: 500, Code: CodeQueryFailed}, false, true, false, 43},
-		{"json 503 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 503, Code: CodeQueryFailed}, false, true, false, 43},
-		{"429 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 429}, false, true, false, 0},
+		// A coded 5xx is no proof that nothing was applied: a server can
+		// commit and then fail.
+		{"json 503 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 503, Code: CodeQueryFailed}, false, false, true, 43},
+		{"json 500 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 500, Code: CodeInvalidInputData}, false, false, true, 41},
+		{"json 503 write with a config code", &APIError{ProcName: ProcStockUpd, HTTPStatus: 503, Code: CodeAccountLocked}, true, false, true, 22},
+		{"opaque 429 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 429}, false, false, true, 0},
+		{"coded 429 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 429, Code: CodeQueryFailed}, false, true, false, 43},
+		{"html 404 write", &APIError{ProcName: ProcStockUpd, HTTPStatus: 404}, false, false, true, 0},
+		{"429 read", &APIError{ProcName: ProcStockRef, HTTPStatus: 429}, false, true, false, 0},
 		{"html 404 read", &APIError{ProcName: ProcStockRef, HTTPStatus: 404}, false, true, false, 0},
 		{"refused write", &TransportError{ProcName: ProcStockUpd, Err: fmt.Errorf("dial: refused")}, false, true, false, 0},
 		{"lost write", &TransportError{ProcName: ProcStockUpd, MaybeSent: true, Err: context.DeadlineExceeded}, false, false, true, 0},

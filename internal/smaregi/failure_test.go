@@ -167,8 +167,10 @@ func TestWriteFailuresAreNeverRetried(t *testing.T) {
 		ambiguous bool
 		applied   bool
 	}{
-		// Smaregi's own coded error: the call was refused as a whole.
-		{"json 503", smaregisim.Faults{ErrorRate: 1}, true, false, false},
+		// A coded 5xx: nothing says it was not applied (here it was not).
+		{"json 503", smaregisim.Faults{ErrorRate: 1}, false, true, false},
+		// Applied, then a coded 5xx: a server that committed and failed.
+		{"json 503 after applying", smaregisim.Faults{AppliedErrorRate: 1}, false, true, true},
 		// A gateway page: the write may have gone through behind it.
 		{"html 502", smaregisim.Faults{HTMLErrorRate: 1}, false, true, false},
 		// Applied, then the connection was closed without an answer.

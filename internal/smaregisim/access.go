@@ -69,6 +69,11 @@ func (s *Server) serveAccess(w http.ResponseWriter, r *http.Request) {
 		loseResponse(w)
 		return
 	}
+	if e == nil && s.chance(f.AppliedErrorRate) {
+		// The change (if any) is applied; the answer says it failed.
+		s.log.Info("access", "fault", "error after applying", "status", http.StatusServiceUnavailable)
+		e = &apiError{code: 43, status: http.StatusServiceUnavailable, desc: "temporary failure after the change was applied (injected)"}
+	}
 	if e != nil {
 		s.writeError(w, e)
 		return

@@ -99,6 +99,36 @@ func TestLostResponseStillApplies(t *testing.T) {
 	}
 }
 
+// appliedErrorRate applies the call and then answers a coded 5xx; set
+// through the control API as documented.
+func TestAppliedErrorStillApplies(t *testing.T) {
+	s, hs, _ := startSim(t, nil)
+	r, _ := http.NewRequest(http.MethodPut, hs.URL+"/_sim/faults", strings.NewReader(`{"appliedErrorRate":1}`))
+	resp, err := hs.Client().Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || s.Faults().AppliedErrorRate != 1 {
+		t.Fatalf("PUT /_sim/faults: %d, faults %+v", resp.StatusCode, s.Faults())
+	}
+	a := call(t, hs, "stock_upd", relUpd)
+	if a.status != http.StatusServiceUnavailable || a.errorCode(t) != "43" {
+		t.Errorf("applied-error fault: %d %s", a.status, a.body)
+	}
+	if n, _ := s.StockOf("1", "8000001"); n != 9 {
+		t.Errorf("stock %d, want 9: the change must be applied", n)
+	}
+	// A rejected call stays rejected (and unapplied) under the fault.
+	a = call(t, hs, "stock_upd", strings.Replace(relUpd, `"stockDivision":"15"`, `"stockDivision":"99"`, 1))
+	if a.status != http.StatusBadRequest || a.errorCode(t) != "41" {
+		t.Errorf("invalid call under the fault: %d %s", a.status, a.body)
+	}
+	if n, _ := s.StockOf("1", "8000001"); n != 9 {
+		t.Errorf("stock %d after a rejected call, want 9", n)
+	}
+}
+
 func TestLatency(t *testing.T) {
 	s, hs, _ := startSim(t, nil)
 	_ = s.SetFaults(Faults{LatencyMs: 300})
@@ -117,6 +147,9 @@ func TestFaultRatesValidated(t *testing.T) {
 	s, _, _ := startSim(t, nil)
 	if err := s.SetFaults(Faults{ErrorRate: 1.5}); err == nil {
 		t.Error("rate 1.5 accepted")
+	}
+	if err := s.SetFaults(Faults{AppliedErrorRate: -0.1}); err == nil {
+		t.Error("applied error rate -0.1 accepted")
 	}
 }
 

@@ -138,6 +138,10 @@ type SendConfig struct {
 type Faults struct {
 	// ErrorRate answers /access/ with a 5xx JSON error; nothing is applied.
 	ErrorRate float64 `json:"errorRate,omitempty"`
+	// AppliedErrorRate runs the call (a stock_upd is applied), then answers
+	// a 5xx JSON error (code 43) as if it had failed: a server that
+	// committed and then broke. Only calls that succeeded are affected.
+	AppliedErrorRate float64 `json:"appliedErrorRate,omitempty"`
 	// HTMLErrorRate answers /access/ with an HTML 502 page; nothing applied.
 	HTMLErrorRate float64 `json:"htmlErrorRate,omitempty"`
 	// LatencyMs delays every /access/ answer.

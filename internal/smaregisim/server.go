@@ -209,7 +209,7 @@ func (s *Server) SetToken(token string) error {
 
 // SetFaults replaces the injected faults; the zero value clears them.
 func (s *Server) SetFaults(f Faults) error {
-	for _, r := range []float64{f.ErrorRate, f.HTMLErrorRate, f.LostResponseRate, f.DropSendRate, f.DuplicateSendRate} {
+	for _, r := range []float64{f.ErrorRate, f.AppliedErrorRate, f.HTMLErrorRate, f.LostResponseRate, f.DropSendRate, f.DuplicateSendRate} {
 		if r < 0 || r > 1 {
 			return fmt.Errorf("smaregisim: fault rate %v outside [0,1]", r)
 		}
