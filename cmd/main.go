@@ -82,6 +82,7 @@ type config struct {
 	apiAddr              string
 	syncWorkers          int
 	adjustmentRetention  time.Duration
+	smaregiSendMemo      bool
 }
 
 func main() {
@@ -110,6 +111,8 @@ func main() {
 	flag.DurationVar(&c.adjustmentRetention, "adjustment-retention", 30*24*time.Hour,
 		"How long settled adjustments are kept; this is also how long an adjustment id stays idempotent.")
 	flag.IntVar(&c.syncWorkers, "sync-workers", mirror.DefaultWorkers, "Stores pulled from Smaregi at once.")
+	flag.BoolVar(&c.smaregiSendMemo, "smaregi-send-memo", true, "Write \"smaregi-operator <attempt ID>\" into the memo of each stock_upd row, "+
+		"so that an ambiguous push is decided exactly from StockHistory; set to false for a Smaregi that rejects memo (error 41).")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -200,6 +203,7 @@ func run(ctx context.Context, c config) error {
 		Targets:             pushTargets{engine},
 		Limiters:            limiters,
 		AdjustmentRetention: c.adjustmentRetention,
+		DisableMemo:         !c.smaregiSendMemo,
 		OnApplied:           func(key inventory.StoreKey) { engine.RequestPull(key, mirror.TriggerAdjustment) },
 	})
 	if err != nil {

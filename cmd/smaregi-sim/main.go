@@ -44,6 +44,7 @@ func run(args []string) error {
 	retries := fs.Int("send-retries", 0, "automatic retries of a failed send")
 	retryInterval := fs.Duration("send-retry-interval", time.Second, "pause before an automatic retry")
 	inQuery := fs.Bool("send-params-in-query", false, "put the send's extra parameters in the query string")
+	memo := fs.String("memo", smaregisim.MemoKept, "what stock_upd does with a row's memo: kept (returned in StockHistory), ignored (accepted, not kept), rejected (error 41, no memo column)")
 	quiet := fs.Bool("quiet", false, "log only errors")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,7 +68,7 @@ func run(args []string) error {
 			LimitOverMax: *limitOver, ConditionObjects: *condObjs, ErrorStatus: *errStatus,
 			ErrorCodeAsString: *codeString, RawUnicode: *rawUnicode, EchoAPIWrites: *echo,
 			MaxUpdateRows: *maxRows, SendRetries: *retries, SendRetryInterval: *retryInterval,
-			ExtraParamsInQuery: *inQuery,
+			ExtraParamsInQuery: *inQuery, Memo: *memo,
 		},
 	})
 	if err != nil {

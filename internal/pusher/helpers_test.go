@@ -41,6 +41,12 @@ type harness struct {
 
 func newHarness(t testing.TB, stores int) *harness {
 	t.Helper()
+	return newHarnessWith(t, stores, nil)
+}
+
+// newHarnessWith is newHarness with the simulator's options changed by mod.
+func newHarnessWith(t testing.TB, stores int, mod func(*smaregisim.Options)) *harness {
+	t.Helper()
 	h := &harness{storeIDs: map[inventory.StoreKey]string{}}
 	var ids []string
 	for i := 1; i <= stores; i++ {
@@ -50,8 +56,12 @@ func newHarness(t testing.TB, stores int) *harness {
 		h.keys = append(h.keys, k)
 		h.storeIDs[k] = id
 	}
-	sim, err := smaregisim.New(smaregisim.Options{Contract: testContract, Token: testToken, Stores: ids,
-		Products: numProducts, InitialStock: initialStock, Seed: 11})
+	so := smaregisim.Options{Contract: testContract, Token: testToken, Stores: ids,
+		Products: numProducts, InitialStock: initialStock, Seed: 11}
+	if mod != nil {
+		mod(&so)
+	}
+	sim, err := smaregisim.New(so)
 	if err != nil {
 		t.Fatalf("smaregisim.New: %v", err)
 	}

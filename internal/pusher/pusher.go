@@ -105,7 +105,8 @@ type Options struct {
 	// in a store that gets no new adjustments.
 	AdjustmentRetention time.Duration
 	// DisableMemo leaves the memo off the rows, for a Smaregi that rejects
-	// it; resolution then relies on (product, amount) order alone.
+	// it (the operator's --smaregi-send-memo=false); resolution then relies
+	// on (product, amount) order alone.
 	DisableMemo bool
 
 	// OnApplied is called (from the store's worker) after adjustments of

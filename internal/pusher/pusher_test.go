@@ -32,8 +32,8 @@ func generate(h *harness, n int, seed uint64) []inventory.Adjustment {
 	return adjs
 }
 
-func testThousandUnderFaults(t *testing.T, disableMemo bool) {
-	h := newHarness(t, 3)
+func testThousandUnderFaults(t *testing.T, disableMemo bool, memo string) {
+	h := newHarnessWith(t, 3, func(o *smaregisim.Options) { o.Behaviour.Memo = memo })
 	faulty(t, h)
 	var pulls atomic.Int64
 	before := testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedApplied)) +
@@ -45,7 +45,7 @@ func testThousandUnderFaults(t *testing.T, disableMemo bool) {
 	adjs := generate(h, 1000, 1)
 	submitAll(t, h.inv, adjs)
 	waitSettled(t, h.inv, adjs, 50*time.Second)
-	verifyExactlyOnce(t, h, adjs, !disableMemo)
+	verifyExactlyOnce(t, h, adjs, !disableMemo && memo == smaregisim.MemoKept)
 	if pulls.Load() == 0 {
 		t.Error("OnApplied was never called")
 	}
@@ -64,12 +64,27 @@ func testThousandUnderFaults(t *testing.T, disableMemo bool) {
 
 // 1,000 adjustments over 3 stores with 20% errors, 5% HTML 502 pages, 10%
 // responses lost after applying and latency: every one applied exactly once.
-func TestThousandAdjustmentsUnderFaults(t *testing.T) { testThousandUnderFaults(t, false) }
+func TestThousandAdjustmentsUnderFaults(t *testing.T) {
+	testThousandUnderFaults(t, false, smaregisim.MemoKept)
+}
 
 // The same without memos: resolution relies on (product, amount) order
 // alone, with many identical rows.
 func TestThousandAdjustmentsUnderFaultsWithoutMemo(t *testing.T) {
-	testThousandUnderFaults(t, true)
+	testThousandUnderFaults(t, true, smaregisim.MemoKept)
+}
+
+// A Smaregi that rejects memo (error 41, unknown field), with the memo
+// disabled (--smaregi-send-memo=false): nothing is rejected and every
+// adjustment is applied exactly once.
+func TestThousandAdjustmentsUnderFaultsMemoRejected(t *testing.T) {
+	testThousandUnderFaults(t, true, smaregisim.MemoRejected)
+}
+
+// A Smaregi that accepts memos but does not keep them in StockHistory:
+// resolution falls back to (product, amount) order.
+func TestThousandAdjustmentsUnderFaultsMemoNotKept(t *testing.T) {
+	testThousandUnderFaults(t, false, smaregisim.MemoIgnored)
 }
 
 // A server that applies a call and then answers a coded 5xx: the pusher

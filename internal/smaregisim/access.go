@@ -21,6 +21,9 @@ var refTables = map[string]map[string]*tableDef{
 	"product_ref": {"Product": productTable},
 }
 
+// stockRefNoMemo is stock_ref of a Smaregi that knows no memo.
+var stockRefNoMemo = map[string]*tableDef{"Stock": stockTable, "StockHistory": historyNoMemoTable}
+
 // stockDivisions are Smaregi's stock change codes (在庫区分).
 var stockDivisions = map[string]bool{
 	"01": true, "02": true, "03": true, "04": true, "05": true, "07": true, "08": true,
@@ -238,7 +241,11 @@ func parseParams(params string) (map[string]json.RawMessage, *apiError) {
 }
 
 func (s *Server) ref(proc string, raw map[string]json.RawMessage) ([]byte, *apiError) {
-	q, e := parseQuery(raw, refTables[proc], s.beh)
+	tables := refTables[proc]
+	if proc == "stock_ref" && s.beh.Memo == MemoRejected {
+		tables = stockRefNoMemo
+	}
+	q, e := parseQuery(raw, tables, s.beh)
 	if e != nil {
 		return nil, e
 	}
@@ -248,7 +255,7 @@ func (s *Server) ref(proc string, raw map[string]json.RawMessage) ([]byte, *apiE
 	switch q.table {
 	case stockTable:
 		c = s.st.queryStock(q)
-	case historyTable:
+	case historyTable, historyNoMemoTable:
 		c = s.st.queryHistory(q)
 	default:
 		c = s.st.queryProduct(q)
@@ -335,6 +342,9 @@ func (s *Server) parseUpdRow(row map[string]json.RawMessage, absolute bool) (cha
 		return scalarString(m)
 	}
 	c := change{absolute: absolute}
+	if _, ok := row["memo"]; ok && s.beh.Memo == MemoRejected {
+		return c, errf(41, "unknown field memo")
+	}
 	sid, _ := get("storeId")
 	ss, err := s.store(sid)
 	if err != nil {
@@ -357,6 +367,8 @@ func (s *Server) parseUpdRow(row map[string]json.RawMessage, absolute bool) (cha
 	c.store, c.product, c.value, c.division = ss, p, n, div
 	c.from, _ = get("fromStoreId")
 	c.to, _ = get("toStoreId")
-	c.memo, _ = get("memo")
+	if s.beh.Memo == MemoKept {
+		c.memo, _ = get("memo")
+	}
 	return c, nil
 }

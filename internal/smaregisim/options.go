@@ -54,6 +54,19 @@ const (
 	ConditionsAnd = "and"
 )
 
+// What stock_upd does with a row's memo (an optional field the protocol
+// document marks as inferred).
+const (
+	// MemoKept: accepted and kept; StockHistory returns it (default).
+	MemoKept = "kept"
+	// MemoIgnored: accepted, but not kept: StockHistory rows carry an
+	// empty memo.
+	MemoIgnored = "ignored"
+	// MemoRejected: a stock_upd row with a memo is error 41 (unknown
+	// field), and StockHistory has no memo column.
+	MemoRejected = "rejected"
+)
+
 // Behaviour holds the protocol points the reference document marks as
 // inferred [I] or unknown [U]. Each zero value is the likeliest behaviour.
 type Behaviour struct {
@@ -83,6 +96,8 @@ type Behaviour struct {
 	// ExtraParamsInQuery puts the send's extra parameters in the URL query
 	// string instead of the form body.
 	ExtraParamsInQuery bool `json:"extraParamsInQuery,omitempty"`
+	// Memo: MemoKept (default), MemoIgnored or MemoRejected.
+	Memo string `json:"memo,omitempty"`
 }
 
 // MaxLimit is the largest page size of the ref functions.
@@ -103,6 +118,9 @@ func (b Behaviour) withDefaults() Behaviour {
 	}
 	if b.MaxUpdateRows == 0 {
 		b.MaxUpdateRows = 500
+	}
+	if b.Memo == "" {
+		b.Memo = MemoKept
 	}
 	if b.SendRetryInterval == 0 {
 		b.SendRetryInterval = time.Second

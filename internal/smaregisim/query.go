@@ -38,6 +38,11 @@ var (
 		cols: []string{"id", "updDateTime", "targetDateTime", "productId", "storeId", "amount",
 			"stockAmount", "stockDivision", "fromStoreId", "toStoreId", "memo"},
 		numeric: map[string]bool{"id": true, "productId": true, "storeId": true, "amount": true, "stockAmount": true}}
+	// historyNoMemoTable is StockHistory of a Smaregi without memos
+	// (Behaviour.Memo == MemoRejected).
+	historyNoMemoTable = &tableDef{name: "StockHistory",
+		cols:    historyTable.cols[: len(historyTable.cols)-1 : len(historyTable.cols)-1],
+		numeric: historyTable.numeric}
 	productTable = &tableDef{name: "Product",
 		cols:    []string{"productId", "productCode", "productName", "price"},
 		numeric: map[string]bool{"productId": true, "price": true}}

@@ -161,6 +161,47 @@ func TestStockHistoryRecordsAPIWrites(t *testing.T) {
 	}
 }
 
+func TestMemoBehaviours(t *testing.T) {
+	const withMemo = `{"proc_info":{"proc_division":"U","proc_detail_division":"2"},"data":[{"table_name":"Stock","rows":[{"storeId":"1","productId":"8000003","stockAmount":"-4","stockDivision":"15","memo":"order A-1"}]}]}`
+	const history = `{"table_name":"StockHistory","conditions":[{"storeId":"1","productId":"8000003"}]}`
+	t.Run("ignored", func(t *testing.T) {
+		s, hs, _ := startSim(t, func(o *Options) { o.Behaviour.Memo = MemoIgnored })
+		if a := call(t, hs, "stock_upd", withMemo); a.status != http.StatusOK {
+			t.Fatalf("%d %s", a.status, a.body)
+		}
+		_, rows := refRows(t, call(t, hs, "stock_ref", history))
+		if len(rows) != 1 || rows[0]["amount"] != "-4" || rows[0]["memo"] != "" {
+			t.Errorf("history %v, want the change without its memo", rows)
+		}
+		if n, _ := s.StockOf("1", "8000003"); n != 6 {
+			t.Errorf("stock %d, want 6", n)
+		}
+	})
+	t.Run("rejected", func(t *testing.T) {
+		s, hs, _ := startSim(t, func(o *Options) { o.Behaviour.Memo = MemoRejected })
+		a := call(t, hs, "stock_upd", withMemo)
+		if a.status != http.StatusBadRequest || a.errorCode(t) != "41" || !strings.Contains(string(a.body), "unknown field memo") {
+			t.Fatalf("memo row: %d %s, want error 41", a.status, a.body)
+		}
+		if n, _ := s.StockOf("1", "8000003"); n != 10 {
+			t.Errorf("stock %d after a rejected call, want 10", n)
+		}
+		if a := call(t, hs, "stock_upd", strings.Replace(withMemo, `,"memo":"order A-1"`, "", 1)); a.status != http.StatusOK {
+			t.Fatalf("row without memo: %d %s", a.status, a.body)
+		}
+		_, rows := refRows(t, call(t, hs, "stock_ref", history))
+		if _, ok := rows[0]["memo"]; len(rows) != 1 || ok {
+			t.Errorf("history %v, want one row without a memo column", rows)
+		}
+		if a := call(t, hs, "stock_ref", `{"table_name":"StockHistory","fields":["id","memo"]}`); a.errorCode(t) != "41" {
+			t.Errorf("memo column asked for: %d %s, want error 41", a.status, a.body)
+		}
+	})
+	if _, err := New(Options{Contract: "c", Token: "t", Behaviour: Behaviour{Memo: "sometimes"}}); err == nil {
+		t.Error("an unknown memo behaviour was accepted")
+	}
+}
+
 func TestProductRefByCode(t *testing.T) {
 	s, hs, _ := startSim(t, nil)
 	p := s.Products()[6]

@@ -52,6 +52,11 @@ func New(o Options) (*Server, error) {
 	if len(o.Stores) == 0 {
 		o.Stores = []string{"1"}
 	}
+	switch o.Behaviour.Memo {
+	case "", MemoKept, MemoIgnored, MemoRejected:
+	default:
+		return nil, fmt.Errorf("smaregisim: memo behaviour %q: want %s, %s or %s", o.Behaviour.Memo, MemoKept, MemoIgnored, MemoRejected)
+	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
