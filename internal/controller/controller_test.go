@@ -443,13 +443,18 @@ func TestForeignKeySecretIsNotOverwritten(t *testing.T) {
 // applying only its own condition.
 func applyInventorySynced(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) {
 	t.Helper()
+	applyInventorySyncedMessage(t, ns, name, status, reason, "from the test's sync engine")
+}
+
+func applyInventorySyncedMessage(t *testing.T, ns, name string, status metav1.ConditionStatus, reason, message string) {
+	t.Helper()
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": smaregiv1alpha1.GroupVersion.String(),
 		"kind":       "SmaregiStore",
 		"metadata":   map[string]any{"name": name, "namespace": ns},
 		"status": map[string]any{"conditions": []any{map[string]any{
 			"type": smaregiv1alpha1.InventorySyncedCondition, "status": string(status), "reason": reason,
-			"message": "from the test's sync engine", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+			"message": message, "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
 		}}},
 	}}
 	if err := live.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u),
@@ -486,4 +491,33 @@ func TestOtherWritersConditionsSurviveAndFeedReady(t *testing.T) {
 
 	applyInventorySynced(t, ns, "shop", metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded)
 	waitCondition(t, ns, "shop", smaregiv1alpha1.ReadyCondition, metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded)
+}
+
+// Ready quotes InventorySynced's reason and message while it is False, so a
+// new cause (still False) is taken over at once, not at the next re-check.
+func TestReadyFollowsInventorySyncedCauseWhileFalse(t *testing.T) {
+	s := startSim(t)
+	ns := newNamespace(t)
+	mustCreate(t, tokenSecret(ns, "shop-token", "accessToken", simToken))
+	mustCreate(t, newStore(ns, "shop", s.endpoint))
+	waitCondition(t, ns, "shop", smaregiv1alpha1.ReadyCondition, metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded)
+
+	applyInventorySyncedMessage(t, ns, "shop", metav1.ConditionFalse, smaregiv1alpha1.ReasonUnreachable, "Smaregi did not answer")
+	waitCondition(t, ns, "shop", smaregiv1alpha1.ReadyCondition, metav1.ConditionFalse, smaregiv1alpha1.ReasonUnreachable)
+
+	applyInventorySyncedMessage(t, ns, "shop", metav1.ConditionFalse, smaregiv1alpha1.ReasonFunctionDisabled, "switch on 15 在庫情報参照")
+	st := waitCondition(t, ns, "shop", smaregiv1alpha1.ReadyCondition, metav1.ConditionFalse, smaregiv1alpha1.ReasonFunctionDisabled)
+	if c := cond(st, smaregiv1alpha1.ReadyCondition); !strings.Contains(c.Message, "switch on 15 在庫情報参照") {
+		t.Errorf("Ready message %q does not quote InventorySynced's", c.Message)
+	}
+
+	// Same reason, new message.
+	applyInventorySyncedMessage(t, ns, "shop", metav1.ConditionFalse, smaregiv1alpha1.ReasonFunctionDisabled, "switch on 4 在庫情報更新 too")
+	eventually(t, waitLong, func() error {
+		c := cond(getStore(t, ns, "shop"), smaregiv1alpha1.ReadyCondition)
+		if !strings.Contains(c.Message, "switch on 4 在庫情報更新 too") {
+			return fmt.Errorf("Ready message %q", c.Message)
+		}
+		return nil
+	})
 }

@@ -268,7 +268,10 @@ func (r *SmaregiStoreReconciler) storesForSecret(ctx context.Context, secret cli
 }
 
 // inventorySyncedChanged passes updates whose InventorySynced condition
-// changed status, because Ready depends on it.
+// changed status, reason or message, because Ready depends on it and quotes
+// its reason and message while it is False. Nothing else of the condition
+// is compared (the sync engine rewrites status often; observedGeneration and
+// status.inventory changes say nothing new to Ready).
 func inventorySyncedChanged() predicate.Funcs {
 	return predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
@@ -280,13 +283,17 @@ func inventorySyncedChanged() predicate.Funcs {
 			if !ok1 || !ok2 {
 				return false
 			}
-			status := func(s *smaregiv1alpha1.SmaregiStore) metav1.ConditionStatus {
-				if c := meta.FindStatusCondition(s.Status.Conditions, smaregiv1alpha1.InventorySyncedCondition); c != nil {
-					return c.Status
-				}
-				return ""
+			type verdict struct {
+				status          metav1.ConditionStatus
+				reason, message string
 			}
-			return status(o) != status(n)
+			get := func(s *smaregiv1alpha1.SmaregiStore) verdict {
+				if c := meta.FindStatusCondition(s.Status.Conditions, smaregiv1alpha1.InventorySyncedCondition); c != nil {
+					return verdict{c.Status, c.Reason, c.Message}
+				}
+				return verdict{}
+			}
+			return get(o) != get(n)
 		},
 	}
 }
