@@ -18,7 +18,7 @@ type memStore struct {
 	summary       map[inventory.StoreKey]inventory.Summary
 	adj           map[inventory.StoreKey]map[string]Adjustment
 	order         map[inventory.StoreKey][]string // sorted IDs, dropped on put
-	failRowsAfter int                             // >0: Rows fails after this many rows
+	failRowsAfter int                             // >0: RowsPage fails for a page past this many rows
 }
 
 func newMemStore() *memStore {
@@ -56,12 +56,14 @@ func (m *memStore) count(key inventory.StoreKey) int {
 	return len(m.adj[key])
 }
 
-// Rows holds the lock while calling fn (fn must not call back, as on the
-// real backends) and keeps a sorted ID list between calls, so that the
-// fake adds no per-listing allocations to the benchmark.
-func (m *memStore) Rows(ctx context.Context, key inventory.StoreKey, fn func(inventory.Row) error) error {
+// RowsPage keeps a sorted ID list between calls, so that the fake adds no
+// per-listing sorting to the benchmark.
+func (m *memStore) RowsPage(ctx context.Context, key inventory.StoreKey, after string, limit int) ([]inventory.Row, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if m.order == nil {
 		m.order = map[inventory.StoreKey][]string{}
 	}
@@ -73,18 +75,16 @@ func (m *memStore) Rows(ctx context.Context, key inventory.StoreKey, fn func(inv
 		sort.Strings(ids)
 		m.order[key] = ids
 	}
-	for i, id := range ids {
-		if m.failRowsAfter > 0 && i == m.failRowsAfter {
-			return errors.New("memstore: injected read failure")
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(m.rows[key][id]); err != nil {
-			return err
-		}
+	start := sort.Search(len(ids), func(i int) bool { return ids[i] > after })
+	end := min(start+limit, len(ids))
+	if m.failRowsAfter > 0 && end > m.failRowsAfter {
+		return nil, errors.New("memstore: injected read failure")
 	}
-	return nil
+	out := make([]inventory.Row, 0, end-start)
+	for _, id := range ids[start:end] {
+		out = append(out, m.rows[key][id])
+	}
+	return out, nil
 }
 
 func (m *memStore) Row(_ context.Context, key inventory.StoreKey, id string) (inventory.Row, bool, error) {

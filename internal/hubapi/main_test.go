@@ -125,6 +125,7 @@ type fixtureOpts struct {
 	maxBody     int64
 	clock       clock.PassiveClock
 	log         logr.Logger
+	store       Store // default the fixture's memStore
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -158,9 +159,12 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	if o.authz == nil {
 		o.authz = clientset.AuthorizationV1().SubjectAccessReviews()
 	}
+	if o.store == nil {
+		o.store = f.mem
+	}
 	opts := Options{
 		BindAddress: "127.0.0.1:0", Reader: k8s, Authn: o.authn, Authz: o.authz,
-		Store: f.mem, Resolver: o.resolver, MaxBodyBytes: o.maxBody, Clock: o.clock, Log: o.log,
+		Store: o.store, Resolver: o.resolver, MaxBodyBytes: o.maxBody, Clock: o.clock, Log: o.log,
 	}
 	if o.apiReader {
 		opts.APIReader = k8s

@@ -42,8 +42,8 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	// DefaultWriteTimeout leaves room for a 100,000-row listing (about
-	// 10 MB) to a slow client; it also bounds how long a listing holds the
-	// store's read snapshot open.
+	// 10 MB) to a slow client. A listing holds no store read while it
+	// writes (it reads in pages), so a slow client costs only itself.
 	DefaultWriteTimeout    = 2 * time.Minute
 	DefaultIdleTimeout     = 120 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second

@@ -41,9 +41,18 @@ func validProductID(s string) bool {
 	return true
 }
 
+// stockPageSize is how many rows a listing reads from the store at a time.
+const stockPageSize = 1000
+
 // serveStock lists the mirror rows of a store with their availability. The
-// JSON is written row by row as the store yields them, so a 100,000-row
-// listing costs a small buffer, not the whole document.
+// rows are read in pages of stockPageSize and each page is written after its
+// read has returned, so a 100,000-row listing costs one page of memory, and
+// a client that reads slowly (or stops) holds no store read open: on bbolt a
+// read transaction would block a writer growing the file, and with it every
+// new transaction (RecordSend, SubmitAdjustment); on PostgreSQL it would hold
+// a pool connection. The pages are not one snapshot: a row changed during
+// the listing shows either value, which a mirror refreshed by pulls never
+// promised anyway.
 func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		methodNotAllowed(w, "GET")
@@ -103,16 +112,31 @@ func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 		if one != nil {
 			_ = enc.row(*one) // a write error resurfaces at the final Flush
 		}
-	} else if err := s.opts.Store.Rows(ctx, key, enc.row); err != nil {
-		if enc.err != nil {
-			s.log.V(1).Info("client went away during a stock listing", "store", key.String(), "error", enc.err.Error())
-			return
+	} else {
+		for after := ""; ; {
+			page, err := s.opts.Store.RowsPage(ctx, key, after, stockPageSize)
+			if err != nil {
+				if ctx.Err() != nil {
+					s.log.V(1).Info("client went away during a stock listing", "store", key.String(), "error", err.Error())
+					return
+				}
+				// The 200 and part of the body are gone; the only honest
+				// signal left is to cut the connection, so the client sees
+				// a truncated answer rather than a short list that parses.
+				s.log.Error(err, "listing stock rows failed mid-stream", "store", key.String())
+				panic(http.ErrAbortHandler)
+			}
+			for _, row := range page {
+				if enc.row(row) != nil {
+					s.log.V(1).Info("client went away during a stock listing", "store", key.String(), "error", enc.err.Error())
+					return
+				}
+			}
+			if len(page) < stockPageSize {
+				break
+			}
+			after = page[len(page)-1].ProductID
 		}
-		// The 200 and part of the body are gone; the only honest signal
-		// left is to cut the connection, so the client sees a truncated
-		// answer rather than a short list that parses.
-		s.log.Error(err, "listing stock rows failed mid-stream", "store", key.String())
-		panic(http.ErrAbortHandler)
 	}
 	enc.tail()
 	if err := enc.w.Flush(); err != nil {
@@ -152,8 +176,8 @@ func (e *stockEncoder) head(ns, name string, sum inventory.Summary) {
 	_, _ = e.w.Write(b)
 }
 
-// row writes one item. A write error (the client went away) is returned so
-// that the store stops iterating, and kept to tell it from a store failure.
+// row writes one item. A write error (the client went away) is returned and
+// kept.
 func (e *stockEncoder) row(r inventory.Row) error {
 	b := e.buf[:0]
 	if e.n > 0 {

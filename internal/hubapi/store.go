@@ -28,9 +28,10 @@ var ErrAdjustmentConflict = inventory.ErrAdjustmentConflict
 // Store is the part of the inventory store the hub API uses. Keeping it this
 // narrow lets unit tests fake storage without faking a whole backend.
 type Store interface {
-	// Rows calls fn for each mirror row in product ID order; fn must not call
-	// back into the Store.
-	Rows(ctx context.Context, key inventory.StoreKey, fn func(inventory.Row) error) error
+	// RowsPage returns up to limit mirror rows with product IDs strictly
+	// after afterProductID (byte order), in that order; each call is a short
+	// read of its own, so the listing writes to its client between reads.
+	RowsPage(ctx context.Context, key inventory.StoreKey, afterProductID string, limit int) ([]inventory.Row, error)
 	Row(ctx context.Context, key inventory.StoreKey, productID string) (inventory.Row, bool, error)
 	Summary(ctx context.Context, key inventory.StoreKey) (inventory.Summary, error)
 	// SubmitAdjustment stores a new adjustment durably, or returns the stored

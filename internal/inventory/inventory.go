@@ -198,8 +198,20 @@ type Store interface {
 	ApplyPull(ctx context.Context, key StoreKey, rows []Row, watermark time.Time) (changed int, err error)
 	BeginFullSync(ctx context.Context, key StoreKey) (FullSync, error)
 	// Rows calls fn for each mirror row in product ID byte order. fn must not
-	// call back into the Store.
+	// call back into the Store, and it runs inside one read (a bbolt read
+	// transaction, which a writer growing the file must wait for; a
+	// PostgreSQL pool connection): it must be quick. A consumer that may
+	// stall, such as a network client, uses RowsPage.
 	Rows(ctx context.Context, key StoreKey, fn func(Row) error) error
+	// RowsPage returns up to limit mirror rows whose product IDs come
+	// strictly after afterProductID in byte order ("" starts at the first
+	// row), in that order; fewer than limit means the listing is done. Each
+	// call is one short read of its own and holds nothing once it returns,
+	// so a caller may do slow work (write to a network client) between
+	// pages without holding back writers, as it would inside Rows' fn. Pages
+	// of one listing may come from different points in time. limit must be
+	// positive.
+	RowsPage(ctx context.Context, key StoreKey, afterProductID string, limit int) ([]Row, error)
 	Row(ctx context.Context, key StoreKey, productID string) (Row, bool, error)
 	Summary(ctx context.Context, key StoreKey) (Summary, error)
 	// DeleteStore removes the store's mirror, summary, dirty mark,

@@ -383,6 +383,49 @@ func (s *Store) Rows(ctx context.Context, key inventory.StoreKey, fn func(invent
 	})
 }
 
+// RowsPage implements inventory.Store: one short read transaction per page,
+// positioned with a cursor Seek.
+func (s *Store) RowsPage(ctx context.Context, key inventory.StoreKey, afterProductID string, limit int) ([]inventory.Row, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("boltstore: reading rows of %s: page limit %d is not positive", key, limit)
+	}
+	var out []inventory.Row
+	err := s.db.View(func(tx *bolt.Tx) error {
+		sb := tx.Bucket(bucketStores).Bucket(storeKeyBytes(key))
+		if sb == nil {
+			return nil
+		}
+		rb := sb.Bucket(bucketRows)
+		if rb == nil {
+			return nil
+		}
+		c := rb.Cursor()
+		after := []byte(afterProductID)
+		k, v := c.Seek(after)
+		if k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Next() {
+			r, err := decodeRow(k, v)
+			if err != nil {
+				return err
+			}
+			if out == nil {
+				out = make([]inventory.Row, 0, min(limit, 1024))
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: reading rows of %s: %w", key, err)
+	}
+	return out, nil
+}
+
 // Row implements inventory.Store.
 func (s *Store) Row(ctx context.Context, key inventory.StoreKey, productID string) (inventory.Row, bool, error) {
 	if err := s.check(ctx); err != nil {

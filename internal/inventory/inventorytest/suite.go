@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -50,6 +51,7 @@ func Run(t *testing.T, newStorage NewStorage) {
 	}{
 		{"ApplyPullCountsChanges", testApplyPull},
 		{"ApplyPullDuplicateProductInBatch", testApplyPullDuplicates},
+		{"RowsPageByteOrder", testRowsPage},
 		{"WatermarkOnlyForward", testWatermark},
 		{"FullSyncDrift", testFullSyncDrift},
 		{"FullSyncAbortKeepsMirror", testFullSyncAbort},
@@ -175,6 +177,75 @@ func testApplyPull(t *testing.T, open Opener) {
 	}
 	if _, err := st.ApplyPull(ctx, shopA, []inventory.Row{{StockAmount: 1}}, at(5)); err == nil {
 		t.Fatal("ApplyPull accepted a row without product ID")
+	}
+}
+
+func rowsPage(t *testing.T, st inventory.Store, key inventory.StoreKey, after string, limit int) []string {
+	t.Helper()
+	rows, err := st.RowsPage(ctxT(t), key, after, limit)
+	if err != nil {
+		t.Fatalf("RowsPage(%s, %q, %d): %v", key, after, limit, err)
+	}
+	ids := []string{}
+	for _, r := range rows {
+		ids = append(ids, r.ProductID)
+	}
+	return ids
+}
+
+func testRowsPage(t *testing.T, open Opener) {
+	st := mustOpen(t, open)
+	// Byte order, not numeric order: "10" sorts before "2".
+	applyPull(t, st, shopA, at(5), row("3", 3, 3), row("20", 20, 5), row("1", 1, 1), row("2", 2, 2), row("10", 10, 4))
+	applyPull(t, st, shopB, at(5), row("15", 15, 1), row("4", 4, 1))
+	for _, c := range []struct {
+		after string
+		limit int
+		want  []string
+	}{
+		{"", 2, []string{"1", "10"}},
+		{"10", 2, []string{"2", "20"}},
+		{"20", 2, []string{"3"}},
+		{"3", 2, []string{}},
+		{"", 100, []string{"1", "10", "2", "20", "3"}},
+		{"15", 100, []string{"2", "20", "3"}}, // not a product of this store: strictly after it
+		{"0", 1, []string{"1"}},
+		{"99", 5, []string{}},
+	} {
+		if got := rowsPage(t, st, shopA, c.after, c.limit); !slices.Equal(got, c.want) {
+			t.Errorf("RowsPage(after %q, limit %d) = %v, want %v", c.after, c.limit, got, c.want)
+		}
+	}
+	// Paging through the store yields exactly what Rows does, values too.
+	var paged []inventory.Row
+	for after := ""; ; {
+		page, err := st.RowsPage(ctxT(t), shopA, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paged = append(paged, page...)
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1].ProductID
+	}
+	all := allRows(t, st, shopA)
+	if len(paged) != len(all) {
+		t.Fatalf("paged %d rows, Rows gives %d", len(paged), len(all))
+	}
+	for i := range all {
+		if paged[i].ProductID != all[i].ProductID || !paged[i].SameLevel(all[i]) || paged[i].UpdDateTime.Location() != time.UTC {
+			t.Fatalf("paged row %d = %+v, Rows gives %+v", i, paged[i], all[i])
+		}
+	}
+	if got := rowsPage(t, st, shopC, "", 10); len(got) != 0 {
+		t.Fatalf("store without rows: %v", got)
+	}
+	if got := rowsPage(t, st, shopB, "", 10); !slices.Equal(got, []string{"15", "4"}) {
+		t.Fatalf("other store: %v", got)
+	}
+	if _, err := st.RowsPage(ctxT(t), shopA, "", 0); err == nil {
+		t.Fatal("RowsPage accepted limit 0")
 	}
 }
 

@@ -300,6 +300,36 @@ func (s *Store) Rows(ctx context.Context, key inventory.StoreKey, fn func(invent
 	return nil
 }
 
+// RowsPage implements inventory.Store: one short query per page on the
+// (store_id, product_id) primary key, COLLATE "C" so in byte order.
+func (s *Store) RowsPage(ctx context.Context, key inventory.StoreKey, afterProductID string, limit int) ([]inventory.Row, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("pgstore: reading rows of %s: page limit %d is not positive", key, limit)
+	}
+	res, err := s.pool.Query(ctx, `
+		SELECT r.product_id, r.stock_amount, r.layaway_stock_amount, r.upd_date_time
+		FROM inventory_rows r JOIN inventory_stores s ON s.id = r.store_id
+		WHERE s.namespace = $1 AND s.name = $2 AND r.product_id > $3
+		ORDER BY r.product_id
+		LIMIT $4`, key.Namespace, key.Name, afterProductID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: reading rows of %s: %w", key, err)
+	}
+	out, err := pgx.CollectRows(res, func(row pgx.CollectableRow) (inventory.Row, error) {
+		var r inventory.Row
+		err := row.Scan(&r.ProductID, &r.StockAmount, &r.LayawayStockAmount, &r.UpdDateTime)
+		r.UpdDateTime = r.UpdDateTime.UTC()
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: reading rows of %s: %w", key, err)
+	}
+	return out, nil
+}
+
 // Row implements inventory.Store.
 func (s *Store) Row(ctx context.Context, key inventory.StoreKey, productID string) (inventory.Row, bool, error) {
 	if err := s.check(ctx); err != nil {
