@@ -167,6 +167,12 @@ type Pusher struct {
 	// that attempt's StartedAt; read at scrape time (metrics.go).
 	blockedMu sync.Mutex
 	blocked   map[inventory.StoreKey]time.Time
+
+	// keepsMemos holds the stores whose Smaregi was seen keeping our memos
+	// in StockHistory (resolve.go); in memory, rebuilt after a restart
+	// from retained applied attempts and the history (probeMemos).
+	memoMu     sync.Mutex
+	keepsMemos map[inventory.StoreKey]bool
 }
 
 // New checks the options and returns a Pusher; Start runs it.
@@ -175,7 +181,7 @@ func New(opts Options) (*Pusher, error) {
 		return nil, errors.New("pusher: Store and Targets are required")
 	}
 	return &Pusher{opts: opts.withDefaults(), metrics: getMetrics(), workers: map[inventory.StoreKey]*worker{},
-		blocked: map[inventory.StoreKey]time.Time{}}, nil
+		blocked: map[inventory.StoreKey]time.Time{}, keepsMemos: map[inventory.StoreKey]bool{}}, nil
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: only the
@@ -271,10 +277,30 @@ func (p *Pusher) retire(w *worker) bool {
 	return true
 }
 
-func newAttemptID() string {
+// newAttemptID returns a fresh attempt ID; one sent without memos ends in
+// noMemoSuffix (resolve.go).
+func newAttemptID(memo bool) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	return fmt.Sprintf("%x-%s", time.Now().UnixNano(), hex.EncodeToString(b))
+	id := fmt.Sprintf("%x-%s", time.Now().UnixNano(), hex.EncodeToString(b))
+	if !memo {
+		id += noMemoSuffix
+	}
+	return id
+}
+
+// memosKept reports whether the store's Smaregi is known to keep memos.
+func (p *Pusher) memosKept(key inventory.StoreKey) bool {
+	p.memoMu.Lock()
+	defer p.memoMu.Unlock()
+	return p.keepsMemos[key]
+}
+
+// setMemosKept records that the store's Smaregi keeps memos.
+func (p *Pusher) setMemosKept(key inventory.StoreKey) {
+	p.memoMu.Lock()
+	defer p.memoMu.Unlock()
+	p.keepsMemos[key] = true
 }
 
 // client returns a Smaregi client for the store's current target.

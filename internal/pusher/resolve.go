@@ -19,9 +19,26 @@ import (
 //     open attempt before sending anything else, so a store's applied
 //     attempts reached Smaregi in StartedAt order and an open attempt is the
 //     newest write of this operator to that store.
-//   - Each row carries the memo AttemptMemo(attempt ID). Where Smaregi keeps
-//     memos in StockHistory, a row names its attempt and the decision is
-//     exact, whatever other writers do.
+//   - Each row carries the memo AttemptMemo(attempt ID), unless memos are
+//     disabled (Options.DisableMemo; such attempts' IDs end in
+//     noMemoSuffix, so that a resolution knows how the call was sent even
+//     after a restart with the other setting). Where Smaregi keeps memos in
+//     StockHistory, a row names its attempt and the decision is exact,
+//     whatever other writers do.
+//
+// Whether Smaregi keeps memos is decided per store, not per resolution
+// window: a window may hold none of our rows (the attempt never reached
+// Smaregi and nothing else was pushed lately), and must then not fall back
+// to (product, amount) matching, which could take another writer's
+// division-15 row for ours. Once any history row with our memo prefix has
+// been seen for a store, the Pusher remembers it (in memory, for the life
+// of the process), and from then on an attempt sent with a memo is decided
+// by its memo only. After a restart the knowledge is rebuilt from durable
+// facts before any fallback: when the window shows no memo, the newest
+// applied attempt sent with a memo (kept for AttemptRetention) is looked up
+// in the history; if its rows carry memos, memos are kept (probeMemos).
+// Only when no such attempt is retained, or its rows carry none, is the
+// decision made by order.
 //
 // Where memos are not kept, rows are attributed by (product, amount), in
 // order: for each product, the unclaimed division-15 rows since the window
@@ -36,8 +53,11 @@ import (
 // What remains possible without memos: another writer making a division-15
 // change of exactly the same product and amount inside the window (a second
 // integration writing the same shop) can be taken for ours, and then the
-// open attempt is held applied when it was not. With memos kept this cannot
-// happen. A history that contradicts itself (some products applied, others
+// open attempt is held applied when it was not. With memos known kept this
+// cannot happen; it still can on a store whose Smaregi keeps memos but that
+// has no retained applied attempt sent with one (a first push, or none for
+// AttemptRetention) and no memo in the window. It also assumes a Smaregi
+// once seen keeping memos goes on keeping them. A history that contradicts itself (some products applied, others
 // not, or an applied attempt's row missing) is reported as undecidable: the
 // attempt stays open and nothing is resent, since guessing could apply twice.
 
@@ -48,9 +68,23 @@ type resolution struct {
 	applied bool
 	claims  []string
 	earlier map[string][]string
+	// memosSeen: a history row in the window carries our memo prefix, so
+	// Smaregi keeps memos.
+	memosSeen bool
 }
 
 const memoPrefix = "smaregi-operator "
+
+// noMemoSuffix ends the ID of an attempt sent without memos.
+const noMemoSuffix = "-nomemo"
+
+// sentWithMemo reports whether attempt a's rows carried its memo. IDs from
+// before noMemoSuffix existed were always sent with one.
+func sentWithMemo(a inventory.Attempt) bool { return !strings.HasSuffix(a.ID, noMemoSuffix) }
+
+// hasOurMemo reports whether a history row was written by a pusher with a
+// memo (any attempt's).
+func hasOurMemo(r smaregi.HistoryRow) bool { return strings.HasPrefix(r.Memo, memoPrefix) }
 
 // Claims are stored as "<productID>/<history row ID>": an attempt may have
 // claims for some of its products only (a resolution reads the history of
@@ -76,32 +110,41 @@ func claimedProducts(e inventory.Attempt, rows map[string]bool) map[string]bool 
 
 // decide settles attempt a from history rows (division 15, a's products,
 // since the window start, oldest first) and the store's applied attempts
-// that may have rows in the window (with or without claims).
-func decide(a inventory.Attempt, applied []inventory.Attempt, rows []smaregi.HistoryRow) (resolution, error) {
+// that may have rows in the window (with or without claims). memosKept is
+// what is known of the store beyond this window: Smaregi keeps memos.
+func decide(a inventory.Attempt, applied []inventory.Attempt, rows []smaregi.HistoryRow, memosKept bool) (resolution, error) {
 	claimed := map[string]bool{}
 	for _, e := range applied {
 		claimedProducts(e, claimed)
 	}
 	memo := inventory.AttemptMemo(a.ID)
-	memosKept := false
+	seen := false
 	var mine []smaregi.HistoryRow
 	free := rows[:0:0]
 	for _, r := range rows {
+		// A claimed row is still evidence that memos are kept.
+		if hasOurMemo(r) {
+			seen = true
+		}
 		if claimed[r.ID] {
 			continue
-		}
-		if strings.HasPrefix(r.Memo, memoPrefix) {
-			memosKept = true
 		}
 		if r.Memo == memo {
 			mine = append(mine, r)
 		}
 		free = append(free, r)
 	}
-	if memosKept {
-		return decideByMemo(a, mine)
+	var (
+		res resolution
+		err error
+	)
+	if sentWithMemo(a) && (memosKept || seen) {
+		res, err = decideByMemo(a, mine)
+	} else {
+		res, err = decideByOrder(a, applied, free)
 	}
-	return decideByOrder(a, applied, free)
+	res.memosSeen = seen
+	return res, err
 }
 
 func decideByMemo(a inventory.Attempt, mine []smaregi.HistoryRow) (resolution, error) {

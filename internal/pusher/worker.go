@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -204,7 +205,7 @@ func settleCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment) (time.Duration, error) {
 	st, m := w.p.opts.Store, w.p.metrics
 	rows := inventory.MergeAttemptRows(adjs)
-	at := inventory.Attempt{Key: w.key, ID: newAttemptID(), Rows: rows, StartedAt: time.Now()}
+	at := inventory.Attempt{Key: w.key, ID: newAttemptID(!w.p.opts.DisableMemo), Rows: rows, StartedAt: time.Now()}
 	for _, a := range adjs {
 		at.AdjustmentIDs = append(at.AdjustmentIDs, a.ID)
 	}
@@ -239,7 +240,7 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment) (time.Du
 	for i, r := range rows {
 		upd[i] = smaregi.StockUpdate{StoreID: t.StoreID, ProductID: r.ProductID, Amount: r.Amount,
 			StockDivision: smaregi.DefaultStockDivision}
-		if !w.p.opts.DisableMemo {
+		if sentWithMemo(at) {
 			upd[i].Memo = inventory.AttemptMemo(at.ID)
 		}
 	}
@@ -391,9 +392,19 @@ func (w *worker) resolve(ctx context.Context, a inventory.Attempt) error {
 	if err != nil {
 		return fmt.Errorf("resolving attempt %s: reading stock history: %w", a.ID, err)
 	}
-	res, err := decide(a, applied, rows)
+	kept := w.p.memosKept(w.key)
+	if !kept && sentWithMemo(a) && !slices.ContainsFunc(rows, hasOurMemo) {
+		// The window alone cannot tell; ask the durable facts.
+		if kept, err = w.probeMemos(ctx, c, t, a); err != nil {
+			return fmt.Errorf("resolving attempt %s: %w", a.ID, err)
+		}
+	}
+	res, err := decide(a, applied, rows, kept)
 	if err != nil {
 		return fmt.Errorf("resolving attempt %s: %w", a.ID, err)
+	}
+	if kept || res.memosSeen {
+		w.p.setMemosKept(w.key)
 	}
 	if res.applied {
 		adjs := make([]inventory.Adjustment, 0, len(a.AdjustmentIDs))
@@ -423,4 +434,54 @@ func sharesUnclaimed(e inventory.Attempt, products map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// errProbeDone stops a history stream early.
+var errProbeDone = errors.New("probe done")
+
+// probeMemos finds out whether Smaregi keeps the store's memos when the
+// resolution window shows none: it reads the history of one product of the
+// newest retained applied attempt sent with a memo (other than a) around
+// that attempt's time. A row with our memo prefix there proves memos are
+// kept; none (or no such attempt) leaves it unknown.
+func (w *worker) probeMemos(ctx context.Context, c *smaregi.Client, t Target, a inventory.Attempt) (bool, error) {
+	all, err := w.p.opts.Store.AppliedAttempts(ctx, w.key, time.Time{})
+	if err != nil {
+		return false, fmt.Errorf("listing applied attempts: %w", err)
+	}
+	var ref *inventory.Attempt
+	for i := range all {
+		e := &all[i]
+		if e.ID == a.ID || !sentWithMemo(*e) || len(e.Rows) == 0 || e.FinishedAt.IsZero() {
+			continue
+		}
+		if ref == nil || e.StartedAt.After(ref.StartedAt) {
+			ref = e
+		}
+	}
+	if ref == nil {
+		return false, nil
+	}
+	margin := w.p.opts.SkewMargin
+	until := ref.FinishedAt.Add(margin)
+	found := false
+	err = c.StreamStockHistory(ctx, smaregi.HistoryQuery{
+		StoreID: t.StoreID, ProductIDs: []string{ref.Rows[0].ProductID}, Since: ref.StartedAt.Add(-margin),
+		StockDivision: smaregi.DefaultStockDivision,
+	}, func(page []smaregi.HistoryRow) error {
+		for _, r := range page {
+			if hasOurMemo(r) {
+				found = true
+				return errProbeDone
+			}
+			if r.UpdDateTime.After(until) {
+				return errProbeDone
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errProbeDone) {
+		return false, fmt.Errorf("reading stock history to learn whether memos are kept: %w", err)
+	}
+	return found, nil
 }
