@@ -269,12 +269,25 @@ func run(ctx context.Context, c config) error {
 
 // pushTargets resolves a store for the pusher through the sync engine's
 // registry and token cache, so the credentials Secret is read in one place.
+// A suspended store or a missing Secret or key (*mirror.CredentialsError)
+// is a configuration error for the pusher: a long back-off, no attempt
+// recorded, not counted as blocked.
 type pushTargets struct{ e *mirror.Engine }
 
 func (p pushTargets) Target(ctx context.Context, key inventory.StoreKey) (pusher.Target, error) {
 	cfg, token, err := p.e.Target(ctx, key)
 	if err != nil {
-		return pusher.Target{}, err
+		return pusher.Target{}, pushTargetError(err)
 	}
 	return pusher.Target{Endpoint: cfg.Endpoint, ContractID: cfg.ContractID, StoreID: cfg.StoreID, AccessToken: token}, nil
+}
+
+// pushTargetError marks the sync engine's configuration errors for the
+// pusher.
+func pushTargetError(err error) error {
+	var ce *mirror.CredentialsError
+	if errors.As(err, &ce) {
+		return &pusher.TargetConfigError{Err: err}
+	}
+	return err
 }

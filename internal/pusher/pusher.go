@@ -20,7 +20,10 @@
 //     several is split in halves and resent until the culprits are alone;
 //   - configuration errors (13/14/21/22/23/24) and transient errors: the
 //     attempt is void (nothing was applied), the adjustments stay pending
-//     and the store backs off (long for configuration errors).
+//     and the store backs off (long for configuration errors);
+//   - a target that cannot be looked up (TargetConfigError: suspended, no
+//     credentials) is found before anything is recorded: no attempt, a long
+//     back-off, and the store is not counted as blocked.
 //
 // The Pusher is a controller-runtime Runnable that needs leader election:
 // two pushers on one store could each resolve the other's attempt wrongly.
@@ -53,9 +56,27 @@ type Target struct {
 
 // Targets looks up a store's target; the integrator adapts the sync
 // engine's registry of stores to it. An error leaves the store's work
-// pending and is retried with back-off.
+// pending and is retried with back-off: ConfigBackoff when it wraps a
+// *TargetConfigError, Backoff otherwise.
 type Targets interface {
 	Target(ctx context.Context, key inventory.StoreKey) (Target, error)
+}
+
+// TargetConfigError marks a target lookup that failed because of the
+// store's configuration, which only a person changes: the SmaregiStore is
+// suspended, or its credentials Secret or key is missing. The pusher then
+// records nothing, waits ConfigBackoff, logs it at info level and does not
+// count the store in smaregi_pusher_blocked_stores (a deliberate suspend
+// must not page anyone). Targets implementations wrap such errors in it.
+type TargetConfigError struct{ Err error }
+
+func (e *TargetConfigError) Error() string { return e.Err.Error() }
+func (e *TargetConfigError) Unwrap() error { return e.Err }
+
+// isTargetConfig reports whether err comes from a TargetConfigError.
+func isTargetConfig(err error) bool {
+	var ce *TargetConfigError
+	return errors.As(err, &ce)
 }
 
 // Options configure a Pusher. Store and Targets are required.

@@ -63,7 +63,13 @@ func (w *worker) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil {
+			switch {
+			case err == nil:
+			case isTargetConfig(err):
+				// A suspended store or missing credentials: reported in
+				// the SmaregiStore's status; not an operator failure.
+				logger.Info("adjustments wait for the store's configuration", "reason", err.Error(), "retryIn", wait.String())
+			default:
 				logger.Error(err, "pushing adjustments", "retryIn", wait.String())
 			}
 			if wait > 0 {
@@ -103,19 +109,27 @@ func (w *worker) step(ctx context.Context) (wait time.Duration, more bool, err e
 	}
 	for _, a := range opens {
 		if err := w.resolve(ctx, a); err != nil {
+			if isTargetConfig(err) {
+				// Not stuck but switched off: no page.
+				w.p.setBlocked(w.key, time.Time{})
+				return w.p.opts.ConfigBackoff, true, err
+			}
 			w.unresolved(ctx, a)
+			if smaregi.IsConfigError(err) {
+				return w.p.opts.ConfigBackoff, true, err
+			}
 			return w.backoff(), true, err
 		}
 	}
 	w.p.setBlocked(w.key, time.Time{})
-	adjs, err := w.nextBatch(ctx)
+	adjs, isolated, err := w.nextBatch(ctx)
 	if err != nil || len(adjs) == 0 {
 		if err != nil {
 			return w.backoff(), true, err
 		}
 		return 0, false, nil
 	}
-	wait, err = w.push(ctx, adjs)
+	wait, err = w.push(ctx, adjs, isolated)
 	return wait, true, err
 }
 
@@ -146,30 +160,30 @@ func (w *worker) unresolved(ctx context.Context, a inventory.Attempt) {
 }
 
 // nextBatch picks the adjustments of the next call: an isolation group if
-// any, else the oldest ready ones whose merged rows fit one call.
-func (w *worker) nextBatch(ctx context.Context) ([]inventory.Adjustment, error) {
+// any (isolated), else the oldest ready ones whose merged rows fit one call.
+func (w *worker) nextBatch(ctx context.Context) (adjs []inventory.Adjustment, isolated bool, err error) {
 	st := w.p.opts.Store
 	for len(w.isolate) > 0 {
 		group := w.isolate[0]
 		w.isolate = w.isolate[1:]
-		var adjs []inventory.Adjustment
+		adjs = adjs[:0]
 		for _, id := range group {
 			a, ok, err := st.GetAdjustment(ctx, w.key, id)
 			if err != nil {
 				w.isolate = append([][]string{group}, w.isolate...)
-				return nil, err
+				return nil, false, err
 			}
 			if ok && a.State == inventory.AdjustmentPending {
 				adjs = append(adjs, a)
 			}
 		}
 		if len(adjs) > 0 {
-			return adjs, nil
+			return adjs, true, nil
 		}
 	}
 	ready, err := st.ReadyAdjustments(ctx, w.key, readyScan)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	products := map[string]bool{}
 	var out []inventory.Adjustment
@@ -184,7 +198,7 @@ func (w *worker) nextBatch(ctx context.Context) ([]inventory.Adjustment, error) 
 			if len(out) == 0 {
 				// Alone it is over the limit of one atomic call: it can
 				// never be applied all-or-nothing.
-				return []inventory.Adjustment{a}, nil
+				return []inventory.Adjustment{a}, false, nil
 			}
 			break
 		}
@@ -193,7 +207,7 @@ func (w *worker) nextBatch(ctx context.Context) ([]inventory.Adjustment, error) 
 		}
 		out = append(out, a)
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // settleCtx outlives the worker's context briefly, so that an outcome known
@@ -202,7 +216,9 @@ func settleCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
 
-func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment) (time.Duration, error) {
+// push sends adjs as one call; isolated says they are an isolation group
+// (put back if nothing was recorded).
+func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated bool) (time.Duration, error) {
 	st, m := w.p.opts.Store, w.p.metrics
 	rows := inventory.MergeAttemptRows(adjs)
 	at := inventory.Attempt{Key: w.key, ID: newAttemptID(!w.p.opts.DisableMemo), Rows: rows, StartedAt: time.Now()}
@@ -216,6 +232,25 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment) (time.Du
 		reason := fmt.Sprintf("the adjustment changes %d products; one Smaregi update carries at most %d", len(rows), smaregi.MaxBatchSize)
 		return w.finishFailed(ctx, at, adjs, reason)
 	}
+	// Look the target up before recording anything: a store that cannot be
+	// sent to (suspended, no credentials) must not churn the outbox.
+	var (
+		c   *smaregi.Client
+		t   Target
+		err error
+	)
+	if len(rows) > 0 {
+		if c, t, err = w.p.client(ctx, w.key); err != nil {
+			if isolated {
+				w.isolate = append([][]string{at.AdjustmentIDs}, w.isolate...)
+			}
+			if isTargetConfig(err) {
+				return w.p.opts.ConfigBackoff, err
+			}
+			return w.backoff(), err
+		}
+	}
+	at.StartedAt = time.Now() // after the lookup, which may read a Secret
 	if err := st.BeginAttempt(ctx, at); err != nil {
 		if errors.Is(err, inventory.ErrAttemptConflict) {
 			w.isolate = nil // the stored state moved on; start over from it
@@ -226,15 +261,6 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment) (time.Du
 	if len(rows) == 0 {
 		// The lines cancel out: applied without a call.
 		return 0, w.finishApplied(ctx, at, adjs, inventory.AttemptResult{}, OutcomeApplied)
-	}
-	c, t, err := w.p.client(ctx, w.key)
-	if err != nil {
-		sctx, cancel := settleCtx(ctx)
-		defer cancel()
-		if ferr := st.FinishAttempt(sctx, w.key, at.ID, inventory.AttemptResult{}); ferr != nil {
-			err = errors.Join(err, ferr)
-		}
-		return w.backoff(), err
 	}
 	upd := make([]smaregi.StockUpdate, len(rows))
 	for i, r := range rows {

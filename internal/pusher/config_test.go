@@ -1,0 +1,108 @@
+package pusher
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+)
+
+// countingStore counts the attempts recorded.
+type countingStore struct {
+	inventory.Store
+	begins atomic.Int64
+}
+
+func (s *countingStore) BeginAttempt(ctx context.Context, at inventory.Attempt) error {
+	s.begins.Add(1)
+	return s.Store.BeginAttempt(ctx, at)
+}
+
+// switchTargets answers a configuration error (what cmd/main.go makes of
+// the sync engine's *mirror.CredentialsError) until healed.
+type switchTargets struct {
+	h      *harness
+	healed atomic.Bool
+}
+
+func (s *switchTargets) Target(ctx context.Context, key inventory.StoreKey) (Target, error) {
+	if !s.healed.Load() {
+		return Target{}, &TargetConfigError{Err: errors.New("SmaregiStore " + key.String() + " is suspended")}
+	}
+	return s.h.Target(ctx, key)
+}
+
+func (p *Pusher) blockedCount() int {
+	p.blockedMu.Lock()
+	defer p.blockedMu.Unlock()
+	return len(p.blocked)
+}
+
+// A store whose target cannot be looked up for a configuration reason
+// (suspended, no credentials Secret) records no attempt, waits
+// ConfigBackoff, and is not counted as blocked, whether or not an attempt
+// is open; once the configuration is fixed its adjustments are applied.
+func TestTargetConfigErrorChurnsNothing(t *testing.T) {
+	h := newHarness(t, 1)
+	ctx := context.Background()
+	key := h.keys[0]
+	st := &countingStore{Store: h.inv}
+	targets := &switchTargets{h: h}
+	o := h.options()
+	o.Store, o.Targets = st, targets
+	o.ConfigBackoff = 7 * time.Minute
+	p, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{p: p, key: key, wake: make(chan struct{}, 1)}
+
+	adj := inventory.Adjustment{Key: key, ID: "a", Lines: []inventory.AdjustmentLine{{ProductID: product(0), Quantity: -1}}}
+	submitAll(t, h.inv, []inventory.Adjustment{adj})
+	for i := 0; i < 3; i++ {
+		wait, _, err := w.step(ctx)
+		if !isTargetConfig(err) || wait != o.ConfigBackoff {
+			t.Fatalf("step %d: wait %v, err %v; want ConfigBackoff and the configuration error", i, wait, err)
+		}
+	}
+	if n := st.begins.Load(); n != 0 {
+		t.Fatalf("%d attempts recorded for a store that cannot be sent to, want 0", n)
+	}
+	if ats, _ := h.inv.OpenAttempts(ctx, key); len(ats) != 0 {
+		t.Fatalf("open attempts %v", ats)
+	}
+
+	// An attempt left open by a crash, then the store was suspended: it
+	// cannot be resolved, but that is not a stuck store.
+	crash := inventory.Adjustment{Key: key, ID: "crash", Lines: []inventory.AdjustmentLine{{ProductID: product(1), Quantity: -2}}}
+	submitAll(t, h.inv, []inventory.Adjustment{crash})
+	if err := h.inv.BeginAttempt(ctx, inventory.Attempt{Key: key, ID: "att-crash", AdjustmentIDs: []string{"crash"},
+		Rows: inventory.MergeAttemptRows([]inventory.Adjustment{crash}), StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	wait, _, err := w.step(ctx)
+	if !isTargetConfig(err) || wait != o.ConfigBackoff {
+		t.Fatalf("with an open attempt: wait %v, err %v; want ConfigBackoff and the configuration error", wait, err)
+	}
+	if n := p.blockedCount(); n != 0 {
+		t.Fatalf("%d stores counted as blocked by a configuration error, want 0", n)
+	}
+
+	targets.healed.Store(true)
+	for i := 0; ; i++ {
+		_, more, err := w.step(ctx)
+		if err != nil {
+			t.Fatalf("after the fix: %v", err)
+		}
+		if !more {
+			break
+		}
+		if i == 10 {
+			t.Fatal("the worker never finished")
+		}
+	}
+	verifyExactlyOnce(t, h, []inventory.Adjustment{adj, crash}, true)
+}
