@@ -98,11 +98,13 @@ type Summary struct {
 	// the last committed full sync; zero if never.
 	LastPull     time.Time
 	LastFullSync time.Time
-	// LastDrift is the number of drifted rows the last full sync corrected.
+	// LastDrift is the number of drifted rows the last full sync corrected
+	// (Drift.Total).
 	LastDrift int64
 }
 
-// DriftKind says how a mirror row differed from Smaregi in a full sync.
+// DriftKind says how a drifted mirror row differed from Smaregi in a full
+// sync.
 type DriftKind string
 
 const (
@@ -123,7 +125,13 @@ type DriftEntry struct {
 	After     Row
 }
 
-// Drift is what a full sync found and corrected.
+// Drift is what a full sync found and corrected: the rows no send or pull had
+// brought in. A listed row that differs from the mirror (changed or added)
+// counts only if its UpdDateTime is not newer than the store's watermark as
+// it was when BeginFullSync ran. A newer one changed after the last pull (a
+// sale since then, or during the listing's pages): the next pull would have
+// brought it, so it is news, not drift; the commit writes it all the same. A
+// row missing from the listing always counts (removed).
 type Drift struct {
 	Changed, Added, Removed int
 	// SKUs is the number of rows in the mirror after the commit.
@@ -178,12 +186,16 @@ type DirtyMark struct {
 // Rows an ApplyPull brings while the sync is open are staged too, so a commit
 // never regresses a row fetched after the snapshot's page was read.
 //
+// BeginFullSync notes the store's watermark: Commit counts as drift only the
+// rows that differ although no newer than it (see Drift).
+//
 // Only one full sync per store is open at a time: BeginFullSync supersedes an
 // earlier one, whose Add and Commit then fail with ErrSuperseded.
 type FullSync interface {
 	Add(ctx context.Context, rows []Row) error
 	// Commit replaces the mirror with the staged rows, advances the watermark
-	// (only forward) and reports the drift, all in one transaction.
+	// (only forward) and reports the drift, all in one transaction. Every
+	// difference is written; only drift (see Drift) is counted and sampled.
 	Commit(ctx context.Context, watermark time.Time) (Drift, error)
 	// Abort discards the staged rows and leaves the mirror untouched. It is a
 	// no-op after Commit, so `defer fs.Abort()` is the intended use.

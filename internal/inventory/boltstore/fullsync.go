@@ -21,6 +21,9 @@ type fullSync struct {
 	s   *Store
 	key inventory.StoreKey
 	id  uint64
+	// since is the store's watermark when the sync began: a listed row
+	// newer than that is news a pull would have brought, not drift.
+	since time.Time
 
 	mu   sync.Mutex
 	done bool
@@ -31,7 +34,10 @@ func (s *Store) BeginFullSync(ctx context.Context, key inventory.StoreKey) (inve
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	var id uint64
+	var (
+		id    uint64
+		since time.Time
+	)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		sb, _, err := storeBucket(tx, key)
 		if err != nil {
@@ -41,6 +47,7 @@ func (s *Store) BeginFullSync(ctx context.Context, key inventory.StoreKey) (inve
 		if err != nil {
 			return err
 		}
+		since = m.Watermark
 		staging := tx.Bucket(bucketStaging)
 		if m.FullSyncID != 0 { // supersede the previous one
 			if err := staging.DeleteBucket(u64(m.FullSyncID)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
@@ -59,7 +66,7 @@ func (s *Store) BeginFullSync(ctx context.Context, key inventory.StoreKey) (inve
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: beginning full sync of %s: %w", key, err)
 	}
-	return &fullSync{s: s, key: key, id: id}, nil
+	return &fullSync{s: s, key: key, id: id, since: since}, nil
 }
 
 // staging returns this sync's staging bucket and the store bucket, or
@@ -115,6 +122,7 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 	var drift inventory.Drift
 	err := f.s.db.Update(func(tx *bolt.Tx) error {
 		drift = inventory.Drift{}
+		added := 0 // drifted or not
 		stg, sb, m, err := f.staging(tx)
 		if err != nil {
 			return err
@@ -136,9 +144,11 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 			drift.AddSample(inventory.DriftEntry{ProductID: before.ProductID, Kind: inventory.DriftRemoved, Before: before})
 			removed = append(removed, bytes.Clone(k))
 		}
-		// Pass 2: staged rows new to or different from the mirror. Keys and
-		// values are copied: bbolt wants them valid until commit, and the
-		// staging bucket is deleted before that.
+		// Pass 2: staged rows new to or different from the mirror, all
+		// written; those updated after the watermark the sync began with
+		// are news (sales since the last pull), not drift. Keys and values
+		// are copied: bbolt wants them valid until commit, and the staging
+		// bucket is deleted before that.
 		sc := stg.Cursor()
 		for k, v := sc.First(); k != nil; k, v = sc.Next() {
 			after, err := decodeRow(k, v)
@@ -156,11 +166,17 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 					continue
 				}
 				e.Kind, e.Before = inventory.DriftChanged, before
-				drift.Changed++
 			} else {
-				drift.Added++
+				added++
 			}
-			drift.AddSample(e)
+			if !after.UpdDateTime.After(f.since) {
+				if e.Kind == inventory.DriftChanged {
+					drift.Changed++
+				} else {
+					drift.Added++
+				}
+				drift.AddSample(e)
+			}
 			if err := rb.Put(bytes.Clone(k), bytes.Clone(v)); err != nil {
 				return err
 			}
@@ -173,7 +189,7 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 		if err := tx.Bucket(bucketStaging).DeleteBucket(u64(f.id)); err != nil {
 			return err
 		}
-		m.SKUs += int64(drift.Added - drift.Removed)
+		m.SKUs += int64(added - drift.Removed)
 		drift.SKUs = m.SKUs
 		m.FullSyncID = 0
 		m.LastFullSync = time.Now().UTC()

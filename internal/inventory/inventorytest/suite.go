@@ -54,6 +54,7 @@ func Run(t *testing.T, newStorage NewStorage) {
 		{"RowsPageByteOrder", testRowsPage},
 		{"WatermarkOnlyForward", testWatermark},
 		{"FullSyncDrift", testFullSyncDrift},
+		{"FullSyncDriftOnlyWhatNoPullBrought", testFullSyncNewsIsNotDrift},
 		{"FullSyncAbortKeepsMirror", testFullSyncAbort},
 		{"FullSyncSuperseded", testFullSyncSuperseded},
 		{"FullSyncKeepsRowsPulledMeanwhile", testFullSyncWithPull},
@@ -317,20 +318,22 @@ func testFullSyncDrift(t *testing.T, open Opener) {
 	st := mustOpen(t, open)
 	applyPull(t, st, shopA, at(5), row("1", 1, 1), row("2", 2, 2), row("3", 3, 3), row("4", 4, 4), row("5", 5, 5))
 	applyPull(t, st, shopB, at(5), row("1", 9, 1))
+	// Every difference is back-dated (updDateTime not after the watermark
+	// at(5)): no pull would have brought it, so it is drift.
 	d := fullSync(t, st, shopA, at(9),
-		[]inventory.Row{row("1", 1, 1), row("2", 20, 6)}, // 1 same, 2 changed
-		[]inventory.Row{row("4", 4, 4), row("6", 6, 6)},  // 3 and 5 removed, 6 added
-		[]inventory.Row{row("7", 7, 7), row("6", 6, 6)},  // 7 added, 6 repeated across pages
+		[]inventory.Row{row("1", 1, 1), row("2", 20, 4)}, // 1 same, 2 changed
+		[]inventory.Row{row("4", 4, 4), row("6", 6, 5)},  // 3 and 5 removed, 6 added
+		[]inventory.Row{row("7", 7, 5), row("6", 6, 5)},  // 7 added, 6 repeated across pages
 	)
 	if d.Changed != 1 || d.Added != 2 || d.Removed != 2 || d.Total() != 5 || d.SKUs != 5 {
 		t.Fatalf("drift = %+v, want changed 1, added 2, removed 2, 5 SKUs", d)
 	}
 	want := []inventory.DriftEntry{
-		{ProductID: "2", Kind: inventory.DriftChanged, Before: row("2", 2, 2), After: row("2", 20, 6)},
+		{ProductID: "2", Kind: inventory.DriftChanged, Before: row("2", 2, 2), After: row("2", 20, 4)},
 		{ProductID: "3", Kind: inventory.DriftRemoved, Before: row("3", 3, 3)},
 		{ProductID: "5", Kind: inventory.DriftRemoved, Before: row("5", 5, 5)},
-		{ProductID: "6", Kind: inventory.DriftAdded, After: row("6", 6, 6)},
-		{ProductID: "7", Kind: inventory.DriftAdded, After: row("7", 7, 7)},
+		{ProductID: "6", Kind: inventory.DriftAdded, After: row("6", 6, 5)},
+		{ProductID: "7", Kind: inventory.DriftAdded, After: row("7", 7, 5)},
 	}
 	if len(d.Sample) != len(want) {
 		t.Fatalf("sample = %+v, want %+v", d.Sample, want)
@@ -341,14 +344,14 @@ func testFullSyncDrift(t *testing.T, open Opener) {
 			t.Fatalf("sample[%d] = %+v, want %+v", i, g, w)
 		}
 	}
-	wantRows(t, st, shopA, row("1", 1, 1), row("2", 20, 6), row("4", 4, 4), row("6", 6, 6), row("7", 7, 7))
+	wantRows(t, st, shopA, row("1", 1, 1), row("2", 20, 4), row("4", 4, 4), row("6", 6, 5), row("7", 7, 5))
 	wantRows(t, st, shopB, row("1", 9, 1))
 	s := summary(t, st, shopA)
 	if s.SKUs != 5 || s.LastDrift != 5 || s.LastFullSync.IsZero() || !s.Watermark.Equal(at(9)) {
 		t.Fatalf("summary after full sync = %+v", s)
 	}
 	// A second identical sync finds nothing.
-	d = fullSync(t, st, shopA, at(9), []inventory.Row{row("7", 7, 7), row("6", 6, 6), row("4", 4, 4), row("2", 20, 6), row("1", 1, 1)})
+	d = fullSync(t, st, shopA, at(9), []inventory.Row{row("7", 7, 5), row("6", 6, 5), row("4", 4, 4), row("2", 20, 4), row("1", 1, 1)})
 	if d.Total() != 0 || len(d.Sample) != 0 || d.SKUs != 5 {
 		t.Fatalf("repeat sync drift = %+v", d)
 	}
@@ -361,6 +364,68 @@ func testFullSyncDrift(t *testing.T, open Opener) {
 		t.Fatalf("empty sync drift = %+v", d)
 	}
 	wantRows(t, st, shopA)
+}
+
+// testFullSyncNewsIsNotDrift: a listed row updated after the watermark the
+// sync began with changed after the last pull (a sale since, or during the
+// listing's pages); a pull would have brought it, so it is written but is not
+// drift. A back-dated difference (updDateTime not after that watermark) is
+// drift, and so is every removed row.
+func testFullSyncNewsIsNotDrift(t *testing.T, open Opener) {
+	st := mustOpen(t, open)
+	ctx := ctxT(t)
+	applyPull(t, st, shopA, at(5), row("1", 1, 1), row("2", 2, 2), row("3", 3, 3), row("4", 4, 4), row("9", 9, 1))
+	fs, err := st.BeginFullSync(ctx, shopA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = fs.Abort() }()
+	// A pull during the listing moves the watermark to at(8); what counts is
+	// the watermark when the sync began, at(5).
+	applyPull(t, st, shopA, at(8), row("5", 5, 8))
+	if err := fs.Add(ctx, []inventory.Row{
+		row("1", 1, 1),  // unchanged
+		row("2", 20, 6), // sold after the last pull: news
+		row("3", 30, 7), // sold during the listing: news
+		row("4", 40, 4), // changed, back-dated: drift
+		row("6", 6, 6),  // created after the last pull: news
+		row("7", 7, 2),  // missing from the mirror, back-dated: drift
+		row("8", 8, 5),  // at the watermark, not after it: drift
+	}); err != nil { // 9 is gone: drift
+		t.Fatal(err)
+	}
+	d, err := fs.Commit(ctx, at(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Changed != 1 || d.Added != 2 || d.Removed != 1 || d.SKUs != 8 {
+		t.Fatalf("drift = %+v, want changed 1 (4), added 2 (7, 8), removed 1 (9), 8 SKUs", d)
+	}
+	var ids []string
+	for _, e := range d.Sample {
+		ids = append(ids, e.ProductID+" "+string(e.Kind))
+	}
+	if want := []string{"4 changed", "7 added", "8 added", "9 removed"}; !slices.Equal(ids, want) {
+		t.Fatalf("sample = %v, want %v", ids, want)
+	}
+	// News is written all the same.
+	wantRows(t, st, shopA, row("1", 1, 1), row("2", 20, 6), row("3", 30, 7), row("4", 40, 4),
+		row("5", 5, 8), row("6", 6, 6), row("7", 7, 2), row("8", 8, 5))
+	if s := summary(t, st, shopA); s.SKUs != 8 || s.LastDrift != 4 || !s.Watermark.Equal(at(8)) {
+		t.Fatalf("summary = %+v, want 8 SKUs, last drift 4, watermark %v", s, at(8))
+	}
+	// Only news: nothing drifted, yet the mirror follows the listing.
+	d = fullSync(t, st, shopA, at(9), []inventory.Row{row("1", 1, 1), row("2", 19, 9), row("3", 30, 7),
+		row("4", 40, 4), row("5", 5, 8), row("6", 6, 6), row("7", 7, 2), row("8", 8, 5), row("10", 1, 9)})
+	if d.Total() != 0 || len(d.Sample) != 0 || d.SKUs != 9 {
+		t.Fatalf("drift = %+v, want none and 9 SKUs", d)
+	}
+	if got, ok, err := st.Row(ctx, shopA, "2"); err != nil || !ok || !got.SameLevel(row("2", 19, 9)) {
+		t.Fatalf("row 2 = %+v, %v, %v; the news was not written", got, ok, err)
+	}
+	if s := summary(t, st, shopA); s.SKUs != 9 || s.LastDrift != 0 {
+		t.Fatalf("summary = %+v, want 9 SKUs, no drift", s)
+	}
 }
 
 func testFullSyncAbort(t *testing.T, open Opener) {
@@ -425,7 +490,7 @@ func testFullSyncSuperseded(t *testing.T, open Opener) {
 		t.Fatalf("Abort of superseded sync: %v", err)
 	}
 	// The superseded sync's rows must not leak into the new one.
-	if err := second.Add(ctx, []inventory.Row{row("1", 1, 1), row("2", 2, 2)}); err != nil {
+	if err := second.Add(ctx, []inventory.Row{row("1", 1, 1), row("2", 2, 1)}); err != nil {
 		t.Fatal(err)
 	}
 	d, err := second.Commit(ctx, at(2))
@@ -435,7 +500,7 @@ func testFullSyncSuperseded(t *testing.T, open Opener) {
 	if d.Added != 1 || d.Total() != 1 {
 		t.Fatalf("drift = %+v, want one added", d)
 	}
-	wantRows(t, st, shopA, row("1", 1, 1), row("2", 2, 2))
+	wantRows(t, st, shopA, row("1", 1, 1), row("2", 2, 1))
 }
 
 func testFullSyncWithPull(t *testing.T, open Opener) {
@@ -453,17 +518,19 @@ func testFullSyncWithPull(t *testing.T, open Opener) {
 	// While the listing streams, a sale lowers product 1 and a new product
 	// appears; an incremental pull brings both.
 	applyPull(t, st, shopA, at(5), row("1", 9, 5), row("3", 1, 5))
-	// The listing's later pages: product 2 changed since.
-	if err := fs.Add(ctx, []inventory.Row{row("2", 19, 4)}); err != nil {
+	// The listing's later pages: product 2 sold since the sync began (news
+	// the next pull would bring, not drift), and product 4 appears with a
+	// back-dated updDateTime (drift: no pull would have brought it).
+	if err := fs.Add(ctx, []inventory.Row{row("2", 19, 4), row("4", 4, 1)}); err != nil {
 		t.Fatal(err)
 	}
 	d, err := fs.Commit(ctx, at(4))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRows(t, st, shopA, row("1", 9, 5), row("2", 19, 4), row("3", 1, 5))
-	if d.Changed != 1 || d.Total() != 1 || d.SKUs != 3 {
-		t.Fatalf("drift = %+v, want only product 2 changed", d)
+	wantRows(t, st, shopA, row("1", 9, 5), row("2", 19, 4), row("3", 1, 5), row("4", 4, 1))
+	if d.Added != 1 || d.Total() != 1 || d.SKUs != 4 || len(d.Sample) != 1 || d.Sample[0].ProductID != "4" {
+		t.Fatalf("drift = %+v, want only product 4 added", d)
 	}
 	if w := summary(t, st, shopA).Watermark; !w.Equal(at(5)) {
 		t.Fatalf("watermark %v, want %v", w, at(5))
@@ -486,8 +553,10 @@ func testFullSyncManyPages(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	defer func() { _ = fs.Abort() }()
-	// Every 7th row changed, every 11th missing, 30 new ones; pages of 1000
-	// in reverse order.
+	// Drift (updDateTime not after the watermark at(1)): every 7th row
+	// changed, every 11th missing, 30 new ones. News (sold or created since
+	// the last pull), written but not drift: every 13th row otherwise
+	// untouched and 40 new ones. Pages of 1000 in reverse order.
 	wantChanged, wantRemoved := 0, 0
 	var listing []inventory.Row
 	for i, r := range base {
@@ -498,11 +567,16 @@ func testFullSyncManyPages(t *testing.T, open Opener) {
 		case i%7 == 0:
 			r.StockAmount = -1
 			wantChanged++
+		case i%13 == 0:
+			r.StockAmount, r.UpdDateTime = -2, at(2)
 		}
 		listing = append(listing, r)
 	}
 	for i := 0; i < 30; i++ {
-		listing = append(listing, row(fmt.Sprintf("%08d", 20000000+i), 1, 2))
+		listing = append(listing, row(fmt.Sprintf("%08d", 20000000+i), 1, 1))
+	}
+	for i := 0; i < 40; i++ {
+		listing = append(listing, row(fmt.Sprintf("%08d", 30000000+i), 1, 2))
 	}
 	for end := len(listing); end > 0; end -= 1000 {
 		if err := fs.Add(ctx, listing[max(0, end-1000):end]); err != nil {
@@ -521,7 +595,7 @@ func testFullSyncManyPages(t *testing.T, open Opener) {
 		t.Fatalf("sample has %d entries, want %d", len(d.Sample), inventory.DriftSampleSize)
 	}
 	// The sample is the smallest drifted IDs: 0 removed, 7 changed, 11
-	// removed, 14 changed, ...
+	// removed, 14 changed, ... (not 13, 26, ...: news)
 	var wantIDs []string
 	for i := 0; len(wantIDs) < inventory.DriftSampleSize; i++ {
 		if i%11 == 0 || i%7 == 0 {
@@ -533,11 +607,9 @@ func testFullSyncManyPages(t *testing.T, open Opener) {
 			t.Fatalf("sample[%d] = %s, want %s", i, e.ProductID, wantIDs[i])
 		}
 	}
-	if got := len(allRows(t, st, shopA)); got != len(listing) {
-		t.Fatalf("mirror has %d rows, want %d", got, len(listing))
-	}
-	if s := summary(t, st, shopA); s.SKUs != int64(len(listing)) {
-		t.Fatalf("SKUs %d, want %d", s.SKUs, len(listing))
+	wantRows(t, st, shopA, listing...)
+	if s := summary(t, st, shopA); s.SKUs != int64(len(listing)) || s.LastDrift != int64(wantChanged+wantRemoved+30) {
+		t.Fatalf("SKUs %d, last drift %d, want %d and %d", s.SKUs, s.LastDrift, len(listing), wantChanged+wantRemoved+30)
 	}
 }
 
@@ -809,9 +881,10 @@ func testReopen(t *testing.T, open Opener) {
 		t.Fatalf("dirty after reopen = %v", d)
 	}
 	// A fresh full sync works after the reopen.
-	if d := fullSync(t, st, shopB, at(6), []inventory.Row{row("6", 6, 6)}); d.Added != 1 || d.Total() != 1 {
+	if d := fullSync(t, st, shopA, at(6), []inventory.Row{row("1", 1, 1), row("2", 2, 3), row("6", 6, 2)}); d.Added != 1 || d.Total() != 1 {
 		t.Fatalf("drift after reopen = %+v", d)
 	}
+	wantRows(t, st, shopA, row("1", 1, 1), row("2", 2, 3), row("6", 6, 2))
 }
 
 func testDeleteStore(t *testing.T, open Opener) {

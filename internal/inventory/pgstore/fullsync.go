@@ -20,6 +20,9 @@ type fullSync struct {
 	key     inventory.StoreKey
 	storeID int64
 	id      int64
+	// since is the store's watermark when the sync began: a listed row
+	// newer than that is news a pull would have brought, not drift.
+	since time.Time
 
 	mu   sync.Mutex
 	done bool
@@ -42,9 +45,14 @@ func (s *Store) BeginFullSync(ctx context.Context, key inventory.StoreKey) (inve
 				return err
 			}
 		}
-		return tx.QueryRow(ctx, `
+		var since *time.Time
+		if err := tx.QueryRow(ctx, `
 			UPDATE inventory_stores SET full_sync_id = nextval('inventory_full_sync_seq')
-			WHERE id = $1 RETURNING full_sync_id`, storeID).Scan(&f.id)
+			WHERE id = $1 RETURNING full_sync_id, watermark`, storeID).Scan(&f.id, &since); err != nil {
+			return err
+		}
+		f.since = fromNull(since)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: beginning full sync of %s: %w", key, err)
@@ -125,10 +133,11 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 		if err := f.own(ctx, tx, "UPDATE"); err != nil {
 			return err
 		}
-		if err := f.diff(ctx, tx, &drift); err != nil {
+		differences, err := f.diff(ctx, tx, &drift)
+		if err != nil {
 			return err
 		}
-		if drift.Total() > 0 {
+		if differences > 0 {
 			if _, err := tx.Exec(ctx, `
 				DELETE FROM inventory_rows m WHERE m.store_id = $1 AND NOT EXISTS (
 					SELECT 1 FROM inventory_staging s WHERE s.sync_id = $2 AND s.product_id = m.product_id)`,
@@ -166,8 +175,11 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 }
 
 // diff counts the drift between the staged listing and the mirror and keeps
-// the sample; rows come sorted, so the sample is simply the first ones.
-func (f *fullSync) diff(ctx context.Context, tx pgx.Tx, drift *inventory.Drift) error {
+// the sample; rows come sorted, so the sample is simply the first ones. A
+// listed row updated after the watermark the sync began with is news (a sale
+// since the last pull), not drift: it is among the differences returned,
+// which the commit writes, but not in the drift. Removed rows always drift.
+func (f *fullSync) diff(ctx context.Context, tx pgx.Tx, drift *inventory.Drift) (differences int, err error) {
 	res, err := tx.Query(ctx, `
 		WITH s AS (`+stagedRows+`),
 		m AS (SELECT product_id, stock_amount, layaway_stock_amount, upd_date_time
@@ -181,7 +193,7 @@ func (f *fullSync) diff(ctx context.Context, tx pgx.Tx, drift *inventory.Drift) 
 		      IS DISTINCT FROM (m.stock_amount, m.layaway_stock_amount, m.upd_date_time)
 		ORDER BY pid`, f.id, f.storeID)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer res.Close()
 	for res.Next() {
@@ -193,7 +205,11 @@ func (f *fullSync) diff(ctx context.Context, tx pgx.Tx, drift *inventory.Drift) 
 			bUpd, aUpd        *time.Time
 		)
 		if err := res.Scan(&id, &hasBefore, &bStock, &bLay, &bUpd, &hasAft, &aStock, &aLay, &aUpd); err != nil {
-			return err
+			return 0, err
+		}
+		differences++
+		if hasAft && fromNull(aUpd).After(f.since) {
+			continue
 		}
 		e := inventory.DriftEntry{ProductID: id}
 		if hasBefore {
@@ -217,7 +233,7 @@ func (f *fullSync) diff(ctx context.Context, tx pgx.Tx, drift *inventory.Drift) 
 			drift.Sample = append(drift.Sample, e)
 		}
 	}
-	return res.Err()
+	return differences, res.Err()
 }
 
 func (f *fullSync) Abort() error {
