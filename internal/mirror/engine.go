@@ -126,6 +126,13 @@ type StoreConfig struct {
 	// Synced is the InventorySynced condition found on the object, so that
 	// a restarted leader keeps its lastTransitionTime.
 	Synced *metav1.Condition
+	// CredentialsValid and CredentialsValidSince are the status and
+	// lastTransitionTime of the SmaregiStore controller's CredentialsValid
+	// condition on the object (empty when it has none). Its turning True
+	// says the user fixed the Secret (or what Smaregi rejected), so it lifts
+	// a configuration back-off like a new generation does.
+	CredentialsValid      metav1.ConditionStatus
+	CredentialsValidSince time.Time
 	// ResyncRequest is the resync-requested-at annotation; HandledResync the
 	// request whose full reconcile status already reports. A request that
 	// differs from both the handled one and the one in hand asks for a full
@@ -160,9 +167,11 @@ func ConfigFromObject(obj *v1alpha1.SmaregiStore) StoreConfig {
 		cfg.FullResyncInterval = d.Duration
 	}
 	for i := range obj.Status.Conditions {
-		if obj.Status.Conditions[i].Type == v1alpha1.InventorySyncedCondition {
-			c := obj.Status.Conditions[i]
+		switch c := obj.Status.Conditions[i]; c.Type {
+		case v1alpha1.InventorySyncedCondition:
 			cfg.Synced = &c
+		case v1alpha1.CredentialsValidCondition:
+			cfg.CredentialsValid, cfg.CredentialsValidSince = c.Status, c.LastTransitionTime.Time
 		}
 	}
 	return cfg
@@ -439,14 +448,20 @@ func (e *Engine) Start(ctx context.Context) error {
 
 // UpsertStore adds or updates a store. The first sight of a store triggers
 // a pull (an initial import when the inventory has never had a full sync of
-// it); a new generation lifts any back-off, since the user may have fixed
-// what a configuration error pointed at.
+// it); a new generation, a changed credentialsRef or CredentialsValid
+// turning True lifts any back-off, forgets the cached token and pulls, since
+// the user may have fixed what a configuration error pointed at (the
+// controller checks the credentials as soon as the Secret changes).
 func (e *Engine) UpsertStore(cfg StoreConfig) {
 	cfg.defaults()
 	e.mu.Lock()
 	st := e.stateLocked(cfg.Key)
 	first := !st.known
-	changed := st.cfg.Generation != cfg.Generation ||
+	// A True seen with another lastTransitionTime went through a False (or
+	// Unknown) this engine did not see.
+	credsValidated := cfg.CredentialsValid == metav1.ConditionTrue &&
+		(st.cfg.CredentialsValid != metav1.ConditionTrue || !st.cfg.CredentialsValidSince.Equal(cfg.CredentialsValidSince))
+	changed := st.cfg.Generation != cfg.Generation || credsValidated ||
 		st.cfg.CredentialsSecret != cfg.CredentialsSecret || st.cfg.CredentialsKey != cfg.CredentialsKey
 	if first && cfg.Synced != nil && st.cond.status == "" {
 		st.cond = condState{status: cfg.Synced.Status, reason: cfg.Synced.Reason,

@@ -500,3 +500,85 @@ func TestFailedSummaryAfterAPullKeepsTheSKUCount(t *testing.T) {
 		}
 	}
 }
+
+// switchTokens is a TokenSource whose Secret is missing until present is set.
+type switchTokens struct {
+	present atomic.Bool
+	forgets atomic.Int64
+}
+
+func (s *switchTokens) Token(context.Context, StoreConfig) (string, error) {
+	if !s.present.Load() {
+		return "", &CredentialsError{Reason: v1alpha1.ReasonSecretNotFound, Message: "Secret smaregi-credentials does not exist"}
+	}
+	return testToken, nil
+}
+func (s *switchTokens) Forget(inventory.StoreKey) { s.forgets.Add(1) }
+
+// The store is applied before its Secret (GitOps): the first pull fails with
+// a configuration error and backs off long. Once the Secret exists the
+// controller's check turns CredentialsValid True, and that lifts the back-off
+// at once, with the generation unchanged. A CredentialsValid that stays True
+// (the controller's periodic re-checks) lifts nothing.
+func TestCredentialsValidTurningTrueLiftsTheConfigBackoff(t *testing.T) {
+	h := newHarness(t, nil)
+	tokens := &switchTokens{}
+	e, _ := newEngine(t, h, func(o *Options) {
+		o.Tokens = tokens
+		o.ConfigBackoff, o.ConfigBackoffMax = time.Hour, time.Hour
+	})
+	run(t, e)
+	cfg := h.config()
+	cfg.CredentialsValid, cfg.CredentialsValidSince = metav1.ConditionFalse, time.Now().Truncate(time.Second)
+	e.UpsertStore(cfg)
+	waitFor(t, 5*time.Second, "InventorySynced=False/SecretNotFound", func() bool {
+		s, _ := e.Snapshot(testKey)
+		return s.Condition.Status == metav1.ConditionFalse && s.Condition.Reason == v1alpha1.ReasonSecretNotFound
+	})
+	blocked, _ := e.Snapshot(testKey)
+	if blocked.BlockedUntil.IsZero() {
+		t.Fatal("no back-off after a configuration error")
+	}
+	e.UpsertStore(cfg) // a re-list, nothing new
+	if s, _ := e.Snapshot(testKey); !s.BlockedUntil.Equal(blocked.BlockedUntil) {
+		t.Fatalf("an unchanged object moved the back-off from %s to %s", blocked.BlockedUntil, s.BlockedUntil)
+	}
+
+	tokens.present.Store(true)
+	forgets := tokens.forgets.Load()
+	cfg.CredentialsValid, cfg.CredentialsValidSince = metav1.ConditionTrue, cfg.CredentialsValidSince.Add(time.Second)
+	e.UpsertStore(cfg)
+	if tokens.forgets.Load() == forgets {
+		t.Error("CredentialsValid turning True kept the cached token")
+	}
+	waitFor(t, 5*time.Second, "the initial import once the credentials are valid", synced(e, testKey))
+	if d := mirrorDiff(t, h, testKey, "1"); d != "" {
+		t.Fatal(d)
+	}
+
+	// Back into a configuration back-off (the shop switches stock_ref off).
+	if err := h.sim.SetAccount(smaregisim.Account{DisabledFunctions: []string{"stock_ref"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.RequestPull(testKey, TriggerSend)
+	waitFor(t, 5*time.Second, "InventorySynced=False/FunctionDisabled", func() bool {
+		s, _ := e.Snapshot(testKey)
+		return s.Condition.Reason == v1alpha1.ReasonFunctionDisabled
+	})
+	blocked, _ = e.Snapshot(testKey)
+	e.UpsertStore(cfg) // CredentialsValid still True, same transition
+	if s, _ := e.Snapshot(testKey); !s.BlockedUntil.Equal(blocked.BlockedUntil) {
+		t.Fatalf("a CredentialsValid that stayed True moved the back-off from %s to %s", blocked.BlockedUntil, s.BlockedUntil)
+	}
+	// It went False and True again between two looks of the watch: the new
+	// transition time says so.
+	if err := h.sim.SetAccount(smaregisim.Account{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.CredentialsValidSince = cfg.CredentialsValidSince.Add(time.Minute)
+	e.UpsertStore(cfg)
+	waitFor(t, 5*time.Second, "recovery", func() bool {
+		s, _ := e.Snapshot(testKey)
+		return s.Condition.Status == metav1.ConditionTrue
+	})
+}

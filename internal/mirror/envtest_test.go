@@ -10,8 +10,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
@@ -107,4 +109,96 @@ func TestEngineAgainstKubeAPIServer(t *testing.T) {
 	waitFor(t, 30*time.Second, "mirror rows to be removed", func() bool {
 		return len(mirrorRows(t, h.inv, testKey)) == 0
 	})
+}
+
+// TestFixedSecretLiftsTheBackoffAgainstKubeAPIServer: GitOps applies the
+// store before its Secret. The engine's first pull fails (SecretNotFound) and
+// backs off long. The Secret is created and the SmaregiStore controller
+// (played here) reports CredentialsValid=True: the engine's watch passes
+// that status change and the engine imports at once, with the generation
+// unchanged.
+func TestFixedSecretLiftsTheBackoffAgainstKubeAPIServer(t *testing.T) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Skip("KUBEBUILDER_ASSETS not set: run `make test` or export KUBEBUILDER_ASSETS=$(hack/build-controlplane.sh)")
+	}
+	cfg, stop := testenv.Start(t)
+	defer stop()
+	h := newHarness(t, nil)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{Inventory: h.inv, Readers: h.readers(), Tick: 20 * time.Millisecond, StatusInterval: 50 * time.Millisecond,
+		ConfigBackoff: time.Hour, ConfigBackoffMax: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}()
+	live, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	credentialsValid := func(status metav1.ConditionStatus, reason string) {
+		t.Helper()
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.GroupVersion.String(), "kind": "SmaregiStore",
+			"metadata": map[string]any{"namespace": testKey.Namespace, "name": testKey.Name},
+			"status": map[string]any{"conditions": []any{map[string]any{"type": v1alpha1.CredentialsValidCondition,
+				"status": string(status), "reason": reason, "message": "m",
+				"lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}}},
+		}}
+		must(live.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("smaregi-operator"), client.ForceOwnership))
+	}
+	inventorySynced := func(store *v1alpha1.SmaregiStore) *metav1.Condition {
+		var got v1alpha1.SmaregiStore
+		if err := live.Get(ctx, client.ObjectKeyFromObject(store), &got); err != nil {
+			return nil
+		}
+		*store = got
+		return meta.FindStatusCondition(got.Status.Conditions, v1alpha1.InventorySyncedCondition)
+	}
+
+	must(live.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testKey.Namespace}}))
+	store := &v1alpha1.SmaregiStore{ObjectMeta: metav1.ObjectMeta{Namespace: testKey.Namespace, Name: testKey.Name},
+		Spec: v1alpha1.SmaregiStoreSpec{ContractID: testContract, StoreID: "1", Endpoint: h.endpoint,
+			CredentialsRef: v1alpha1.SecretKeyReference{Name: "smaregi-credentials"}}}
+	must(live.Create(ctx, store))
+	credentialsValid(metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound)
+	waitFor(t, 30*time.Second, "InventorySynced=False/SecretNotFound", func() bool {
+		c := inventorySynced(store)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonSecretNotFound
+	})
+	generation := store.Generation
+
+	must(live.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testKey.Namespace, Name: "smaregi-credentials"},
+		Data: map[string][]byte{"accessToken": []byte(testToken)}}))
+	credentialsValid(metav1.ConditionTrue, v1alpha1.ReasonSucceeded)
+	waitFor(t, 30*time.Second, "the import once the credentials are valid", func() bool {
+		c := inventorySynced(store)
+		return c != nil && c.Status == metav1.ConditionTrue && store.Status.Inventory != nil && store.Status.Inventory.SKUs == 50
+	})
+	if store.Generation != generation {
+		t.Fatalf("generation moved from %d to %d: the test must recover without a spec change", generation, store.Generation)
+	}
+	if d := mirrorDiff(t, h, testKey, "1"); d != "" {
+		t.Fatal(d)
+	}
 }

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -65,14 +69,45 @@ func (e *Engine) SetupWithManager(mgr ctrl.Manager) error {
 		Named(ControllerName).
 		// Status writes (the engine's own included) do not change what the
 		// engine needs, except the first sight, which Create covers; a new
-		// generation or annotations (a resync request) are what matter.
-		For(&v1alpha1.SmaregiStore{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// generation, annotations (a resync request) and the controller's
+		// CredentialsValid changing (a fixed Secret lifts the back-off) are
+		// what matter.
+		For(&v1alpha1.SmaregiStore{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+			credentialsValidChanged()))).
 		Complete(&registryReconciler{e: e, c: mgr.GetClient()})
 	if err != nil {
 		return fmt.Errorf("mirror: building the %s controller: %w", ControllerName, err)
 	}
 	return nil
+}
+
+// credentialsValidChanged passes updates whose CredentialsValid condition
+// (written by the SmaregiStore controller) changed status or
+// lastTransitionTime. Its reason and message, and the controller's periodic
+// re-checks that confirm it, do not matter to the engine.
+func credentialsValidChanged() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*v1alpha1.SmaregiStore)
+			n, ok2 := e.ObjectNew.(*v1alpha1.SmaregiStore)
+			if !ok1 || !ok2 {
+				return false
+			}
+			get := func(s *v1alpha1.SmaregiStore) (metav1.ConditionStatus, time.Time) {
+				if c := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.CredentialsValidCondition); c != nil {
+					return c.Status, c.LastTransitionTime.Time
+				}
+				return "", time.Time{}
+			}
+			s0, t0 := get(o)
+			s1, t1 := get(n)
+			return s0 != s1 || !t0.Equal(t1)
+		},
+	}
 }
 
 // registryReconciler mirrors SmaregiStore objects into the engine's
