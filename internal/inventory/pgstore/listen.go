@@ -11,7 +11,11 @@ import (
 
 // Subscribe implements inventory.Store. One LISTEN connection per Store
 // feeds every subscriber; it starts with the first Subscribe, which waits
-// (up to 5s) until LISTEN is in place so that "from now on" holds.
+// (up to 5s) until LISTEN is in place. If it is not by then, Subscribe
+// returns anyway: "from now on" still holds, because every successful
+// connect, the first included, republishes the stores marked dirty and those
+// with pending adjustments, which covers the notifications sent before
+// LISTEN was in place.
 func (s *Store) Subscribe(ctx context.Context) <-chan inventory.StoreKey {
 	ch := s.feed.Subscribe(ctx)
 	s.startListening(ctx)
@@ -28,14 +32,16 @@ func (s *Store) startListening(ctx context.Context) {
 	select {
 	case <-s.listenReady:
 	case <-ctx.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(s.listenWait):
 	}
 }
 
 // listen holds a dedicated connection in LISTEN and republishes every
-// notification. After a lost connection it reconnects and publishes every
-// store still marked dirty or with pending adjustments, since notifications
-// sent meanwhile are gone.
+// notification. Each time LISTEN is in place, at the first connect as after
+// a lost connection, it publishes every store marked dirty or with pending
+// adjustments, since notifications sent while nothing listened are gone:
+// before the first connect (which Subscribe stops waiting for after a
+// while) as while reconnecting.
 func (s *Store) listen() {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -48,18 +54,17 @@ func (s *Store) listen() {
 	first := true
 	for ctx.Err() == nil {
 		err := s.listenOnceConn(ctx, func() {
+			if marks, err := s.Dirty(ctx); err == nil {
+				for _, m := range marks {
+					s.feed.Publish(m.Key)
+				}
+			}
+			if keys, err := s.StoresWithPendingAdjustments(ctx); err == nil {
+				s.adjFeed.Publish(keys...)
+			}
 			if first {
 				close(s.listenReady)
 				first = false
-			} else {
-				if marks, err := s.Dirty(ctx); err == nil {
-					for _, m := range marks {
-						s.feed.Publish(m.Key)
-					}
-				}
-				if keys, err := s.StoresWithPendingAdjustments(ctx); err == nil {
-					s.adjFeed.Publish(keys...)
-				}
 			}
 			backoff = 100 * time.Millisecond
 		})
@@ -76,6 +81,11 @@ func (s *Store) listen() {
 }
 
 func (s *Store) listenOnceConn(ctx context.Context, ready func()) error {
+	if s.beforeListen != nil {
+		if err := s.beforeListen(ctx); err != nil {
+			return err
+		}
+	}
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return err

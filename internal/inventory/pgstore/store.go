@@ -88,6 +88,11 @@ type Store struct {
 
 	listenOnce  sync.Once
 	listenReady chan struct{}
+	// listenWait is how long the first Subscribe waits for LISTEN (5s).
+	listenWait time.Duration
+	// beforeListen, if set (tests only), runs before each LISTEN connect;
+	// an error fails that attempt.
+	beforeListen func(context.Context) error
 }
 
 var _ inventory.Store = (*Store)(nil)
@@ -126,6 +131,7 @@ func OpenWithOptions(ctx context.Context, dsn string, opts Options) (*Store, err
 		sendCh:      make(chan *sendReq),
 		stop:        make(chan struct{}),
 		listenReady: make(chan struct{}),
+		listenWait:  5 * time.Second,
 	}
 	for i := 0; i < opts.Writers; i++ {
 		s.wg.Add(1)

@@ -147,6 +147,57 @@ func TestNotifyAcrossReplicas(t *testing.T) {
 	}
 }
 
+// TestSubscribeBeforeListenMissesNothing: when the LISTEN connection is not
+// up by the time Subscribe stops waiting for it, the sends and adjustments
+// recorded before it is up (whose notifications nobody heard) still reach
+// the subscribers once it is, because the first connect republishes the
+// dirty stores and those with pending adjustments, as every reconnect does.
+func TestSubscribeBeforeListenMissesNothing(t *testing.T) {
+	dsn := freshDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	gate := make(chan struct{})
+	// Subscribe gives up waiting at once; LISTEN connects only when the
+	// gate opens.
+	pgstore.SetListenHooks(st, 0, func(ctx context.Context) error {
+		select {
+		case <-gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	dirty := st.Subscribe(ctx)
+	adjs := st.SubscribeAdjustments(ctx)
+	sent := inventory.StoreKey{Namespace: "shops", Name: "kyoto"}
+	adjusted := inventory.StoreKey{Namespace: "shops", Name: "osaka"}
+	if _, err := st.RecordSend(ctx, inventory.SendRecord{ID: "early", Namespace: "shops", ProcName: "stock_send", Targets: []inventory.StoreKey{sent}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.SubmitAdjustment(ctx, inventory.Adjustment{Key: adjusted, ID: "early", Lines: []inventory.AdjustmentLine{{ProductID: "8000001", Quantity: -1}}}); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	for name, c := range map[string]struct {
+		ch   <-chan inventory.StoreKey
+		want inventory.StoreKey
+	}{"Subscribe": {dirty, sent}, "SubscribeAdjustments": {adjs, adjusted}} {
+		select {
+		case got := <-c.ch:
+			if got != c.want {
+				t.Fatalf("%s delivered %v, want %v", name, got, c.want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s never delivered %v, recorded before LISTEN was up", name, c.want)
+		}
+	}
+}
+
 func TestOpenErrorsRedactPassword(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
