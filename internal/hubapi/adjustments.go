@@ -207,6 +207,15 @@ func (s *Server) serveAdjustments(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if store.DeletionTimestamp != nil {
+		// The operator removes a deleted store's inventory data, pending
+		// adjustments included: accepting one now would promise a push that
+		// never happens. Reads stay allowed while the deletion finishes.
+		writeError(w, http.StatusConflict, reasonConflict, fmt.Sprintf(
+			"SmaregiStore %s/%s is being deleted; its adjustments could not be applied, so none are accepted (nothing was stored); "+
+				"GET .../adjustments/<id> still shows one accepted earlier", store.Namespace, store.Name), nil)
+		return
+	}
 	req, ok := s.decodeAdjustment(w, r)
 	if !ok {
 		return

@@ -20,6 +20,7 @@ import (
 	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authzv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	testingclock "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
@@ -609,5 +610,56 @@ func TestConcurrentSubmitsOfOneIDStoreOne(t *testing.T) {
 	}
 	if f.mem.count(f.key) != 1 {
 		t.Fatalf("stored %d adjustments", f.mem.count(f.key))
+	}
+}
+
+// TestStoreBeingDeletedRefusesAdjustments: the operator removes the data of a
+// deleted SmaregiStore, pending adjustments included, so one accepted while
+// the store is being deleted would never be pushed. POST answers 409; reads
+// stay allowed until the object is gone.
+func TestStoreBeingDeletedRefusesAdjustments(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	ctx := context.Background()
+	f.mem.put(f.key, inventory.Row{ProductID: "8000001", StockAmount: 5, UpdDateTime: t0})
+	decodeAdjustment(t, f.do("POST", f.path("/adjustments"), f.adjuster,
+		AdjustmentRequest{ID: "before", Lines: []RequestLine{{ProductID: "8000001", Quantity: -1}}}), http.StatusAccepted)
+
+	// A finalizer keeps the object in deletion.
+	const finalizer = "test.smaregi.stocksync.io/hold"
+	f.store.Finalizers = append(f.store.Finalizers, finalizer)
+	must(t, k8s.Update(ctx, f.store))
+	must(t, k8s.Delete(ctx, f.store))
+	t.Cleanup(func() {
+		must(t, k8s.Get(ctx, client.ObjectKeyFromObject(f.store), f.store))
+		f.store.Finalizers = nil
+		must(t, k8s.Update(ctx, f.store))
+	})
+
+	body := AdjustmentRequest{ID: "after", Lines: []RequestLine{{ProductID: "8000001", Quantity: -2}}}
+	r := f.do("POST", f.path("/adjustments"), f.adjuster, body)
+	if r.code != http.StatusConflict {
+		t.Fatalf("POST to a store being deleted: want 409, got %d %s", r.code, r.body)
+	}
+	if e := r.errorBody(t); e.Error != reasonConflict || !strings.Contains(e.Message, "being deleted; its adjustments could not be applied") {
+		t.Fatalf("409 without a clear message: %+v", e)
+	}
+	// A replay of the earlier one is refused too: nothing new is promised.
+	if r := f.do("POST", f.path("/adjustments"), f.adjuster,
+		AdjustmentRequest{ID: "before", Lines: []RequestLine{{ProductID: "8000001", Quantity: -1}}}); r.code != http.StatusConflict {
+		t.Fatalf("replay to a store being deleted: want 409, got %d %s", r.code, r.body)
+	}
+	if n := f.mem.count(f.key); n != 1 {
+		t.Fatalf("%d adjustments stored, want only the one from before the deletion", n)
+	}
+	// Reads stay allowed.
+	if d := decodeStock(t, f.do("GET", f.path("/stock"), f.viewer, nil)); len(d.Items) != 1 || d.Items[0].PendingAdjustment != -1 {
+		t.Fatalf("stock of a store being deleted: %+v", d)
+	}
+	if a := decodeAdjustment(t, f.do("GET", f.path("/adjustments/before"), f.adjuster, nil), http.StatusOK); a.ID != "before" {
+		t.Fatalf("adjustment of a store being deleted: %+v", a)
+	}
+	// Rights are still checked first: a viewer learns nothing new.
+	if r := f.do("POST", f.path("/adjustments"), f.viewer, body); r.code != http.StatusForbidden {
+		t.Fatalf("viewer POST to a store being deleted: want 403, got %d", r.code)
 	}
 }
