@@ -182,12 +182,22 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("set up SmaregiStore controller: %w", err)
 	}
 
+	// The engine and the pusher refer to each other: the pusher finds stores
+	// through the engine, and the engine tells the pusher when a store's
+	// configuration changed (an unsuspend, fixed credentials). push is set
+	// below, before the manager starts either of them.
+	var push *pusher.Pusher
 	engine, err := mirror.New(mirror.Options{
 		Inventory: inv,
 		Limiters:  limiters,
 		Recorder:  mgr.GetEventRecorder("smaregi-operator-mirror"),
 		Workers:   c.syncWorkers,
 		Log:       ctrl.Log.WithName("mirror"),
+		OnStoreChanged: func(key inventory.StoreKey) {
+			if push != nil {
+				push.Kick(key)
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("create sync engine: %w", err)
@@ -198,7 +208,7 @@ func run(ctx context.Context, c config) error {
 
 	// The pusher applies other channels' adjustments to Smaregi exactly once
 	// (leader only), then asks the engine for a pull so the mirror shows them.
-	push, err := pusher.New(pusher.Options{
+	push, err = pusher.New(pusher.Options{
 		Store:               inv,
 		Targets:             pushTargets{engine},
 		Limiters:            limiters,

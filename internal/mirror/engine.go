@@ -238,6 +238,12 @@ type Options struct {
 	// such send's ReceivedAt to the end of the first successful pull that
 	// started after it. It is also observed in smaregi_mirror_send_lag_seconds.
 	OnSendSynced func(key inventory.StoreKey, lag time.Duration)
+	// OnStoreChanged, if set, is called when a known store's configuration
+	// changes in a way that may end a configuration error (a new
+	// generation such as an unsuspend, other credentials, credentials found
+	// valid), so that others waiting on the store (the adjustment pusher)
+	// retry now rather than after their back-off.
+	OnStoreChanged func(key inventory.StoreKey)
 }
 
 // Engine is the sync engine. Create it with New; run it with Start (on the
@@ -490,6 +496,9 @@ func (e *Engine) UpsertStore(cfg StoreConfig) {
 	}
 	if add {
 		e.queue.Add(cfg.Key)
+	}
+	if changed && !first && e.opts.OnStoreChanged != nil {
+		e.opts.OnStoreChanged(cfg.Key)
 	}
 }
 

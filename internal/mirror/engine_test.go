@@ -582,3 +582,36 @@ func TestCredentialsValidTurningTrueLiftsTheConfigBackoff(t *testing.T) {
 		return s.Condition.Status == metav1.ConditionTrue
 	})
 }
+
+// OnStoreChanged tells others waiting on a store (the pusher) that its
+// configuration changed, so they retry at once; a re-list of the same object
+// or its first sight says nothing.
+func TestOnStoreChangedFiresOnAConfigurationChangeOnly(t *testing.T) {
+	h := newHarness(t, nil)
+	var changed []inventory.StoreKey
+	var mu sync.Mutex
+	e, _ := newEngine(t, h, func(o *Options) {
+		o.OnStoreChanged = func(k inventory.StoreKey) {
+			mu.Lock()
+			changed = append(changed, k)
+			mu.Unlock()
+		}
+	})
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(changed)
+	}
+	cfg := h.config()
+	cfg.Suspend = true
+	e.UpsertStore(cfg) // first sight
+	e.UpsertStore(cfg) // a re-list
+	if n := count(); n != 0 {
+		t.Fatalf("OnStoreChanged called %d times without a change", n)
+	}
+	cfg.Suspend, cfg.Generation = false, cfg.Generation+1 // kubectl patch … suspend: false
+	e.UpsertStore(cfg)
+	if n := count(); n != 1 || changed[0] != testKey {
+		t.Fatalf("after unsuspending: OnStoreChanged calls %v, want one for %v", changed, testKey)
+	}
+}

@@ -26,9 +26,11 @@ func (s *countingStore) BeginAttempt(ctx context.Context, at inventory.Attempt) 
 type switchTargets struct {
 	h      *harness
 	healed atomic.Bool
+	calls  atomic.Int64
 }
 
 func (s *switchTargets) Target(ctx context.Context, key inventory.StoreKey) (Target, error) {
+	s.calls.Add(1)
 	if !s.healed.Load() {
 		return Target{}, &TargetConfigError{Err: errors.New("SmaregiStore " + key.String() + " is suspended")}
 	}
@@ -105,4 +107,50 @@ func TestTargetConfigErrorChurnsNothing(t *testing.T) {
 		}
 	}
 	verifyExactlyOnce(t, h, []inventory.Adjustment{adj, crash}, true)
+}
+
+// A kick ends a configuration wait at once: the sync engine kicks the
+// pusher when a store is unsuspended or its credentials are fixed, so its
+// orders do not wait out ConfigBackoff.
+func TestKickEndsAConfigurationWait(t *testing.T) {
+	h := newHarness(t, 1)
+	key := h.keys[0]
+	targets := &switchTargets{h: h}
+	o := h.options()
+	o.Targets = targets
+	o.ConfigBackoff = time.Hour // far longer than the test may take
+	p, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	adj := inventory.Adjustment{Key: key, ID: "order", Lines: []inventory.AdjustmentLine{{ProductID: product(0), Quantity: -1}}}
+	submitAll(t, h.inv, []inventory.Adjustment{adj})
+	waitUntil(t, 10*time.Second, "the configuration error to be met", func() bool { return targets.calls.Load() > 0 })
+
+	targets.healed.Store(true)
+	p.Kick(key) // what OnStoreChanged does
+	waitUntil(t, 30*time.Second, "the adjustment to be applied after the kick", func() bool {
+		a, ok, err := h.inv.GetAdjustment(context.Background(), key, "order")
+		return err == nil && ok && a.State == inventory.AdjustmentApplied
+	})
+	verifyExactlyOnce(t, h, []inventory.Adjustment{adj}, true)
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -46,6 +46,20 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// sleepOrWake waits for d or a kick, whichever comes first; false when ctx
+// ended.
+func (w *worker) sleepOrWake(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-w.wake:
+	}
+	return true
+}
+
 func (w *worker) run(ctx context.Context) {
 	logger := log.FromContext(ctx).WithValues("store", w.key.String())
 	ctx = log.IntoContext(ctx, logger)
@@ -73,7 +87,15 @@ func (w *worker) run(ctx context.Context) {
 				logger.Error(err, "pushing adjustments", "retryIn", wait.String())
 			}
 			if wait > 0 {
-				if !sleep(ctx, wait) {
+				// A configuration wait ends early on a kick: the store's
+				// configuration changed (cmd wires the sync engine's
+				// OnStoreChanged to Kick) or an adjustment arrived; either
+				// costs only an in-memory target look-up if it is not fixed.
+				if isTargetConfig(err) {
+					if !w.sleepOrWake(ctx, wait) {
+						return
+					}
+				} else if !sleep(ctx, wait) {
 					return
 				}
 				continue
