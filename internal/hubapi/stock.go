@@ -16,8 +16,8 @@ import (
 // counted until Smaregi has applied them, so a failed or slow push can never
 // cause an oversell. Never below 0.
 //
-// pending is the store's net pending delta for the product, as
-// Store.PendingDeltas reports it.
+// pending is the sum of the product's negative pending quantities, as
+// Store.PendingDeltas reports it (0 or less).
 func Available(r inventory.Row, safetyStock, pending int64) int64 {
 	a := r.StockAmount - r.LayawayStockAmount - safetyStock
 	if pending < 0 {
