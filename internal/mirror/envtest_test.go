@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -10,14 +9,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
-	"github.com/stocksync/smaregi-operator/internal/testenv"
 )
 
 // TestEngineAgainstKubeAPIServer runs the engine in a manager against a real
@@ -26,37 +20,15 @@ import (
 // touching another manager's condition, and deleting the store drops its
 // mirror rows.
 func TestEngineAgainstKubeAPIServer(t *testing.T) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Skip("KUBEBUILDER_ASSETS not set: run `make test` or export KUBEBUILDER_ASSETS=$(hack/build-controlplane.sh)")
-	}
-	cfg, stop := testenv.Start(t)
-	defer stop()
+	cfg := kubeControlPlane(t)
 	h := newHarness(t, nil)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	e, err := New(Options{Inventory: h.inv, Readers: h.readers(), Tick: 20 * time.Millisecond, StatusInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-
-	live, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	startInManager(t, cfg, e)
+	ctx := context.Background()
+	live := liveClient(t, cfg)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -118,38 +90,16 @@ func TestEngineAgainstKubeAPIServer(t *testing.T) {
 // that status change and the engine imports at once, with the generation
 // unchanged.
 func TestFixedSecretLiftsTheBackoffAgainstKubeAPIServer(t *testing.T) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Skip("KUBEBUILDER_ASSETS not set: run `make test` or export KUBEBUILDER_ASSETS=$(hack/build-controlplane.sh)")
-	}
-	cfg, stop := testenv.Start(t)
-	defer stop()
+	cfg := kubeControlPlane(t)
 	h := newHarness(t, nil)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	e, err := New(Options{Inventory: h.inv, Readers: h.readers(), Tick: 20 * time.Millisecond, StatusInterval: 50 * time.Millisecond,
 		ConfigBackoff: time.Hour, ConfigBackoffMax: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	live, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	startInManager(t, cfg, e)
+	ctx := context.Background()
+	live := liveClient(t, cfg)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {

@@ -2,21 +2,14 @@ package mirror
 
 import (
 	"context"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
-	"github.com/stocksync/smaregi-operator/internal/testenv"
 )
 
 // TestOrphanSweepAgainstKubeAPIServer starts the engine in a manager over an
@@ -24,14 +17,9 @@ import (
 // their data is removed at start, that of the store that exists is kept, and
 // so is that of a deleted store whose outbox is not empty.
 func TestOrphanSweepAgainstKubeAPIServer(t *testing.T) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Skip("KUBEBUILDER_ASSETS not set: run `make test` or export KUBEBUILDER_ASSETS=$(hack/build-controlplane.sh)")
-	}
-	cfg, stop := testenv.Start(t)
-	defer stop()
+	cfg := kubeControlPlane(t)
 	h := newHarness(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 
 	var (
 		exists    = testKey                                                    // shop/store-1, suspended: no pull re-creates its rows
@@ -52,10 +40,7 @@ func TestOrphanSweepAgainstKubeAPIServer(t *testing.T) {
 	seedPending(t, h.inv, orders, "order-1")
 
 	// The SmaregiStore exists before the manager starts, as after a restart.
-	live, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	live := liveClient(t, cfg)
 	for _, ns := range []string{exists.Namespace, otherNS.Namespace} {
 		if err := live.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			t.Fatal(err)
@@ -68,13 +53,6 @@ func TestOrphanSweepAgainstKubeAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Another test of the package may have built the engine's controller
-	// already; controller names are unique per process.
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	e, err := New(Options{Inventory: h.inv, Readers: h.readers(), Tick: 20 * time.Millisecond, StatusInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -85,23 +63,13 @@ func TestOrphanSweepAgainstKubeAPIServer(t *testing.T) {
 	}
 	swept := make(chan sweep, 1)
 	e.onSweep = func(res OrphanSweep, err error) { swept <- sweep{res, err} }
-	if err := e.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
+	stopped := startInManager(t, cfg, e)
 
 	var s sweep
 	select {
 	case s = <-swept:
-	case err := <-done:
-		t.Fatalf("manager stopped before the sweep: %v", err)
+	case <-stopped:
+		t.Fatal("the manager stopped before the sweep")
 	case <-time.After(60 * time.Second):
 		t.Fatal("no orphan sweep within 60s of starting the manager")
 	}
