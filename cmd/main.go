@@ -42,7 +42,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
-	"github.com/stocksync/smaregi-operator/internal/controller"
+	"github.com/stocksync/smaregi-operator/controllers"
 	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	_ "github.com/stocksync/smaregi-operator/internal/inventory/boltstore" // bolt:// backend
@@ -149,7 +149,7 @@ func run(ctx context.Context, c config) error {
 		// The receiver keeps serving while a new leader is elected, so a
 		// fast hand-over on shutdown loses nothing.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controller.CacheOptions(),
+		Cache:                         controllers.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -167,13 +167,13 @@ func run(ctx context.Context, c config) error {
 
 	// One limiter per contract ID for every caller of Smaregi in the process.
 	limiters := smaregi.NewLimiterRegistry(c.smaregiRateLimit, c.smaregiRateBurst)
-	reconciler := &controller.SmaregiStoreReconciler{
+	reconciler := &controllers.SmaregiStoreReconciler{
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),
 		Scheme:           mgr.GetScheme(),
 		Recorder:         mgr.GetEventRecorder("smaregi-operator"),
 		Clock:            clock.RealClock{},
-		Checker:          controller.NewSmaregiChecker(limiters),
+		Checker:          controllers.NewSmaregiChecker(limiters),
 		ReceiverBaseURL:  c.receiverBaseURL,
 		KeyRotationGrace: c.keyRotationGrace,
 		RecheckInterval:  c.credentialsRecheck,

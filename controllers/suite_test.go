@@ -1,4 +1,4 @@
-package controller_test
+package controllers_test
 
 import (
 	"context"
@@ -30,7 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
-	"github.com/stocksync/smaregi-operator/internal/controller"
+	"github.com/stocksync/smaregi-operator/controllers"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 	"github.com/stocksync/smaregi-operator/internal/testenv"
@@ -45,19 +45,19 @@ var (
 	mgrClient  client.Client // the manager's cached client
 	fakeClock  *testingclock.FakeClock
 	checker    *countingChecker
-	reconciler *controller.SmaregiStoreReconciler
+	reconciler *controllers.SmaregiStoreReconciler
 	nsCounter  atomic.Int64
 )
 
 // countingChecker wraps the production checker and counts calls per
 // endpoint, so tests can bound how often Smaregi is asked.
 type countingChecker struct {
-	inner controller.CredentialChecker
+	inner controllers.CredentialChecker
 	mu    sync.Mutex
 	calls map[string]int
 }
 
-func (c *countingChecker) CheckCredentials(ctx context.Context, t controller.Target) error {
+func (c *countingChecker) CheckCredentials(ctx context.Context, t controllers.Target) error {
 	c.mu.Lock()
 	c.calls[t.Endpoint]++
 	c.mu.Unlock()
@@ -93,7 +93,7 @@ func run(m *testing.M) int {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  controller.CacheOptions(),
+		Cache:                  controllers.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
@@ -103,8 +103,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	fakeClock = testingclock.NewFakeClock(time.Now())
-	checker = &countingChecker{inner: controller.NewSmaregiChecker(smaregi.NewLimiterRegistry(0, 1)), calls: map[string]int{}}
-	reconciler = &controller.SmaregiStoreReconciler{
+	checker = &countingChecker{inner: controllers.NewSmaregiChecker(smaregi.NewLimiterRegistry(0, 1)), calls: map[string]int{}}
+	reconciler = &controllers.SmaregiStoreReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
 		Scheme:          scheme,

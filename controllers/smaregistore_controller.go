@@ -2,7 +2,7 @@
 // credentials against Smaregi, provisions and rotates the receiver key
 // Secret, publishes the receiver URL, and owns the Ready, Reconciling,
 // Stalled, CredentialsValid and ReceiverReady conditions.
-package controller
+package controllers
 
 import (
 	"context"
