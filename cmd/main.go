@@ -50,6 +50,7 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/mirror"
 	"github.com/stocksync/smaregi-operator/internal/pusher"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 	"github.com/stocksync/smaregi-operator/webhookserver"
 )
 
@@ -167,13 +168,14 @@ func run(ctx context.Context, c config) error {
 
 	// One limiter per contract ID for every caller of Smaregi in the process.
 	limiters := smaregi.NewLimiterRegistry(c.smaregiRateLimit, c.smaregiRateBurst)
+	clients := storeaccess.NewClients(limiters, nil)
 	reconciler := &controllers.SmaregiStoreReconciler{
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),
 		Scheme:           mgr.GetScheme(),
 		Recorder:         mgr.GetEventRecorder("smaregi-operator"),
 		Clock:            clock.RealClock{},
-		Checker:          controllers.NewSmaregiChecker(limiters),
+		Checker:          controllers.NewSmaregiChecker(clients),
 		ReceiverBaseURL:  c.receiverBaseURL,
 		KeyRotationGrace: c.keyRotationGrace,
 		RecheckInterval:  c.credentialsRecheck,
@@ -251,7 +253,7 @@ func run(ctx context.Context, c config) error {
 			BindAddress: c.apiAddr,
 			Reader:      mgr.GetClient(),
 			APIReader:   mgr.GetAPIReader(),
-			Limiters:    limiters,
+			Clients:     clients,
 			Authn:       kube.AuthenticationV1().TokenReviews(),
 			Authz:       kube.AuthorizationV1().SubjectAccessReviews(),
 			Store:       inv,

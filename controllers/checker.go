@@ -2,11 +2,10 @@ package controllers
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 // SmaregiChecker is the production CredentialChecker: a one-row stock_ref
@@ -15,15 +14,13 @@ import (
 // LimiterRegistry is shared with the sync engine so that checks count
 // against the same per-contract budget as pulls.
 type SmaregiChecker struct {
-	// Limiters is the process-wide registry; nil means unthrottled.
-	Limiters *smaregi.LimiterRegistry
-	// HTTPClient, if set, sends the calls (tests, proxies).
-	HTTPClient *http.Client
+	// Clients builds the clients, from the process's one limiter registry.
+	Clients *storeaccess.Clients
 }
 
-// NewSmaregiChecker returns a checker drawing from limiters.
-func NewSmaregiChecker(limiters *smaregi.LimiterRegistry) *SmaregiChecker {
-	return &SmaregiChecker{Limiters: limiters}
+// NewSmaregiChecker returns a checker building its clients with clients.
+func NewSmaregiChecker(clients *storeaccess.Clients) *SmaregiChecker {
+	return &SmaregiChecker{Clients: clients}
 }
 
 // checkAttempts and checkRequestTimeout keep one check short: the
@@ -35,19 +32,10 @@ const (
 )
 
 // CheckCredentials implements CredentialChecker.
-func (c *SmaregiChecker) CheckCredentials(ctx context.Context, t Target) error {
-	cl, err := smaregi.New(smaregi.Options{
-		Endpoint:        t.Endpoint,
-		ContractID:      t.ContractID,
-		AccessToken:     t.AccessToken,
-		HTTPClient:      c.HTTPClient,
-		Limiters:        c.Limiters,
-		MaxReadAttempts: checkAttempts,
-		RequestTimeout:  checkRequestTimeout,
-	})
+func (c *SmaregiChecker) CheckCredentials(ctx context.Context, t storeaccess.Target) error {
+	cl, err := c.Clients.Client(t, smaregi.Options{MaxReadAttempts: checkAttempts, RequestTimeout: checkRequestTimeout})
 	if err != nil {
-		// smaregi.New never puts the token in its errors.
-		return fmt.Errorf("build Smaregi client: %w", err)
+		return err // never carries the token
 	}
 	return cl.CheckCredentials(ctx, t.StoreID)
 }

@@ -9,31 +9,21 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
-
-// Target is everything a credential check needs. AccessToken is a secret:
-// implementations must keep it out of errors and logs.
-type Target struct {
-	Endpoint    string
-	ContractID  string
-	StoreID     string
-	AccessToken string
-}
 
 // CredentialChecker verifies that a shop's credentials work, with the
 // cheapest call that proves it (a one-row stock_ref, which also proves that
 // 在庫情報参照 is switched on). Errors are classified with the helpers of
 // internal/smaregi (IsConfigError, ErrorCode, IsTransient).
 type CredentialChecker interface {
-	CheckCredentials(ctx context.Context, target Target) error
+	CheckCredentials(ctx context.Context, target storeaccess.Target) error
 }
 
 // checkTimeout bounds one credential check so a hanging Smaregi cannot hold
@@ -84,7 +74,7 @@ type checkRecord struct {
 
 // fingerprint hashes the check's inputs. The token only enters a one-way
 // hash kept in memory; it is never stored or compared in clear.
-func fingerprint(uid types.UID, t Target) [sha256.Size]byte {
+func fingerprint(uid types.UID, t storeaccess.Target) [sha256.Size]byte {
 	h := sha256.New()
 	for _, s := range []string{string(uid), t.Endpoint, t.ContractID, t.StoreID, t.AccessToken} {
 		h.Write([]byte(s))
@@ -104,36 +94,20 @@ func (r *SmaregiStoreReconciler) reconcileCredentials(ctx context.Context, store
 		}
 	}
 
-	ref := store.Spec.CredentialsRef
-	key := store.CredentialsKey()
 	// The APIReader reads this one Secret from the API server: the manager
 	// caches only the Secrets this operator creates, never users' tokens.
-	var secret corev1.Secret
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: store.Namespace, Name: ref.Name}, &secret)
+	token, err := storeaccess.ReadToken(ctx, r.APIReader, storeaccess.CredentialsRefOf(store))
+	var ce *storeaccess.ConfigError
 	switch {
-	case apierrors.IsNotFound(err):
+	case errors.As(err, &ce):
 		// No error and no requeue: the Secret watch brings the store back
-		// the moment the Secret is created.
-		return stepResult{
-			status: metav1.ConditionFalse, reason: smaregiv1alpha1.ReasonSecretNotFound, outcome: outcomeStalled,
-			message: fmt.Sprintf("Secret %q (spec.credentialsRef) not found in namespace %q: create it with the access token "+
-				"(アクセストークン from スマレジAPI設定 > API受信設定) under key %q", ref.Name, store.Namespace, key),
-		}
+		// the moment the Secret is created or fixed.
+		return stepResult{status: metav1.ConditionFalse, reason: ce.Reason, outcome: outcomeStalled, message: ce.Message}
 	case err != nil:
-		return retrying(fmt.Errorf("read credentials Secret %s/%s: %w", store.Namespace, ref.Name, err))
-	}
-	// A token pasted with a trailing newline (kubectl --from-file) is still
-	// the same token; the newline would only break the HTTP header.
-	token := strings.TrimSpace(string(secret.Data[key]))
-	if token == "" {
-		return stepResult{
-			status: metav1.ConditionFalse, reason: smaregiv1alpha1.ReasonSecretKeyNotFound, outcome: outcomeStalled,
-			message: fmt.Sprintf("Secret %q has no key %q (or it is empty): put the access token (アクセストークン) "+
-				"under that key, or set spec.credentialsRef.key", ref.Name, key),
-		}
+		return retrying(err)
 	}
 
-	target := Target{Endpoint: store.EndpointURL(), ContractID: store.Spec.ContractID, StoreID: store.Spec.StoreID, AccessToken: token}
+	target := storeaccess.Target{Endpoint: store.EndpointURL(), ContractID: store.Spec.ContractID, StoreID: store.Spec.StoreID, AccessToken: token}
 	fp := fingerprint(store.UID, target)
 	now := r.Clock.Now()
 	st := r.state(client.ObjectKeyFromObject(store))
@@ -180,14 +154,10 @@ func (r *SmaregiStoreReconciler) reconcileCredentials(ctx context.Context, store
 	return res
 }
 
-// adminPath is where every legacy API setting lives in Smaregi's admin
-// screen; messages repeat it so the shop finds the switch without docs.
-const adminPath = "スマレジ管理画面 設定 > システム連携 > スマレジAPI設定 > API受信設定"
-
 // classifyCheck maps a credential check's error to the CredentialsValid
-// condition. Messages say what to change in Smaregi; redact removes the
-// token from any text that came from elsewhere (defence in depth: the
-// client already keeps it out of its errors).
+// condition, with storeaccess's one table of reasons and remedies. redact
+// removes the token from any text that came from elsewhere (defence in
+// depth: the client already keeps it out of its errors).
 func classifyCheck(err error, store *smaregiv1alpha1.SmaregiStore, redact func(string) string) stepResult {
 	if err == nil {
 		return stepResult{
@@ -195,44 +165,20 @@ func classifyCheck(err error, store *smaregiv1alpha1.SmaregiStore, redact func(s
 			message: fmt.Sprintf("Smaregi accepted the access token for contract %q, store %q (stock_ref)", store.Spec.ContractID, store.Spec.StoreID),
 		}
 	}
-	stalled := func(reason, msg string) stepResult {
-		return stepResult{status: metav1.ConditionFalse, reason: reason, outcome: outcomeStalled, message: msg}
+	d := storeaccess.Explain(err, storeaccess.Subject{
+		Call: smaregi.ProcStockRef, Endpoint: store.EndpointURL(), ContractID: store.Spec.ContractID,
+		StoreID: store.Spec.StoreID, Credentials: storeaccess.CredentialsRefOf(store),
+	})
+	res := stepResult{status: metav1.ConditionFalse, reason: d.Reason, message: redact(d.Message), outcome: outcomeRetrying}
+	switch {
+	case d.Config:
+		// A person must act; asking again soon cannot change the answer.
+		res.outcome = outcomeStalled
+	case d.Transient:
+		// Nothing is known about the credentials.
+		res.status = metav1.ConditionUnknown
 	}
-	if code, ok := smaregi.ErrorCode(err); ok && smaregi.IsConfigError(err) {
-		switch code {
-		case smaregi.CodeInvalidAccessToken, smaregi.CodeAuthFailed:
-			return stalled(smaregiv1alpha1.ReasonInvalidAccessToken, fmt.Sprintf(
-				"Smaregi rejected the access token (error_code %d): copy アクセストークン from %s into Secret %q key %q. "+
-					"Re-issuing the token in Smaregi invalidates the old one", code, adminPath, store.Spec.CredentialsRef.Name, store.CredentialsKey()))
-		case smaregi.CodeInvalidContractID:
-			return stalled(smaregiv1alpha1.ReasonInvalidContractID, fmt.Sprintf(
-				"Smaregi does not accept contract ID %q (error_code 14): compare it with 契約ID in %s. "+
-					"contractID is immutable, so create a new SmaregiStore with the right one", store.Spec.ContractID, adminPath))
-		case smaregi.CodeFunctionDisabled:
-			return stalled(smaregiv1alpha1.ReasonFunctionDisabled, fmt.Sprintf(
-				"在庫情報参照 (stock_ref) is switched off (error_code 23): in %s > 機能設定, set 15 在庫情報参照 "+
-					"and 4 在庫情報更新 to 利用する", adminPath))
-		case smaregi.CodeIPNotAllowed:
-			return stalled(smaregiv1alpha1.ReasonIPNotAllowed, fmt.Sprintf(
-				"Smaregi refused the operator's IP address (error_code 24): add the operator's egress IP to the "+
-					"allowed addresses (IPアドレス制限) in %s, or lift the restriction", adminPath))
-		case smaregi.CodeAccountLocked:
-			return stalled(smaregiv1alpha1.ReasonAccountLocked,
-				"Smaregi reports the account as locked (error_code 22): unlock it in スマレジ管理画面 or ask Smaregi support")
-		}
-	}
-	if smaregi.IsTransient(err) || errors.Is(err, context.DeadlineExceeded) {
-		return stepResult{
-			status: metav1.ConditionUnknown, reason: smaregiv1alpha1.ReasonUnreachable, outcome: outcomeRetrying,
-			message: fmt.Sprintf("could not complete the credential check at %s: %s", store.EndpointURL(), redact(err.Error())),
-		}
-	}
-	// Anything else (an unexpected error code, a malformed answer) is not
-	// the shop's configuration as far as we know: retry with back-off.
-	return stepResult{
-		status: metav1.ConditionFalse, reason: smaregiv1alpha1.ReasonSmaregiError, outcome: outcomeRetrying,
-		message: fmt.Sprintf("Smaregi answered the credential check with an error: %s", redact(err.Error())),
-	}
+	return res
 }
 
 // redactor returns a function that blanks the token out of a text.

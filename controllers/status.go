@@ -10,10 +10,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/statusapply"
 )
 
 // FieldManager is this controller's server-side apply field manager. It
@@ -157,20 +157,8 @@ func normalizeReceiver(r *smaregiv1alpha1.ReceiverStatus) *smaregiv1alpha1.Recei
 	return c
 }
 
-// applyStatus writes desired with server-side apply on the status
-// subresource.
-//
-// Why apply and why unstructured: several writers share this status (this
-// controller, the sync engine). An Update or a merge patch of the whole
-// conditions list would clobber the other writer's conditions; with apply,
-// and conditions declared listType=map keyed on type, each field manager
-// owns exactly the list entries it sends. controller-runtime v0.25 applies
-// either generated apply configurations or an unstructured object built by
-// hand; the latter needs no generated code in api/ and, because we build
-// the map ourselves from ownedStatus, contains exactly our fields (the
-// danger with unstructured, zero values of fields we do not own, cannot
-// arise). ForceOwnership takes over fields last written by an older
-// manager name, so a rename or a kubectl edit cannot wedge us.
+// applyStatus writes desired with server-side apply under FieldManager
+// (statusapply says why apply), so the sync engine's fields stay its own.
 func (r *SmaregiStoreReconciler) applyStatus(ctx context.Context, store *smaregiv1alpha1.SmaregiStore, desired ownedStatus) error {
 	if upToDate(store, desired) {
 		return nil
@@ -183,17 +171,7 @@ func (r *SmaregiStoreReconciler) applyStatus(ctx context.Context, store *smaregi
 	if err := json.Unmarshal(raw, &status); err != nil {
 		return fmt.Errorf("decode status of %s/%s: %w", store.Namespace, store.Name, err)
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": smaregiv1alpha1.GroupVersion.String(),
-		"kind":       "SmaregiStore",
-		"metadata":   map[string]any{"name": store.Name, "namespace": store.Namespace},
-		"status":     status,
-	}}
-	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
-		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		return fmt.Errorf("apply status of SmaregiStore %s/%s: %w", store.Namespace, store.Name, err)
-	}
-	return nil
+	return statusapply.Apply(ctx, r.Client, FieldManager, store.Namespace, store.Name, status)
 }
 
 // condKey is what decides whether a condition changed enough for an event.

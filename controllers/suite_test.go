@@ -33,6 +33,7 @@ import (
 	"github.com/stocksync/smaregi-operator/controllers"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 	"github.com/stocksync/smaregi-operator/internal/testenv"
 )
 
@@ -57,7 +58,7 @@ type countingChecker struct {
 	calls map[string]int
 }
 
-func (c *countingChecker) CheckCredentials(ctx context.Context, t controllers.Target) error {
+func (c *countingChecker) CheckCredentials(ctx context.Context, t storeaccess.Target) error {
 	c.mu.Lock()
 	c.calls[t.Endpoint]++
 	c.mu.Unlock()
@@ -103,7 +104,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	fakeClock = testingclock.NewFakeClock(time.Now())
-	checker = &countingChecker{inner: controllers.NewSmaregiChecker(smaregi.NewLimiterRegistry(0, 1)), calls: map[string]int{}}
+	checker = &countingChecker{inner: controllers.NewSmaregiChecker(storeaccess.NewClients(smaregi.NewLimiterRegistry(0, 1), nil)), calls: map[string]int{}}
 	reconciler = &controllers.SmaregiStoreReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),

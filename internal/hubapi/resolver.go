@@ -3,19 +3,14 @@ package hubapi
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http"
-	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 // Resolver maps product codes (商品コード, often the JAN) to Smaregi product
@@ -65,12 +60,10 @@ type SmaregiResolverOptions struct {
 	// manager's uncached reader, so that the operator does not cache every
 	// Secret in the cluster.
 	APIReader client.Reader
-	// Limiters is the operator's per-contract limiter registry, shared with
-	// the sync engine so that lookups count against the same budget.
-	Limiters *smaregi.LimiterRegistry
-	// HTTPClient is shared by every lookup; defaults to a client with its
-	// own transport.
-	HTTPClient *http.Client
+	// Clients builds the Smaregi clients from the operator's per-contract
+	// limiter registry, shared with the sync engine so that lookups count
+	// against the same budget; nil builds unthrottled clients.
+	Clients *storeaccess.Clients
 	// TTL of a cached code→ID mapping; defaults to DefaultCodeTTL. Codes are
 	// unique per contract and rarely reassigned, so minutes are safe.
 	TTL time.Duration
@@ -101,9 +94,6 @@ func NewSmaregiResolver(opts SmaregiResolverOptions) (*SmaregiResolver, error) {
 	if opts.MaxCachedCodes <= 0 {
 		opts.MaxCachedCodes = DefaultMaxCachedCodes
 	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
@@ -126,22 +116,21 @@ func (r *SmaregiResolver) ProductIDs(ctx context.Context, store *smaregiv1alpha1
 	if len(missing) == 0 {
 		return out, nil
 	}
-	token, err := r.accessToken(ctx, store)
+	subject := storeaccess.Subject{Call: smaregi.ProcProductRef, Endpoint: endpoint, ContractID: contract,
+		StoreID: store.Spec.StoreID, Credentials: storeaccess.CredentialsRefOf(store)}
+	token, err := storeaccess.ReadToken(ctx, r.opts.APIReader, subject.Credentials)
 	if err != nil {
-		return nil, err
+		return nil, classifyLookupError(err, subject)
 	}
-	c, err := smaregi.New(smaregi.Options{
-		Endpoint: endpoint, ContractID: contract, AccessToken: token,
-		Limiters: r.opts.Limiters, HTTPClient: r.opts.HTTPClient,
-		// The caller is waiting on an HTTP request: one retry at most.
-		MaxReadAttempts: 2, RequestTimeout: 15 * time.Second,
-	})
+	target := storeaccess.Target{Endpoint: endpoint, ContractID: contract, StoreID: store.Spec.StoreID, AccessToken: token}
+	// The caller is waiting on an HTTP request: one retry at most.
+	c, err := r.opts.Clients.Client(target, smaregi.Options{MaxReadAttempts: 2, RequestTimeout: 15 * time.Second})
 	if err != nil {
 		return nil, &ResolveError{Kind: ResolveMisconfigured, Message: "the store's Smaregi settings are invalid", Err: err}
 	}
 	found, err := c.ProductIDsByCode(ctx, missing)
 	if err != nil {
-		return nil, classifyLookupError(err)
+		return nil, classifyLookupError(err, subject)
 	}
 	now = r.opts.Clock.Now()
 	for code, id := range found {
@@ -153,33 +142,19 @@ func (r *SmaregiResolver) ProductIDs(ctx context.Context, store *smaregiv1alpha1
 	return out, nil
 }
 
-func (r *SmaregiResolver) accessToken(ctx context.Context, store *smaregiv1alpha1.SmaregiStore) (string, error) {
-	var sec corev1.Secret
-	name := store.Spec.CredentialsRef.Name
-	err := r.opts.APIReader.Get(ctx, types.NamespacedName{Namespace: store.Namespace, Name: name}, &sec)
-	if apierrors.IsNotFound(err) {
-		return "", &ResolveError{Kind: ResolveMisconfigured, Message: fmt.Sprintf("the store's credentials Secret %q does not exist", name)}
-	}
-	if err != nil {
-		return "", &ResolveError{Kind: ResolveUnavailable, Message: "reading the store's credentials failed", Err: err}
-	}
-	v, ok := sec.Data[store.CredentialsKey()]
-	if !ok || strings.TrimSpace(string(v)) == "" {
-		return "", &ResolveError{Kind: ResolveMisconfigured,
-			Message: fmt.Sprintf("the store's credentials Secret %q has no key %q", name, store.CredentialsKey())}
-	}
-	return string(v), nil
-}
-
-func classifyLookupError(err error) error {
-	switch code, _ := smaregi.ErrorCode(err); {
-	case code == smaregi.CodeFunctionDisabled:
+// classifyLookupError explains a failed lookup to the API caller with
+// storeaccess's one table, so the words match the SmaregiStore's status.
+func classifyLookupError(err error, subject storeaccess.Subject) error {
+	d := storeaccess.Explain(err, subject)
+	switch {
+	case d.Reason == smaregiv1alpha1.ReasonFunctionDisabled:
 		return &ResolveError{Kind: ResolveUnsupported, Err: err,
-			Message: "productCode cannot be resolved because this shop has 商品情報参照 (product_ref) switched off in Smaregi's API settings (機能設定); " +
-				"send productId instead, or switch on 商品情報参照"}
-	case smaregi.IsConfigError(err):
-		return &ResolveError{Kind: ResolveMisconfigured, Err: err,
-			Message: "Smaregi rejected the store's credentials or settings; see the SmaregiStore's status"}
+			Message: "productCode cannot be resolved: " + d.Message + "; or send productId instead"}
+	case storeaccess.IsConfigError(err):
+		// A missing Secret or key: the message says all there is.
+		return &ResolveError{Kind: ResolveMisconfigured, Message: d.Message}
+	case d.Config:
+		return &ResolveError{Kind: ResolveMisconfigured, Err: err, Message: d.Message}
 	default:
 		return &ResolveError{Kind: ResolveUnavailable, Err: err, Message: "looking up product codes in Smaregi failed; retry later"}
 	}

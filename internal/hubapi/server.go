@@ -30,7 +30,7 @@ import (
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/httpserve"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
-	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 // Defaults for Options left zero.
@@ -57,11 +57,12 @@ type Options struct {
 	BindAddress string
 	// Reader reads SmaregiStores; in the operator, the manager's cache.
 	Reader client.Reader
-	// APIReader and Limiters build the default Resolver when Resolver is
+	// APIReader and Clients build the default Resolver when Resolver is
 	// nil: APIReader (the manager's uncached reader) reads the store's
-	// credentials Secret, Limiters is the per-contract limiter registry.
+	// credentials Secret, Clients builds Smaregi clients from the
+	// process's per-contract limiters.
 	APIReader client.Reader
-	Limiters  *smaregi.LimiterRegistry
+	Clients   *storeaccess.Clients
 	// Authn and Authz ask the API server who a caller is and what the caller
 	// may do (clientset.AuthenticationV1().TokenReviews() and
 	// clientset.AuthorizationV1().SubjectAccessReviews()).
@@ -150,7 +151,7 @@ func New(opts Options) (*Server, error) {
 	defaultDuration(&opts.IdleTimeout, DefaultIdleTimeout)
 	defaultDuration(&opts.ShutdownTimeout, DefaultShutdownTimeout)
 	if opts.Resolver == nil && opts.APIReader != nil {
-		r, err := NewSmaregiResolver(SmaregiResolverOptions{APIReader: opts.APIReader, Limiters: opts.Limiters, Clock: opts.Clock})
+		r, err := NewSmaregiResolver(SmaregiResolverOptions{APIReader: opts.APIReader, Clients: opts.Clients, Clock: opts.Clock})
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,112 @@
+package storeaccess
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/stocksync/smaregi-operator/api/v1alpha1"
+)
+
+func secret(name string, data map[string]string) *corev1.Secret {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}, Data: map[string][]byte{}}
+	for k, v := range data {
+		s.Data[k] = []byte(v)
+	}
+	return s
+}
+
+func TestReadToken(t *testing.T) {
+	r := fake.NewClientBuilder().WithObjects(
+		secret("from-file", map[string]string{"accessToken": "tok-123\n"}),
+		secret("crlf", map[string]string{"accessToken": "  tok-456\r\n"}),
+		secret("blank", map[string]string{"accessToken": " \n"}),
+	).Build()
+	ctx := context.Background()
+	ref := func(name string) CredentialsRef { return CredentialsRef{Namespace: "shop", Secret: name, Key: "accessToken"} }
+
+	for name, want := range map[string]string{"from-file": "tok-123", "crlf": "tok-456"} {
+		got, err := ReadToken(ctx, r, ref(name))
+		if err != nil || got != want {
+			t.Errorf("%s: ReadToken = %q, %v; want %q", name, got, err, want)
+		}
+	}
+
+	cases := []struct {
+		ref    CredentialsRef
+		reason string
+		hint   string
+	}{
+		{ref("missing"), v1alpha1.ReasonSecretNotFound, `"missing"`},
+		{ref("blank"), v1alpha1.ReasonSecretKeyNotFound, `"accessToken"`},
+		{CredentialsRef{Namespace: "shop", Secret: "from-file", Key: "token"}, v1alpha1.ReasonSecretKeyNotFound, "spec.credentialsRef.key"},
+	}
+	for _, c := range cases {
+		_, err := ReadToken(ctx, r, c.ref)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Reason != c.reason || !strings.Contains(ce.Message, c.hint) {
+			t.Errorf("%+v: err = %v, want a ConfigError %s mentioning %s", c.ref, err, c.reason, c.hint)
+		}
+		if !IsConfigError(err) {
+			t.Errorf("%+v: IsConfigError = false", c.ref)
+		}
+	}
+}
+
+// countingReader counts Secret reads.
+type countingReader struct {
+	client.Reader
+	n int
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.n++
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+func TestTokensCacheForTTLAndForget(t *testing.T) {
+	r := &countingReader{Reader: fake.NewClientBuilder().WithObjects(secret("s", map[string]string{"accessToken": "tok\n"})).Build()}
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	tokens := NewTokens(r, time.Minute, clk)
+	ref := CredentialsRef{Namespace: "shop", Secret: "s", Key: "accessToken"}
+	ctx := context.Background()
+	read := func() {
+		t.Helper()
+		if tok, err := tokens.Token(ctx, ref); err != nil || tok != "tok" {
+			t.Fatalf("Token = %q, %v", tok, err)
+		}
+	}
+	read()
+	read()
+	if r.n != 1 {
+		t.Errorf("%d Secret reads within the TTL, want 1", r.n)
+	}
+	clk.SetTime(clk.Now().Add(time.Minute))
+	read()
+	if r.n != 2 {
+		t.Errorf("%d Secret reads after the TTL, want 2", r.n)
+	}
+	tokens.Forget(ref)
+	read()
+	if r.n != 3 {
+		t.Errorf("%d Secret reads after Forget, want 3", r.n)
+	}
+	// A failed read is not cached.
+	missing := CredentialsRef{Namespace: "shop", Secret: "nope", Key: "accessToken"}
+	for range 2 {
+		if _, err := tokens.Token(ctx, missing); !IsConfigError(err) {
+			t.Fatalf("missing Secret: %v", err)
+		}
+	}
+	if r.n != 5 {
+		t.Errorf("%d Secret reads, want 5 (a missing Secret is read again)", r.n)
+	}
+}

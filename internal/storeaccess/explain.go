@@ -1,0 +1,136 @@
+package storeaccess
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+)
+
+// AdminPath is where every legacy API setting lives in Smaregi's admin
+// screen; messages repeat it so the shop finds the switch without docs.
+const AdminPath = "スマレジ管理画面 設定 > システム連携 > スマレジAPI設定 > API受信設定"
+
+// Subject is what a diagnosis talks about: the call that failed and the
+// store it was made for. It carries no secret.
+type Subject struct {
+	// Call is the proc that failed (smaregi.ProcStockRef, …); it decides
+	// which function a "function disabled" answer asks to switch on.
+	Call        string
+	Endpoint    string
+	ContractID  string
+	StoreID     string
+	Credentials CredentialsRef
+}
+
+// Diagnosis is a failure explained for a condition, a metric and a retry
+// policy.
+type Diagnosis struct {
+	// Reason is a v1alpha1 condition reason.
+	Reason string
+	// Message says what happened and what a person should do; it never
+	// contains a secret.
+	Message string
+	// Config means a person must change something (in Smaregi or in the
+	// SmaregiStore and its Secret): retrying soon cannot help.
+	Config bool
+	// AuthFailed means Smaregi rejected the token or contract: cached
+	// tokens and clients of the store must be dropped.
+	AuthFailed bool
+	// Transient means the same call may succeed later unchanged.
+	Transient bool
+}
+
+// codeEntry is one row of the table: a reason and the remedy for it.
+type codeEntry struct {
+	reason     string
+	authFailed bool
+	remedy     func(s Subject, code int) string
+}
+
+// codeTable maps each configuration error code of the legacy API
+// (docs/smaregi-api.md §1.5) to its reason and remedy. It is the only such
+// table: the credential check, the sync engine, the pusher and the hub API
+// all explain Smaregi's answers with it, so one fault reads the same in
+// every condition.
+var codeTable = map[int]codeEntry{
+	smaregi.CodeInvalidAccessToken: {reason: v1alpha1.ReasonInvalidAccessToken, authFailed: true, remedy: invalidToken},
+	smaregi.CodeAuthFailed:         {reason: v1alpha1.ReasonInvalidAccessToken, authFailed: true, remedy: invalidToken},
+	smaregi.CodeInvalidContractID: {reason: v1alpha1.ReasonInvalidContractID, authFailed: true, remedy: func(s Subject, _ int) string {
+		return fmt.Sprintf("Smaregi does not accept contract ID %q (error_code 14): compare spec.contractID with 契約ID in %s; "+
+			"contractID is immutable, so create a new SmaregiStore with the right one", s.ContractID, AdminPath)
+	}},
+	smaregi.CodeFunctionDisabled: {reason: v1alpha1.ReasonFunctionDisabled, remedy: func(s Subject, _ int) string {
+		return fmt.Sprintf("%s is switched off for contract %q (error_code 23): in %s > 機能設定, switch on %s (利用する)",
+			functionName(s.Call), s.ContractID, AdminPath, functionsToEnable(s.Call))
+	}},
+	smaregi.CodeIPNotAllowed: {reason: v1alpha1.ReasonIPNotAllowed, remedy: func(s Subject, _ int) string {
+		return fmt.Sprintf("Smaregi refused the operator's IP address for contract %q (error_code 24): add the operator's egress IP "+
+			"to the allowed addresses (IPアドレス制限) in %s, or lift the restriction", s.ContractID, AdminPath)
+	}},
+	smaregi.CodeAccountLocked: {reason: v1alpha1.ReasonAccountLocked, remedy: func(s Subject, _ int) string {
+		return fmt.Sprintf("Smaregi reports the account of contract %q as locked (error_code 22): unlock it in スマレジ管理画面 "+
+			"or ask Smaregi support", s.ContractID)
+	}},
+}
+
+func invalidToken(s Subject, code int) string {
+	return fmt.Sprintf("Smaregi rejected the access token for contract %q (error_code %d): copy アクセストークン from %s "+
+		"into Secret %q key %q. Re-issuing the token in Smaregi invalidates the old one",
+		s.ContractID, code, AdminPath, s.Credentials.Secret, s.Credentials.Key)
+}
+
+// functionName is the admin screen's name of the function a proc needs.
+func functionName(call string) string {
+	switch call {
+	case smaregi.ProcStockUpd:
+		return "在庫情報更新 (stock_upd)"
+	case smaregi.ProcProductRef:
+		return "商品情報参照 (product_ref)"
+	default:
+		return "在庫情報参照 (stock_ref)"
+	}
+}
+
+// functionsToEnable lists what to switch on: the operator always needs
+// both stock functions, and product_ref only for productCode lookups.
+func functionsToEnable(call string) string {
+	if call == smaregi.ProcProductRef {
+		return "商品情報参照"
+	}
+	return "15 在庫情報参照 and 4 在庫情報更新"
+}
+
+// Explain maps an error of a call for s to a diagnosis. A *ConfigError
+// (missing Secret or key, suspended store) keeps its own reason and
+// message.
+func Explain(err error, s Subject) Diagnosis {
+	if err == nil {
+		return Diagnosis{Reason: v1alpha1.ReasonSucceeded}
+	}
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return Diagnosis{Reason: ce.Reason, Message: ce.Message, Config: true}
+	}
+	call := s.Call
+	if call == "" {
+		call = smaregi.ProcStockRef
+	}
+	if code, ok := smaregi.ErrorCode(err); ok && smaregi.IsConfigError(err) {
+		if e, ok := codeTable[code]; ok {
+			return Diagnosis{Reason: e.reason, Message: e.remedy(s, code), Config: true, AuthFailed: e.authFailed}
+		}
+		return Diagnosis{Reason: v1alpha1.ReasonSmaregiError, Config: true,
+			Message: fmt.Sprintf("Smaregi rejected %s for contract %q: %v", call, s.ContractID, err)}
+	}
+	if smaregi.IsTransient(err) || errors.Is(err, context.DeadlineExceeded) {
+		return Diagnosis{Reason: v1alpha1.ReasonUnreachable, Transient: true,
+			Message: fmt.Sprintf("could not complete %s at %s: %v; retrying with back-off", call, s.Endpoint, err)}
+	}
+	// Anything else (another error code, an undecodable answer) is not the
+	// shop's configuration as far as anyone knows.
+	return Diagnosis{Reason: v1alpha1.ReasonSmaregiError,
+		Message: fmt.Sprintf("Smaregi answered %s with an error: %v", call, err)}
+}

@@ -1,0 +1,66 @@
+package storeaccess
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+)
+
+func TestExplainIsOneTable(t *testing.T) {
+	subject := func(call string) Subject {
+		return Subject{Call: call, Endpoint: "https://example.test/access/", ContractID: "sk1", StoreID: "1",
+			Credentials: CredentialsRef{Namespace: "shop", Secret: "shop-token", Key: "accessToken"}}
+	}
+	coded := func(call string, status, code int) error {
+		return fmt.Errorf("pull: %w", &smaregi.APIError{ProcName: call, HTTPStatus: status, Code: code})
+	}
+	cases := []struct {
+		name       string
+		err        error
+		call       string
+		reason     string
+		config     bool
+		authFailed bool
+		transient  bool
+		hints      []string
+	}{
+		{"13", coded("stock_ref", 400, 13), "stock_ref", v1alpha1.ReasonInvalidAccessToken, true, true, false, []string{"アクセストークン", `"shop-token"`, `"accessToken"`, "API受信設定"}},
+		{"21", coded("stock_ref", 400, 21), "stock_ref", v1alpha1.ReasonInvalidAccessToken, true, true, false, []string{"error_code 21"}},
+		{"14", coded("stock_ref", 400, 14), "stock_ref", v1alpha1.ReasonInvalidContractID, true, true, false, []string{"契約ID", "immutable"}},
+		{"22", coded("stock_ref", 400, 22), "stock_ref", v1alpha1.ReasonAccountLocked, true, false, false, []string{"locked"}},
+		{"23 stock_ref", coded("stock_ref", 400, 23), "stock_ref", v1alpha1.ReasonFunctionDisabled, true, false, false, []string{"在庫情報参照 (stock_ref)", "機能設定", "15 在庫情報参照", "4 在庫情報更新", "利用する"}},
+		{"23 stock_upd", coded("stock_upd", 400, 23), "stock_upd", v1alpha1.ReasonFunctionDisabled, true, false, false, []string{"在庫情報更新 (stock_upd)"}},
+		{"23 product_ref", coded("product_ref", 400, 23), "product_ref", v1alpha1.ReasonFunctionDisabled, true, false, false, []string{"商品情報参照"}},
+		{"24", coded("stock_ref", 400, 24), "stock_ref", v1alpha1.ReasonIPNotAllowed, true, false, false, []string{"IP"}},
+		{"5xx", coded("stock_ref", 503, 0), "stock_ref", v1alpha1.ReasonUnreachable, false, false, true, []string{"https://example.test/access/"}},
+		{"dial", &smaregi.TransportError{ProcName: "stock_ref", Err: errors.New("connection refused")}, "stock_ref", v1alpha1.ReasonUnreachable, false, false, true, []string{"connection refused"}},
+		{"deadline", context.DeadlineExceeded, "stock_ref", v1alpha1.ReasonUnreachable, false, false, true, nil},
+		{"43", coded("stock_ref", 400, 43), "stock_ref", v1alpha1.ReasonSmaregiError, false, false, false, []string{"error_code 43"}},
+		{"secret", &ConfigError{Reason: v1alpha1.ReasonSecretNotFound, Message: "create it"}, "stock_ref", v1alpha1.ReasonSecretNotFound, true, false, false, []string{"create it"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := Explain(c.err, subject(c.call))
+			if d.Reason != c.reason || d.Config != c.config || d.AuthFailed != c.authFailed || d.Transient != c.transient {
+				t.Errorf("Explain = %+v; want reason %s config %v authFailed %v transient %v", d, c.reason, c.config, c.authFailed, c.transient)
+			}
+			for _, h := range c.hints {
+				if !strings.Contains(d.Message, h) {
+					t.Errorf("message %q lacks %q", d.Message, h)
+				}
+			}
+		})
+	}
+	// Every configuration code of the client has a row of its own.
+	for code := 1; code < 100; code++ {
+		err := &smaregi.APIError{ProcName: "stock_ref", HTTPStatus: 400, Code: code}
+		if _, ok := codeTable[code]; smaregi.IsConfigError(err) && !ok {
+			t.Errorf("configuration code %d has no row in the table", code)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package storeregistry
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+)
+
+// ControllerName names the registry controller (distinct from the
+// SmaregiStore controller's, so their workqueue metrics do not mix).
+const ControllerName = "smaregistore-registry"
+
+// RBAC of the registry controller and its consumers: it reads
+// SmaregiStores; the engine reads the credential Secrets they name
+// (uncached, one Get per token TTL), applies its part of their status and
+// emits events.
+// +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores,verbs=get;list;watch
+// +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/status,verbs=get;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Controller keeps a Registry in step with the SmaregiStore objects. It
+// does no I/O beyond the cache: pulls and pushes run on their own workers,
+// so a slow shop never holds it. Like its consumers (the engine and the
+// pusher) it runs on the leader only, controller-runtime's default.
+type Controller struct {
+	Registry *Registry
+	Reader   client.Reader
+}
+
+// SetupWithManager registers the controller with mgr.
+func (c *Controller) SetupWithManager(mgr ctrl.Manager) error {
+	if c.Reader == nil {
+		c.Reader = mgr.GetClient()
+	}
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		// Status writes (the engine's own included) do not change what the
+		// consumers need, except the first sight, which Create covers; a
+		// new generation, annotations (a resync request) and the
+		// controller's CredentialsValid changing (a fixed Secret lifts the
+		// back-off) are what matter.
+		For(&v1alpha1.SmaregiStore{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+			credentialsValidChanged()))).
+		Complete(c)
+	if err != nil {
+		return fmt.Errorf("building the %s controller: %w", ControllerName, err)
+	}
+	return nil
+}
+
+// Reconcile mirrors one SmaregiStore into the registry.
+func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	key := inventory.StoreKey{Namespace: req.Namespace, Name: req.Name}
+	var obj v1alpha1.SmaregiStore
+	if err := c.Reader.Get(ctx, req.NamespacedName, &obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return reconcile.Result{}, c.Registry.Remove(ctx, key)
+		}
+		return reconcile.Result{}, fmt.Errorf("reading SmaregiStore %s: %w", key, err)
+	}
+	cfg := ConfigFromObject(&obj)
+	if !obj.DeletionTimestamp.IsZero() {
+		// Being deleted (another finalizer holds it): stop calling Smaregi
+		// now; the data goes when the object is gone.
+		cfg.Suspend = true
+	}
+	c.Registry.Upsert(cfg)
+	return reconcile.Result{}, nil
+}
+
+// credentialsValidChanged passes updates whose CredentialsValid condition
+// (written by the SmaregiStore controller) changed status or
+// lastTransitionTime. Its reason and message, and the controller's periodic
+// re-checks that confirm it, do not matter here.
+func credentialsValidChanged() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*v1alpha1.SmaregiStore)
+			n, ok2 := e.ObjectNew.(*v1alpha1.SmaregiStore)
+			if !ok1 || !ok2 {
+				return false
+			}
+			get := func(s *v1alpha1.SmaregiStore) (metav1.ConditionStatus, time.Time) {
+				if c := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.CredentialsValidCondition); c != nil {
+					return c.Status, c.LastTransitionTime.Time
+				}
+				return "", time.Time{}
+			}
+			s0, t0 := get(o)
+			s1, t1 := get(n)
+			return s0 != s1 || !t0.Equal(t1)
+		},
+	}
+}
