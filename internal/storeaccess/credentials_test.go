@@ -31,7 +31,9 @@ func TestReadToken(t *testing.T) {
 		secret("blank", map[string]string{"accessToken": " \n"}),
 	).Build()
 	ctx := context.Background()
-	ref := func(name string) CredentialsRef { return CredentialsRef{Namespace: "shop", Secret: name, Key: "accessToken"} }
+	ref := func(name string) CredentialsRef {
+		return CredentialsRef{Namespace: "shop", Secret: name, Key: "accessToken"}
+	}
 
 	for name, want := range map[string]string{"from-file": "tok-123", "crlf": "tok-456"} {
 		got, err := ReadToken(ctx, r, ref(name))

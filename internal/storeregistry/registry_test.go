@@ -44,7 +44,9 @@ func TestRetryNeeded(t *testing.T) {
 	if RetryNeeded(valid, valid) {
 		t.Error("a re-list with CredentialsValid still True asks for a retry")
 	}
-	if !RetryNeeded(valid, with(func(c *StoreConfig) { c.CredentialsValid, c.CredentialsValidSince = metav1.ConditionTrue, t0.Add(time.Hour) })) {
+	if !RetryNeeded(valid, with(func(c *StoreConfig) {
+		c.CredentialsValid, c.CredentialsValidSince = metav1.ConditionTrue, t0.Add(time.Hour)
+	})) {
 		t.Error("True with a new transition time (a False in between) does not ask for a retry")
 	}
 }
