@@ -12,7 +12,7 @@ import (
 
 // countingStore counts the attempts recorded.
 type countingStore struct {
-	inventory.Store
+	Store
 	begins atomic.Int64
 }
 

@@ -81,7 +81,7 @@ func isTargetConfig(err error) bool {
 
 // Options configure a Pusher. Store and Targets are required.
 type Options struct {
-	Store   inventory.Store
+	Store   Store
 	Targets Targets
 	// Limiters is the process's shared registry (one limiter per contract).
 	Limiters *smaregi.LimiterRegistry
