@@ -3,16 +3,19 @@ package pusher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 )
 
 // countingStore counts the attempts recorded.
 type countingStore struct {
-	inventory.Store
+	Store
 	begins atomic.Int64
 }
 
@@ -118,7 +121,11 @@ func TestKickEndsAConfigurationWait(t *testing.T) {
 	targets := &switchTargets{h: h}
 	o := h.options()
 	o.Targets = targets
-	o.ConfigBackoff = time.Hour // far longer than the test may take
+	// The pusher's clock passes only the first window: the configuration
+	// wait can end only by the kick.
+	clk := testingclock.NewFakeClock(time.Now())
+	o.Clock = clk
+	o.ConfigBackoff = time.Hour
 	p, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -133,24 +140,22 @@ func TestKickEndsAConfigurationWait(t *testing.T) {
 
 	adj := inventory.Adjustment{Key: key, ID: "order", Lines: []inventory.AdjustmentLine{{ProductID: product(0), Quantity: -1}}}
 	submitAll(t, h.inv, []inventory.Adjustment{adj})
-	waitUntil(t, 10*time.Second, "the configuration error to be met", func() bool { return targets.calls.Load() > 0 })
+	advance(t, clk, o.Window)
+	waitUntil(t, 10*time.Second, "the configuration error to be met", func() error {
+		if targets.calls.Load() == 0 {
+			return errors.New("no target look-up yet")
+		}
+		return nil
+	})
 
 	targets.healed.Store(true)
 	p.Kick(key) // what OnStoreChanged does
-	waitUntil(t, 30*time.Second, "the adjustment to be applied after the kick", func() bool {
+	waitUntil(t, 30*time.Second, "the adjustment to be applied after the kick", func() error {
 		a, ok, err := h.inv.GetAdjustment(context.Background(), key, "order")
-		return err == nil && ok && a.State == inventory.AdjustmentApplied
+		if err != nil || !ok || a.State != inventory.AdjustmentApplied {
+			return fmt.Errorf("order = %s, %v, %v", a.State, ok, err)
+		}
+		return nil
 	})
 	verifyExactlyOnce(t, h, []inventory.Adjustment{adj}, true)
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

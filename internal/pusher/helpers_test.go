@@ -2,6 +2,7 @@ package pusher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/funcr"
+	testingclock "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
@@ -174,7 +176,9 @@ func randomAdjustment(rng *rand.Rand, key inventory.StoreKey, id string) invento
 	return a
 }
 
-// submitAll submits adjustments from several goroutines in small bursts.
+// submitAll submits adjustments from several goroutines at once; each
+// submission waits for its commit, so they reach the pusher spread over
+// many of its windows.
 func submitAll(t testing.TB, st inventory.Store, adjs []inventory.Adjustment) {
 	t.Helper()
 	var wg sync.WaitGroup
@@ -189,9 +193,6 @@ func submitAll(t testing.TB, st inventory.Store, adjs []inventory.Adjustment) {
 					errs <- err
 					return
 				}
-				if i%25 == 0 {
-					time.Sleep(2 * time.Millisecond)
-				}
 			}
 		}()
 	}
@@ -202,29 +203,83 @@ func submitAll(t testing.TB, st inventory.Store, adjs []inventory.Adjustment) {
 	}
 }
 
-// waitSettled polls until no adjustment of adjs is pending.
-func waitSettled(t testing.TB, st inventory.Store, adjs []inventory.Adjustment, timeout time.Duration) {
+// waitUntil polls cond until it returns nil, and fails the test with what
+// and cond's last error after timeout. It is the tests' one poll loop: it
+// waits for the effects of real I/O (HTTP to the simulator, commits of the
+// inventory store, other goroutines). It makes no pusher time pass in a
+// test that gives the pusher a FakeClock: there only the test's steps do
+// (advance, stepUntil).
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		pending := 0
-		for _, a := range adjs {
-			got, ok, err := st.GetAdjustment(context.Background(), a.Key, a.ID)
-			if err != nil || !ok {
-				t.Fatalf("GetAdjustment(%s): %v %v", a.ID, ok, err)
-			}
-			if got.State == inventory.AdjustmentPending {
-				pending++
-			}
-		}
-		if pending == 0 {
+		err := cond()
+		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d adjustments still pending after %v", pending, len(adjs), timeout)
+			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// waitSettled polls until no adjustment of adjs is pending.
+func waitSettled(t testing.TB, st inventory.Store, adjs []inventory.Adjustment, timeout time.Duration) {
+	t.Helper()
+	waitUntil(t, timeout, "the adjustments to settle", func() error { return stillPending(t, st, adjs) })
+}
+
+// stillPending says how many adjustments of adjs are pending; nil if none.
+func stillPending(t testing.TB, st inventory.Store, adjs []inventory.Adjustment) error {
+	t.Helper()
+	pending := 0
+	for _, a := range adjs {
+		got, ok, err := st.GetAdjustment(context.Background(), a.Key, a.ID)
+		if err != nil || !ok {
+			t.Fatalf("GetAdjustment(%s): %v %v", a.ID, ok, err)
+		}
+		if got.State == inventory.AdjustmentPending {
+			pending++
+		}
+	}
+	if pending > 0 {
+		return fmt.Errorf("%d of %d adjustments still pending", pending, len(adjs))
+	}
+	return nil
+}
+
+// workerWaits reports whether a worker of a started pusher waits on clk:
+// Start's sweep ticker is always one waiter, a worker's timer (its window,
+// back-off, configuration wait or resolve delay) is another.
+func workerWaits(clk *testingclock.FakeClock) error {
+	if clk.Waiters() < 2 {
+		return errors.New("no worker waits on the clock")
+	}
+	return nil
+}
+
+// advance steps clk by d once a worker waits on it: FakeClock.Step fires
+// only the timers that exist, so a step taken before the worker waits
+// would be lost. With one store, the worker's timer is the only one.
+func advance(t testing.TB, clk *testingclock.FakeClock, d time.Duration) {
+	t.Helper()
+	waitUntil(t, 10*time.Second, "a worker to wait on the clock", func() error { return workerWaits(clk) })
+	clk.Step(d)
+}
+
+// stepUntil steps clk by d whenever a worker waits on it, until done
+// returns nil: for a phase where a worker may wait any number of windows
+// (one per wake-up, and wake-ups race with its work).
+func stepUntil(t testing.TB, clk *testingclock.FakeClock, d time.Duration, what string, done func() error) {
+	t.Helper()
+	waitUntil(t, 20*time.Second, what, func() error {
+		err := done()
+		if err != nil && workerWaits(clk) == nil {
+			clk.Step(d)
+		}
+		return err
+	})
 }
 
 // verifyExactlyOnce checks Smaregi against the adjustments that should be

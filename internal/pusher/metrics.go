@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/metricsreg"
@@ -111,7 +112,7 @@ func (c *stuckCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *stuckCollector) Collect(ch chan<- prometheus.Metric) {
 	type entry struct {
 		started time.Time
-		now     func() time.Time
+		clock   clock.PassiveClock
 	}
 	oldest := map[inventory.StoreKey]entry{}
 	c.mu.Lock()
@@ -119,14 +120,14 @@ func (c *stuckCollector) Collect(ch chan<- prometheus.Metric) {
 		p.blockedMu.Lock()
 		for k, t := range p.blocked {
 			if e, ok := oldest[k]; !ok || t.Before(e.started) {
-				oldest[k] = entry{t, p.opts.now}
+				oldest[k] = entry{t, p.opts.Clock}
 			}
 		}
 		p.blockedMu.Unlock()
 	}
 	c.mu.Unlock()
 	for k, e := range oldest {
-		age := max(e.now().Sub(e.started).Seconds(), 0)
+		age := max(e.clock.Since(e.started).Seconds(), 0)
 		ch <- prometheus.MustNewConstMetric(unresolvedAgeDesc, prometheus.GaugeValue, age, k.Namespace, k.Name)
 	}
 	ch <- prometheus.MustNewConstMetric(blockedStoresDesc, prometheus.GaugeValue, float64(len(oldest)))

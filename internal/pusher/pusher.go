@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
@@ -81,7 +82,7 @@ func isTargetConfig(err error) bool {
 
 // Options configure a Pusher. Store and Targets are required.
 type Options struct {
-	Store   inventory.Store
+	Store   Store
 	Targets Targets
 	// Limiters is the process's shared registry (one limiter per contract).
 	Limiters *smaregi.LimiterRegistry
@@ -134,8 +135,12 @@ type Options struct {
 	// the store were applied, so the integrator can ask for a pull.
 	OnApplied func(key inventory.StoreKey)
 
-	// now is the clock of the stuck-store gauges (tests fix it).
-	now func() time.Time
+	// Clock is read for every time the pusher records or compares (attempt
+	// times, retention cut-offs, the stuck-store gauges) and drives its
+	// windows, back-offs, resolve delays and sweeps (default the real
+	// clock; tests step a fake one). Deadlines of I/O (RequestTimeout, the
+	// settling of an outcome) stay in real time.
+	Clock clock.WithTicker
 }
 
 func (o Options) withDefaults() Options {
@@ -168,8 +173,8 @@ func (o Options) withDefaults() Options {
 	if o.AdjustmentRetention <= 0 {
 		o.AdjustmentRetention = 30 * 24 * time.Hour
 	}
-	if o.now == nil {
-		o.now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
 	}
 	return o
 }
@@ -227,7 +232,7 @@ func (p *Pusher) Start(ctx context.Context) error {
 
 	sub := p.opts.Store.SubscribeAdjustments(ctx)
 	p.sweep(ctx, logger)
-	tick := time.NewTicker(p.opts.SweepInterval)
+	tick := p.opts.Clock.NewTicker(p.opts.SweepInterval)
 	defer tick.Stop()
 	for {
 		select {
@@ -241,7 +246,7 @@ func (p *Pusher) Start(ctx context.Context) error {
 				return errors.New("pusher: adjustment feed closed (inventory store closed?)")
 			}
 			p.Kick(key)
-		case <-tick.C:
+		case <-tick.C():
 			p.sweep(ctx, logger)
 		}
 	}
@@ -298,12 +303,12 @@ func (p *Pusher) retire(w *worker) bool {
 	return true
 }
 
-// newAttemptID returns a fresh attempt ID; one sent without memos ends in
-// noMemoSuffix (resolve.go).
-func newAttemptID(memo bool) string {
+// newAttemptID returns a fresh attempt ID made at now; one sent without
+// memos ends in noMemoSuffix (resolve.go).
+func newAttemptID(now time.Time, memo bool) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	id := fmt.Sprintf("%x-%s", time.Now().UnixNano(), hex.EncodeToString(b))
+	id := fmt.Sprintf("%x-%s", now.UnixNano(), hex.EncodeToString(b))
 	if !memo {
 		id += noMemoSuffix
 	}

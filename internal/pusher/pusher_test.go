@@ -2,6 +2,7 @@ package pusher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
@@ -144,22 +146,18 @@ func TestKilledPusherResumes(t *testing.T) {
 	stop := h.start(t, nil)
 	submitAll(t, h.inv, adjs)
 	// Kill it once some but not all are applied.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitUntil(t, 30*time.Second, "the first pusher to apply a quarter", func() error {
 		n := 0
 		for _, a := range adjs {
 			if got, _, _ := h.inv.GetAdjustment(ctx, a.Key, a.ID); got.State == inventory.AdjustmentApplied {
 				n++
 			}
 		}
-		if n > len(adjs)/4 {
-			break
+		if n <= len(adjs)/4 {
+			return fmt.Errorf("%d of %d applied", n, len(adjs))
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first pusher made no progress")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	stop()
 	if got, _, _ := h.inv.GetAdjustment(ctx, key, "crash-sent"); got.State != inventory.AdjustmentApplied {
 		t.Fatalf("crash-sent after the first pusher: %s, want applied from history", got.State)
@@ -224,7 +222,7 @@ func TestBadProductFailsOnlyItsAdjustment(t *testing.T) {
 }
 
 // A configuration error leaves adjustments pending; after the shop fixes
-// it they are applied.
+// it they are applied once ConfigBackoff has passed.
 func TestConfigErrorKeepsPending(t *testing.T) {
 	h := newHarness(t, 1)
 	if err := h.sim.SetAccount(smaregisim.Account{DisabledFunctions: []string{"stock_upd"}}); err != nil {
@@ -233,14 +231,17 @@ func TestConfigErrorKeepsPending(t *testing.T) {
 	adjs := generate(h, 5, 3)
 	submitAll(t, h.inv, adjs)
 	before := testutil.ToFloat64(getMetrics().calls.WithLabelValues(CallConfig))
-	h.start(t, func(o *Options) { o.ConfigBackoff = 300 * time.Millisecond })
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(getMetrics().calls.WithLabelValues(CallConfig)) == before {
-		if time.Now().After(deadline) {
-			t.Fatal("no configuration error seen")
+	clk := testingclock.NewFakeClock(time.Now())
+	const configBackoff = 5 * time.Minute
+	var window time.Duration
+	h.start(t, func(o *Options) { o.Clock, o.ConfigBackoff, window = clk, configBackoff, o.Window })
+	advance(t, clk, window)
+	waitUntil(t, 10*time.Second, "a configuration error", func() error {
+		if testutil.ToFloat64(getMetrics().calls.WithLabelValues(CallConfig)) == before {
+			return errors.New("none seen")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	for _, a := range adjs {
 		if got, _, _ := h.inv.GetAdjustment(context.Background(), a.Key, a.ID); got.State != inventory.AdjustmentPending {
 			t.Fatalf("%s = %s during a configuration error, want pending", a.ID, got.State)
@@ -249,6 +250,9 @@ func TestConfigErrorKeepsPending(t *testing.T) {
 	if err := h.sim.SetAccount(smaregisim.Account{}); err != nil {
 		t.Fatal(err)
 	}
+	// The worker waits out ConfigBackoff (its only wait after the error)
+	// and sends again.
+	advance(t, clk, configBackoff)
 	waitSettled(t, h.inv, adjs, 20*time.Second)
 	verifyExactlyOnce(t, h, adjs, true)
 }

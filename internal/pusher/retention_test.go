@@ -2,8 +2,11 @@ package pusher
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 )
@@ -24,21 +27,23 @@ func TestPusherPrunesSettledAdjustments(t *testing.T) {
 	h := newHarness(t, 1)
 	ctx := context.Background()
 	key := h.keys[0]
-	h.start(t, func(o *Options) { o.AdjustmentRetention = time.Nanosecond })
+	clk := testingclock.NewFakeClock(time.Now())
+	var window time.Duration
+	h.start(t, func(o *Options) { o.Clock, o.AdjustmentRetention, window = clk, time.Nanosecond, o.Window })
 	old := generate(h, 5, 7)
 	submitAll(t, h.inv, old)
-	waitSettled(t, h.inv, old, 20*time.Second)
+	stepUntil(t, clk, window, "the first adjustments to settle", func() error { return stillPending(t, h.inv, old) })
 	verifyExactlyOnce(t, h, old, true)
-	// The mirror's pull reflects them.
-	if n, err := h.inv.MarkAdjustmentsReflected(ctx, key, time.Now()); err != nil || n != len(old) {
+	// The mirror's pull, started after they were applied, reflects them.
+	clk.Step(time.Minute)
+	if n, err := h.inv.MarkAdjustmentsReflected(ctx, key, clk.Now()); err != nil || n != len(old) {
 		t.Fatalf("MarkAdjustmentsReflected = %d, %v; want %d", n, err, len(old))
 	}
-	// New work wakes the store's worker (a new one, or the running one
-	// within SweepInterval), which prunes.
+	// New work wakes the store's worker (a new one, or the running one, a
+	// minute past its last pruning, more than SweepInterval), which prunes.
 	fresh := []inventory.Adjustment{{Key: key, ID: "fresh", Lines: []inventory.AdjustmentLine{{ProductID: product(0), Quantity: -1}}}}
 	submitAll(t, h.inv, fresh)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	stepUntil(t, clk, window, "the reflected adjustments to be pruned and the new one to settle", func() error {
 		left := 0
 		for _, a := range old {
 			if _, ok, err := h.inv.GetAdjustment(ctx, key, a.ID); err != nil {
@@ -47,15 +52,11 @@ func TestPusherPrunesSettledAdjustments(t *testing.T) {
 				left++
 			}
 		}
-		if left == 0 {
-			break
+		if left > 0 {
+			return fmt.Errorf("%d of %d reflected adjustments not pruned", left, len(old))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d reflected adjustments never pruned", left, len(old))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	waitSettled(t, h.inv, fresh, 20*time.Second)
+		return stillPending(t, h.inv, fresh)
+	})
 	// Applied, not reflected yet: kept however old.
 	got, ok, err := h.inv.GetAdjustment(ctx, key, "fresh")
 	if err != nil || !ok || got.State != inventory.AdjustmentApplied {

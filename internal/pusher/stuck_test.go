@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	testingclock "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
@@ -36,17 +37,9 @@ func waitMetrics(t *testing.T, want string) {
 		expected = fmt.Sprintf("# HELP %s %s\n# TYPE %s gauge\n%s\n", ageMetric, unresolvedAgeHelp, ageMetric, strings.Join(age, "\n")) + expected
 	}
 	expected += strings.Join(blocked, "\n") + "\n"
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := testutil.GatherAndCompare(metrics.Registry, strings.NewReader(expected), ageMetric, blockedMetric)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics never became\n%s\nlast difference: %v", want, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitUntil(t, 20*time.Second, "the metrics to become\n"+want+"\n", func() error {
+		return testutil.GatherAndCompare(metrics.Registry, strings.NewReader(expected), ageMetric, blockedMetric)
+	})
 }
 
 // A store whose open attempt cannot be resolved is visible in the metrics,
@@ -86,9 +79,12 @@ func TestStuckStoreIsVisible(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			h.start(t, func(o *Options) {
-				o.now = func() time.Time { return started.Add(90 * time.Second) }
-			})
+			// The pusher's clock stands still but for the steps below: the
+			// first window ends 90s after the attempt started.
+			opts := h.options()
+			clk := testingclock.NewFakeClock(started.Add(90*time.Second - opts.Window))
+			h.start(t, func(o *Options) { o.Clock = clk })
+			advance(t, clk, opts.Window)
 			waitMetrics(t, fmt.Sprintf("%s{name=%q,namespace=%q} 90\n%s 1", ageMetric, stuckKey.Name, stuckKey.Namespace, blockedMetric))
 			// The labels name the SmaregiStore object only.
 			mfs, err := metrics.Registry.Gather()
@@ -126,6 +122,10 @@ func TestStuckStoreIsVisible(t *testing.T) {
 			if err := tc.heal(h.sim); err != nil {
 				t.Fatal(err)
 			}
+			// The worker waits before resolving again: a back-off, or
+			// ConfigBackoff (longer) when Smaregi refused the read as a
+			// configuration error.
+			advance(t, clk, max(opts.Backoff.Max, opts.ConfigBackoff))
 			waitMetrics(t, blockedMetric+" 0")
 			both := []inventory.Adjustment{first, later}
 			waitSettled(t, h.inv, both, 20*time.Second)

@@ -32,16 +32,17 @@ type worker struct {
 	prunedAt time.Time
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
+// sleep waits d on the pusher's clock; false when ctx ended.
+func (w *worker) sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	t := time.NewTimer(d)
+	t := w.p.opts.Clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-t.C():
 		return true
 	}
 }
@@ -49,12 +50,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // sleepOrWake waits for d or a kick, whichever comes first; false when ctx
 // ended.
 func (w *worker) sleepOrWake(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+	t := w.p.opts.Clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-t.C():
 	case <-w.wake:
 	}
 	return true
@@ -65,7 +66,7 @@ func (w *worker) run(ctx context.Context) {
 	ctx = log.IntoContext(ctx, logger)
 	for {
 		// Let a burst gather so that it shares one call.
-		if !sleep(ctx, w.p.opts.Window) {
+		if !w.sleep(ctx, w.p.opts.Window) {
 			return
 		}
 		for {
@@ -95,7 +96,7 @@ func (w *worker) run(ctx context.Context) {
 					if !w.sleepOrWake(ctx, wait) {
 						return
 					}
-				} else if !sleep(ctx, wait) {
+				} else if !w.sleep(ctx, wait) {
 					return
 				}
 				continue
@@ -160,7 +161,7 @@ func (w *worker) step(ctx context.Context) (wait time.Duration, more bool, err e
 // failure is retried at the next step.
 func (w *worker) prune(ctx context.Context) {
 	o := w.p.opts
-	now := time.Now()
+	now := o.Clock.Now()
 	if !w.prunedAt.IsZero() && now.Sub(w.prunedAt) < o.SweepInterval {
 		return
 	}
@@ -233,7 +234,9 @@ func (w *worker) nextBatch(ctx context.Context) (adjs []inventory.Adjustment, is
 }
 
 // settleCtx outlives the worker's context briefly, so that an outcome known
-// when the operator is told to stop is still recorded.
+// when the operator is told to stop is still recorded. Its bound is real
+// time, not Options.Clock: it limits a store write (I/O), as
+// RequestTimeout limits a call, and is not part of the pusher's schedule.
 func settleCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
@@ -243,7 +246,8 @@ func settleCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated bool) (time.Duration, error) {
 	st, m := w.p.opts.Store, w.p.metrics
 	rows := inventory.MergeAttemptRows(adjs)
-	at := inventory.Attempt{Key: w.key, ID: newAttemptID(!w.p.opts.DisableMemo), Rows: rows, StartedAt: time.Now()}
+	now := w.p.opts.Clock.Now()
+	at := inventory.Attempt{Key: w.key, ID: newAttemptID(now, !w.p.opts.DisableMemo), Rows: rows, StartedAt: now}
 	for _, a := range adjs {
 		at.AdjustmentIDs = append(at.AdjustmentIDs, a.ID)
 	}
@@ -272,7 +276,7 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 			return w.backoff(), err
 		}
 	}
-	at.StartedAt = time.Now() // after the lookup, which may read a Secret
+	at.StartedAt = w.p.opts.Clock.Now() // after the lookup, which may read a Secret
 	if err := st.BeginAttempt(ctx, at); err != nil {
 		if errors.Is(err, inventory.ErrAttemptConflict) {
 			w.isolate = nil // the stored state moved on; start over from it
@@ -370,7 +374,7 @@ func (w *worker) finishFailed(ctx context.Context, at inventory.Attempt, adjs []
 func (w *worker) finishApplied(ctx context.Context, at inventory.Attempt, adjs []inventory.Adjustment, res inventory.AttemptResult, outcome string) error {
 	sctx, cancel := settleCtx(ctx)
 	defer cancel()
-	res.Applied, res.At = true, time.Now()
+	res.Applied, res.At = true, w.p.opts.Clock.Now()
 	if err := w.p.opts.Store.FinishAttempt(sctx, w.key, at.ID, res); err != nil {
 		return err
 	}
@@ -390,7 +394,7 @@ func (w *worker) finishApplied(ctx context.Context, at inventory.Attempt, adjs [
 // sends nothing for the store meanwhile.
 func (w *worker) resolve(ctx context.Context, a inventory.Attempt) error {
 	st, opts := w.p.opts.Store, w.p.opts
-	if !sleep(ctx, opts.ResolveDelay-time.Since(a.StartedAt)) {
+	if !w.sleep(ctx, opts.ResolveDelay-opts.Clock.Since(a.StartedAt)) {
 		return ctx.Err()
 	}
 	c, t, err := w.p.client(ctx, w.key)
