@@ -118,14 +118,6 @@ func (e *Engine) sweepOrphans(ctx context.Context) (OrphanSweep, error) {
 	return res, firstErr
 }
 
-// known reports whether the watch has registered the store.
-func (e *Engine) known(key inventory.StoreKey) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	st := e.stores[key]
-	return st != nil && st.known
-}
-
 // removeOrphan is RemoveStore for a store the watch has not registered. If
 // the watch registers it while the data is being deleted (the SmaregiStore
 // was re-created that instant), the engine may have read the summary before

@@ -184,6 +184,27 @@ func (e *Engine) flushStatus(ctx context.Context) int {
 	return written
 }
 
+// adjustmentLoop marks a store's status due when an adjustment is submitted
+// for it (on any replica), so status.inventory.pendingAdjustments follows the
+// outbox; the pusher's pull request after applying covers the way down.
+func (e *Engine) adjustmentLoop(ctx context.Context, sub <-chan inventory.StoreKey) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case key, ok := <-sub:
+			if !ok {
+				return
+			}
+			e.mu.Lock()
+			if st := e.stores[key]; st != nil && st.known {
+				st.statusDirty = true
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
 // markStatusDirty has the store's status written again after StatusInterval.
 func (e *Engine) markStatusDirty(key inventory.StoreKey) {
 	e.mu.Lock()
