@@ -57,7 +57,7 @@ func TestSendThroughSinkUpdatesMirror(t *testing.T) {
 	calls := h.refCalls.Load()
 
 	sale(t, h, "1", "8000005", 4)
-	sink := e.Sink()
+	sink := webhookserver.NewDurableSink(h.inv, e.NoteSend)
 	if err := sink.Accept(context.Background(), sendFor("send-1", testKey)); err != nil {
 		t.Fatalf("Accept: %v", err)
 	}
@@ -106,7 +106,7 @@ func TestStartupPullsStoresMarkedWhileNoLeaderRan(t *testing.T) {
 	h.clk.Advance(time.Minute)
 	sale(t, h, "1", "8000009", 2)
 	// Recorded by a receiver replica while no engine ran.
-	if err := NewSendRecorder(h.inv).Accept(ctx, sendFor("early", testKey)); err != nil {
+	if err := webhookserver.NewDurableSink(h.inv, nil).Accept(ctx, sendFor("early", testKey)); err != nil {
 		t.Fatal(err)
 	}
 	before := testutil.ToFloat64(getMetrics().pulls.WithLabelValues("send", OutcomeSuccess))
@@ -415,7 +415,7 @@ func TestSendsSeenWhileFollowingReportNoLagOnTakeover(t *testing.T) {
 		}
 	})
 	// Following: the sink records, the engine is not running.
-	if err := e.Sink().Accept(context.Background(), sendFor("while-following", testKey)); err != nil {
+	if err := webhookserver.NewDurableSink(h.inv, e.NoteSend).Accept(context.Background(), sendFor("while-following", testKey)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond)

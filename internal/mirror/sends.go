@@ -7,8 +7,13 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 )
 
-// noteSend records sends for lastSendTime and the lag metric.
-func (e *Engine) noteSend(key inventory.StoreKey, receivedAt time.Time) {
+// NoteSend tells the engine that a send for the store, received at
+// receivedAt, was recorded durably by this process's receiver (see
+// webhookserver.NewDurableSink), for lastSendTime and the send→mirror lag
+// metric. It is only a hint: the pull itself is woken by the dirty mark the
+// recording made, on whichever replica leads. Safe to call before Start and
+// on a follower, where it does nothing.
+func (e *Engine) NoteSend(key inventory.StoreKey, receivedAt time.Time) {
 	// A follower's engine does not run: the leader learns of the send from
 	// the dirty feed and syncs it. Noted here, the send would stay pending
 	// until this replica leads, and its first pull would then report a lag
@@ -47,7 +52,7 @@ func minTime(a, b time.Time) time.Time {
 }
 
 // recentSendsLimit bounds the read of recent sends per wake-up. Sends
-// accepted by this replica are noted directly by the Sink; the read is for
+// accepted by this replica are noted directly (NoteSend); the read is for
 // those accepted by other replicas, whose times would otherwise be unknown.
 const recentSendsLimit = 256
 
