@@ -24,142 +24,242 @@ func (e *Engine) processNext(ctx context.Context) bool {
 // sync runs at most one pull of one store; the workqueue guarantees no other
 // worker holds the same key meanwhile.
 func (e *Engine) sync(ctx context.Context, key inventory.StoreKey) {
-	e.mu.Lock()
-	st := e.stores[key]
-	if st == nil || !st.known {
-		e.mu.Unlock()
+	p, ok := e.claim(ctx, key)
+	if !ok {
 		return
 	}
-	cfg := st.cfg
-	now := e.clock.Now()
+	res, err := e.pull(ctx, &p)
+	if err != nil {
+		e.failed(ctx, p, err)
+		return
+	}
+	e.commit(ctx, p, res)
+}
+
+// attempt is one pull being made.
+type attempt struct {
+	key inventory.StoreKey
+	st  *storeState
+	cfg StoreConfig
+	// start is when the pull was claimed: adjustments applied in Smaregi
+	// before it are in the rows it reads.
+	start     time.Time
+	triggers  triggerSet
+	trig      Trigger
+	kind      string
+	initial   bool   // a full pull that is the store's first (an import)
+	requested bool   // a full reconcile had been asked for explicitly
+	resync    string // the resync request a full pull answers
+	widen     time.Duration
+	// mark is the store's dirty mark as read before the pull (set by pull).
+	mark dirtyMark
+}
+
+func (p *attempt) full() bool { return p.kind == KindFull }
+
+// dirtyMark is a store's dirty mark: its sequence, and whether there is one.
+type dirtyMark struct {
+	seq uint64
+	ok  bool
+}
+
+// claim decides, under the lock, whether the store is to be pulled now and
+// what pull, and marks that pull in flight. It reports false when there is
+// nothing to do (unknown, suspended, backing off, or a timer fired for a
+// pull that already happened), and when the store's summary could not be
+// loaded, which it has recorded as a failed pull.
+func (e *Engine) claim(ctx context.Context, key inventory.StoreKey) (attempt, bool) {
+	st, cfg, now, loaded, ok := e.admit(key)
+	if !ok {
+		return attempt{}, false
+	}
+	if !loaded {
+		if err := e.loadSummary(ctx, key, st); err != nil {
+			e.failed(ctx, attempt{key: key, st: st, cfg: cfg, trig: TriggerPoll, kind: KindIncremental}, err)
+			return attempt{}, false
+		}
+	}
+	return e.take(key, st, cfg, now)
+}
+
+// admit returns the store's state if it may be pulled now: a suspended
+// store gets its condition said, a store in back-off is queued for its end.
+func (e *Engine) admit(key inventory.StoreKey) (st *storeState, cfg StoreConfig, now time.Time, loaded, ok bool) {
+	e.mu.Lock()
+	st = e.stores[key]
+	if st == nil || !st.known {
+		e.mu.Unlock()
+		return nil, StoreConfig{}, time.Time{}, false, false
+	}
+	cfg = st.cfg
+	now = e.clock.Now()
 	if cfg.Suspend {
 		st.pending = 0
 		e.setCondLocked(st, metav1.ConditionFalse, v1alpha1.ReasonSuspended,
 			"spec.suspend is true: stock is not read from Smaregi. Sends are still recorded and pulled after resuming.")
 		e.mu.Unlock()
-		return
+		return nil, StoreConfig{}, time.Time{}, false, false
 	}
 	if now.Before(st.blockedUntil) {
 		d := st.blockedUntil.Sub(now)
 		e.mu.Unlock()
 		e.queue.AddAfter(key, d)
-		return
+		return nil, StoreConfig{}, time.Time{}, false, false
 	}
-	loaded := st.loaded
+	loaded = st.loaded
 	e.mu.Unlock()
+	return st, cfg, now, loaded, true
+}
 
-	if !loaded {
-		sum, err := e.inv.Summary(ctx, key)
-		if err != nil {
-			e.failed(ctx, attempt{key: key, st: st, cfg: cfg, trig: TriggerPoll, kind: KindIncremental},
-				fmt.Errorf("reading the mirror summary of %s: %w", key, err))
-			return
-		}
-		e.mu.Lock()
-		st.loaded = true
-		st.everFull = !sum.LastFullSync.IsZero()
-		st.lastFull = sum.LastFullSync
-		st.lastPull = sum.LastPull
-		st.skus = sum.SKUs
-		st.drift = sum.LastDrift
-		e.mu.Unlock()
+// loadSummary fills the store's state from the inventory the first time
+// the store is pulled: what earlier leaders already synced.
+func (e *Engine) loadSummary(ctx context.Context, key inventory.StoreKey, st *storeState) error {
+	sum, err := e.inv.Summary(ctx, key)
+	if err != nil {
+		return fmt.Errorf("reading the mirror summary of %s: %w", key, err)
 	}
-
 	e.mu.Lock()
+	st.loaded = true
+	st.everFull = !sum.LastFullSync.IsZero()
+	st.lastFull = sum.LastFullSync
+	st.lastPull = sum.LastPull
+	st.skus = sum.SKUs
+	st.drift = sum.LastDrift
+	e.mu.Unlock()
+	return nil
+}
+
+// take chooses the kind of pull, takes the pending triggers into the
+// attempt and marks it in flight; the sends pending so far are the ones it
+// covers.
+func (e *Engine) take(key inventory.StoreKey, st *storeState, cfg StoreConfig, now time.Time) (attempt, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	initial := !st.everFull
 	full := initial || st.fullRequested || now.Sub(st.lastFull) >= cfg.FullResyncInterval
 	if !full && st.pending == 0 && now.Sub(st.lastPull) < cfg.PollInterval {
-		e.mu.Unlock()
-		return // a timer fired for a pull that already happened
+		return attempt{}, false // a timer fired for a pull that already happened
 	}
-	triggers := st.pending
-	st.pending = 0
-	requested := st.fullRequested
-	st.fullRequested = false
-	resync := ""
+	p := attempt{key: key, st: st, cfg: cfg, start: now, triggers: st.pending,
+		initial: initial, requested: st.fullRequested, widen: st.widen, kind: KindIncremental}
 	if full {
-		resync = st.resyncInHand
+		p.kind = KindFull
+		p.resync = st.resyncInHand
 	}
+	p.trig = p.triggers.label(p.kind, initial)
+	st.pending = 0
+	st.fullRequested = false
 	st.inflight = true
 	st.inflightStart = now
 	st.covered = st.pendingSince
 	st.pendingSince = time.Time{}
-	widen := st.widen
-	e.mu.Unlock()
+	return p, true
+}
 
-	kind := KindIncremental
-	if full {
-		kind = KindFull
-	}
-	trig := triggers.label(kind, initial)
-	p := attempt{key: key, st: st, cfg: cfg, triggers: triggers, trig: trig, kind: kind, requested: requested}
-
+// pull reads the store from Smaregi into the mirror, without the lock.
+func (e *Engine) pull(ctx context.Context, p *attempt) (pullResult, error) {
 	// The mark's sequence is read before the pull: a send recorded while
 	// the pull runs gets a newer sequence and survives ClearDirty, so it
 	// wakes a follow-up pull.
-	seq, hasMark, err := e.dirtySeq(ctx, key)
+	mark, err := e.dirtyMark(ctx, p.key)
 	if err != nil {
-		e.failed(ctx, p, err)
-		return
+		return pullResult{}, err
 	}
-	reader, err := e.readerFor(ctx, key, cfg)
+	p.mark = mark
+	reader, err := e.readerFor(ctx, p.key, p.cfg)
 	if err != nil {
-		e.failed(ctx, p, err)
-		return
+		return pullResult{}, err
 	}
-	var res pullResult
-	if full {
-		res, err = e.puller.full(ctx, key, cfg.StoreID, reader)
-	} else {
-		res, err = e.puller.incremental(ctx, key, cfg.StoreID, reader, widen)
+	if p.full() {
+		return e.puller.full(ctx, p.key, p.cfg.StoreID, reader)
 	}
-	if err != nil {
-		e.failed(ctx, p, err)
-		return
-	}
-	skus := res.Drift.SKUs
-	// skusKnown says skus is a count to publish: a full pull counts the
-	// rows itself; an incremental one that changed rows reads the count
-	// back, and when that read fails the previous count stays (a zero
-	// would say the mirror emptied).
-	skusKnown := full
-	if !full && res.Changed > 0 {
-		sum, serr := e.inv.Summary(ctx, key)
-		if serr != nil {
-			e.log.Error(serr, "reading the mirror summary after a pull; keeping the previous SKU count", "store", key.String())
-		} else {
-			skus, skusKnown = sum.SKUs, true
-		}
-	}
-	end := e.clock.Now()
-	e.metrics.pullDuration.WithLabelValues(kind).Observe(res.Duration.Seconds())
-	e.metrics.pulls.WithLabelValues(string(trig), OutcomeSuccess).Inc()
+	return e.puller.incremental(ctx, p.key, p.cfg.StoreID, reader, p.widen)
+}
 
-	var lag time.Duration
-	e.mu.Lock()
-	st.inflight = false
-	if e.stores[key] != st {
+// commit records a successful pull: the store's state and metrics, then the
+// dirty mark cleared, adjustments marked reflected and the pull reported.
+func (e *Engine) commit(ctx context.Context, p attempt, res pullResult) {
+	key := p.key
+	skus, skusKnown := e.skuCount(ctx, p, res)
+	end := e.clock.Now()
+	e.metrics.pullDuration.WithLabelValues(p.kind).Observe(res.Duration.Seconds())
+	e.metrics.pulls.WithLabelValues(string(p.trig), OutcomeSuccess).Inc()
+
+	lag, current := e.succeeded(p, res, end, skus, skusKnown)
+	if !current {
 		// Deleted while pulling: the pull may have written rows back.
-		e.mu.Unlock()
 		if err := e.inv.DeleteStore(ctx, key); err != nil {
 			e.log.Error(err, "deleting the mirror of a store removed during its pull", "store", key.String())
 		}
 		return
 	}
-	e.retry.Forget(key)
+	if lag > 0 {
+		e.metrics.sendLag.Observe(lag.Seconds())
+		if e.opts.OnSendSynced != nil {
+			e.opts.OnSendSynced(key, lag)
+		}
+	}
+	if p.mark.ok {
+		if _, err := e.inv.ClearDirty(ctx, key, p.mark.seq); err != nil {
+			e.log.Error(err, "clearing the dirty mark", "store", key.String())
+		}
+	}
+	// Adjustments applied in Smaregi before this pull began are now in the
+	// mirror's rows, so the hub API must stop subtracting them as pending;
+	// p.start was read before the pull started, so nothing is marked early.
+	if _, err := e.inv.MarkAdjustmentsReflected(ctx, key, p.start); err != nil {
+		e.log.Error(err, "marking adjustments reflected in the mirror", "store", key.String())
+	}
+	log := e.log.WithValues("store", key.String(), "kind", p.kind, "trigger", p.trig)
+	if p.full() {
+		e.reportFull(log, p.cfg, res, p.initial)
+	} else {
+		log.V(1).Info("pulled", "rows", res.Rows, "changed", res.Changed, "since", res.Since, "watermark", res.Watermark, "duration", res.Duration)
+	}
+}
+
+// skuCount returns the mirror's SKU count after a pull, and whether it is a
+// count to publish: a full pull counts the rows itself; an incremental one
+// that changed rows reads the count back, and when that read fails the
+// previous count stays (a zero would say the mirror emptied).
+func (e *Engine) skuCount(ctx context.Context, p attempt, res pullResult) (int64, bool) {
+	skus := res.Drift.SKUs
+	if p.full() || res.Changed == 0 {
+		return skus, p.full()
+	}
+	sum, err := e.inv.Summary(ctx, p.key)
+	if err != nil {
+		e.log.Error(err, "reading the mirror summary after a pull; keeping the previous SKU count", "store", p.key.String())
+		return skus, false
+	}
+	return sum.SKUs, true
+}
+
+// succeeded updates the store's state after a successful pull ending at end
+// and returns the send→mirror lag it measured. current is false when the
+// store was removed during the pull; its state is then left alone.
+func (e *Engine) succeeded(p attempt, res pullResult, end time.Time, skus int64, skusKnown bool) (lag time.Duration, current bool) {
+	st := p.st
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st.inflight = false
+	if e.stores[p.key] != st {
+		return 0, false
+	}
+	e.retry.Forget(p.key)
 	st.cfgBackoff = 0
 	st.blockedUntil = time.Time{}
 	st.lastPull = end
-	if full {
+	if p.full() {
 		st.everFull = true
 		st.lastFull = end
-		if resync != "" {
-			st.handledResync = resync
+		if p.resync != "" {
+			st.handledResync = p.resync
 		}
 		st.fullDur = res.Duration
 		st.widen = res.Duration
 		st.skus = skus
-		if initial {
+		if p.initial {
 			st.drift = 0 // an import is not drift
 		} else {
 			st.drift = int64(res.Drift.Total())
@@ -176,55 +276,21 @@ func (e *Engine) sync(ctx context.Context, key inventory.StoreKey) {
 	}
 	e.setCondLocked(st, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, "The stock mirror is in step with Smaregi.")
 	st.statusDirty = true
-	e.mu.Unlock()
-
-	if lag > 0 {
-		e.metrics.sendLag.Observe(lag.Seconds())
-		if e.opts.OnSendSynced != nil {
-			e.opts.OnSendSynced(key, lag)
-		}
-	}
-	if hasMark {
-		if _, err := e.inv.ClearDirty(ctx, key, seq); err != nil {
-			e.log.Error(err, "clearing the dirty mark", "store", key.String())
-		}
-	}
-	// Adjustments applied in Smaregi before this pull began are now in the
-	// mirror's rows, so the hub API must stop subtracting them as pending;
-	// now was read before the pull started, so nothing is marked early.
-	if _, err := e.inv.MarkAdjustmentsReflected(ctx, key, now); err != nil {
-		e.log.Error(err, "marking adjustments reflected in the mirror", "store", key.String())
-	}
-	log := e.log.WithValues("store", key.String(), "kind", kind, "trigger", trig)
-	if full {
-		e.reportFull(log, cfg, res, initial)
-	} else {
-		log.V(1).Info("pulled", "rows", res.Rows, "changed", res.Changed, "since", res.Since, "watermark", res.Watermark, "duration", res.Duration)
-	}
+	return lag, true
 }
 
-func (e *Engine) dirtySeq(ctx context.Context, key inventory.StoreKey) (uint64, bool, error) {
+// dirtyMark reads the store's dirty mark.
+func (e *Engine) dirtyMark(ctx context.Context, key inventory.StoreKey) (dirtyMark, error) {
 	marks, err := e.inv.Dirty(ctx)
 	if err != nil {
-		return 0, false, fmt.Errorf("listing dirty marks: %w", err)
+		return dirtyMark{}, fmt.Errorf("listing dirty marks: %w", err)
 	}
 	for _, m := range marks {
 		if m.Key == key {
-			return m.Seq, true, nil
+			return dirtyMark{seq: m.Seq, ok: true}, nil
 		}
 	}
-	return 0, false, nil
-}
-
-// attempt is one pull being made.
-type attempt struct {
-	key       inventory.StoreKey
-	st        *storeState
-	cfg       StoreConfig
-	triggers  triggerSet
-	trig      Trigger
-	kind      string
-	requested bool // a full reconcile had been asked for explicitly
+	return dirtyMark{}, nil
 }
 
 // failed records a failed pull: triggers are kept for the retry, the
