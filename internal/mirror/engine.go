@@ -267,6 +267,21 @@ func (e *Engine) known(key inventory.StoreKey) bool {
 	return st != nil && st.known
 }
 
+// forgetUnknown drops the state of a store the watch has not registered
+// (triggers from its dirty mark, nothing more). It reports false, and drops
+// nothing, when the watch has registered the store.
+func (e *Engine) forgetUnknown(key inventory.StoreKey) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st := e.stores[key]; st != nil {
+		if st.known {
+			return false
+		}
+		delete(e.stores, key)
+	}
+	return true
+}
+
 // stateLocked returns the store's state, creating an unknown one: a trigger
 // may arrive before the SmaregiStore is seen and must not be lost.
 func (e *Engine) stateLocked(key inventory.StoreKey) *storeState {
@@ -297,6 +312,52 @@ func (e *Engine) setCondLocked(st *storeState, status metav1.ConditionStatus, re
 	}
 }
 
+// takeDueStatus returns the status updates due at now, and takes them as
+// written: a condition change at once, other changes once StatusInterval
+// has passed since the store's last write. Stores whose condition is still
+// unknown have nothing to say yet.
+func (e *Engine) takeDueStatus(now time.Time) []StatusUpdate {
+	var due []StatusUpdate
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, st := range e.stores {
+		if !st.known || st.cond.status == "" {
+			continue
+		}
+		if !st.condDirty && !(st.statusDirty && now.Sub(st.lastWrite) >= e.opts.StatusInterval) {
+			continue
+		}
+		st.condDirty, st.statusDirty = false, false
+		st.lastWrite = now
+		due = append(due, StatusUpdate{
+			Key: st.key, Condition: st.condition(), SKUs: st.skus, Drift: st.drift,
+			LastPullTime: st.lastPull, LastFullSyncTime: st.lastFull,
+			LastFullSyncDuration: st.fullDur, LastSendTime: st.lastSend,
+			LastHandledResync: st.handledResync,
+		})
+	}
+	return due
+}
+
+// markStatusDirty has the store's status written again after StatusInterval.
+func (e *Engine) markStatusDirty(key inventory.StoreKey) {
+	e.mu.Lock()
+	if st := e.stores[key]; st != nil {
+		st.statusDirty = true
+	}
+	e.mu.Unlock()
+}
+
+// statusChanged has a registered store's status written at its next due
+// time, for a change the engine's state does not show (an adjustment).
+func (e *Engine) statusChanged(key inventory.StoreKey) {
+	e.mu.Lock()
+	if st := e.stores[key]; st != nil && st.known {
+		st.statusDirty = true
+	}
+	e.mu.Unlock()
+}
+
 // Snapshot is the engine's view of one store, for tests and diagnostics.
 type Snapshot struct {
 	Known                  bool
@@ -316,11 +377,29 @@ func (e *Engine) Snapshot(key inventory.StoreKey) (Snapshot, bool) {
 	if st == nil {
 		return Snapshot{}, false
 	}
+	return st.snapshot(), true
+}
+
+// snapshots returns the engine's view of every store the watch has
+// registered.
+func (e *Engine) snapshots() map[inventory.StoreKey]Snapshot {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[inventory.StoreKey]Snapshot, len(e.stores))
+	for k, st := range e.stores {
+		if st.known {
+			out[k] = st.snapshot()
+		}
+	}
+	return out
+}
+
+func (st *storeState) snapshot() Snapshot {
 	return Snapshot{
 		Known: st.known, SKUs: st.skus, Drift: st.drift, LastPull: st.lastPull,
 		LastFullSync: st.lastFull, LastFullSyncDuration: st.fullDur, LastSend: st.lastSend,
 		Condition: st.condition(), BlockedUntil: st.blockedUntil,
-	}, true
+	}
 }
 
 func (st *storeState) condition() metav1.Condition {
