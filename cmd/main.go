@@ -233,7 +233,7 @@ func run(ctx context.Context, c config) error {
 		Reader:      mgr.GetClient(),
 		// Records every send durably (and marks its stores dirty) before the
 		// receiver answers 2xx; works on every replica, leader or not.
-		Sink:         engine.Sink(),
+		Sink:         webhookserver.NewDurableSink(inv, engine.NoteSend),
 		MaxBodyBytes: c.receiverMaxBodyBytes,
 		Log:          ctrl.Log.WithName("receiver"),
 	})

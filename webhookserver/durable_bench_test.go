@@ -31,7 +31,6 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/inventory/boltstore"
 	"github.com/stocksync/smaregi-operator/internal/inventory/pgstore"
-	"github.com/stocksync/smaregi-operator/internal/mirror"
 	"github.com/stocksync/smaregi-operator/webhookserver"
 )
 
@@ -51,7 +50,7 @@ const (
 
 // BenchmarkReceiverDurable measures accepted sends per second, and the
 // latency a sender sees, through the receiver over real HTTP on 127.0.0.1
-// with the real durable Sink (mirror.SendRecorder -> inventory.RecordSend,
+// with the real durable Sink (webhookserver.DurableSink -> inventory.RecordSend,
 // group-committed): a 200 is answered only after the send is committed to
 // disk (bbolt fsync) or to PostgreSQL. SmaregiStores and key Secrets come from
 // a controller-runtime fake client with the receiver's indexes, standing in
@@ -80,7 +79,7 @@ func BenchmarkReceiverDurable(b *testing.B) {
 func benchReceiverDurable(b *testing.B, inv inventory.Store) {
 	srv, err := webhookserver.New(webhookserver.Options{
 		Reader: durableReader(b),
-		Sink:   mirror.NewSendRecorder(inv),
+		Sink:   webhookserver.NewDurableSink(inv, nil),
 	})
 	if err != nil {
 		b.Fatal(err)

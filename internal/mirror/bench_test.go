@@ -12,6 +12,7 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/heappeak"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+	"github.com/stocksync/smaregi-operator/webhookserver"
 )
 
 // BenchmarkSendToMirrorLag measures, under a steady stream of sales, the
@@ -48,7 +49,7 @@ func BenchmarkSendToMirrorLag(b *testing.B) {
 		key.Name = fmt.Sprintf("store-%d", i)
 		waitFor(b, 30*time.Second, "initial import", synced(e, key))
 	}
-	sink := e.Sink()
+	sink := webhookserver.NewDurableSink(h.inv, e.NoteSend)
 	ctx := context.Background()
 	var seq atomic.Int64
 	lags := make([]time.Duration, 0, b.N)

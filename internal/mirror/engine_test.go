@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
@@ -48,6 +49,7 @@ func TestSendThroughSinkUpdatesMirror(t *testing.T) {
 			lagMu.Unlock()
 		}
 	})
+	q := withDrain(t, e)
 	run(t, e)
 	e.UpsertStore(h.config())
 	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
@@ -57,7 +59,7 @@ func TestSendThroughSinkUpdatesMirror(t *testing.T) {
 	calls := h.refCalls.Load()
 
 	sale(t, h, "1", "8000005", 4)
-	sink := e.Sink()
+	sink := webhookserver.NewDurableSink(h.inv, e.NoteSend)
 	if err := sink.Accept(context.Background(), sendFor("send-1", testKey)); err != nil {
 		t.Fatalf("Accept: %v", err)
 	}
@@ -88,10 +90,22 @@ func TestSendThroughSinkUpdatesMirror(t *testing.T) {
 	if pulls != calls+1 {
 		t.Errorf("one send caused %d stock_ref calls, want 1", pulls-calls)
 	}
+	noted, _ := e.Snapshot(testKey)
 	if err := sink.Accept(context.Background(), sendFor("send-1", testKey)); err != nil {
 		t.Fatalf("duplicate Accept: %v", err)
 	}
-	time.Sleep(150 * time.Millisecond)
+	// A send wakes a pull only through the dirty mark its recording makes,
+	// and reaches the engine otherwise only through NoteSend: a duplicate
+	// must do neither. (Had it marked the store and the mark been pulled
+	// and cleared already, the pull's call is counted below.)
+	if m, err := h.inv.Dirty(context.Background()); err != nil || len(m) != 0 {
+		t.Errorf("after a duplicate send: dirty marks %v (%v), want none", m, err)
+	}
+	if s, _ := e.Snapshot(testKey); !s.LastSend.Equal(noted.LastSend) {
+		t.Errorf("a duplicate send was noted: lastSendTime %s, was %s", s.LastSend, noted.LastSend)
+	}
+	e.scheduleDue() // a trigger left pending would be queued by the next tick
+	drain(t, e, q)
 	if got := h.refCalls.Load(); got != pulls {
 		t.Errorf("a duplicate send caused %d pulls", got-pulls)
 	}
@@ -106,7 +120,7 @@ func TestStartupPullsStoresMarkedWhileNoLeaderRan(t *testing.T) {
 	h.clk.Advance(time.Minute)
 	sale(t, h, "1", "8000009", 2)
 	// Recorded by a receiver replica while no engine ran.
-	if err := NewSendRecorder(h.inv).Accept(ctx, sendFor("early", testKey)); err != nil {
+	if err := webhookserver.NewDurableSink(h.inv, nil).Accept(ctx, sendFor("early", testKey)); err != nil {
 		t.Fatal(err)
 	}
 	before := testutil.ToFloat64(getMetrics().pulls.WithLabelValues("send", OutcomeSuccess))
@@ -126,6 +140,7 @@ func TestStartupPullsStoresMarkedWhileNoLeaderRan(t *testing.T) {
 func TestTriggersDuringAPullCoalesceIntoOneFollowUp(t *testing.T) {
 	h := newHarness(t, nil)
 	e, _ := newEngine(t, h, func(o *Options) { o.Workers = 4 })
+	q := withDrain(t, e)
 	run(t, e)
 	e.UpsertStore(h.config())
 	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
@@ -133,6 +148,8 @@ func TestTriggersDuringAPullCoalesceIntoOneFollowUp(t *testing.T) {
 	// Hold the next stock_ref until released, so the pull stays in flight.
 	entered := make(chan struct{}, 16)
 	release := make(chan struct{})
+	releaseAll := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseAll) // a failing test must not leave a pull stuck
 	hold := func() {
 		entered <- struct{}{}
 		<-release
@@ -149,14 +166,27 @@ func TestTriggersDuringAPullCoalesceIntoOneFollowUp(t *testing.T) {
 		e.RequestPull(testKey, TriggerSend)
 		e.RequestPull(testKey, TriggerPoll)
 	}
-	time.Sleep(100 * time.Millisecond) // give a wrongly parallel worker time to show up
+	// Each of the other workers must take a probe queued behind the
+	// triggers: had the queue handed the store out again meanwhile, one of
+	// them would have pulled it and be held in hold, short of its probe.
+	r := q.queueProbes(e.opts.Workers - 1)
+	select {
+	case <-r.all:
+	case <-entered:
+		close(r.abort)
+		t.Fatalf("a second pull of the store reached Smaregi while one was in flight (%d stock_ref calls)", h.refCalls.Load()-start)
+	case <-time.After(10 * time.Second):
+		close(r.abort)
+		t.Fatal("timed out waiting for the other workers to take their probes")
+	}
 	if got := h.refCalls.Load() - start; got != 1 {
 		t.Fatalf("%d stock_ref calls in flight for one store, want 1", got)
 	}
 	h.onRef.Store(nil)
-	close(release)
+	releaseAll()
 	waitFor(t, 5*time.Second, "the follow-up pull", func() bool { return h.refCalls.Load()-start == 2 })
-	time.Sleep(200 * time.Millisecond)
+	e.scheduleDue() // a trigger left pending would be queued by the next tick
+	drain(t, e, q)  // the follow-up and anything it queued again are done
 	if got := h.refCalls.Load() - start; got != 2 {
 		t.Fatalf("200 triggers during one pull caused %d pulls in all, want 2 (one follow-up)", got)
 	}
@@ -168,7 +198,9 @@ func TestFunctionDisabledIsAConfigErrorWithoutHammering(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := testutil.ToFloat64(getMetrics().pulls.WithLabelValues("startup", OutcomeConfigError))
-	e, status := newEngine(t, h, func(o *Options) { o.ConfigBackoff = time.Hour })
+	clk := clocktesting.NewFakeClock(time.Now())
+	e, status := newEngine(t, h, func(o *Options) { o.ConfigBackoff, o.Clock = time.Hour, clk })
+	q := withDrain(t, e)
 	run(t, e)
 	e.UpsertStore(h.config())
 	waitFor(t, 5*time.Second, "InventorySynced=False", func() bool {
@@ -185,12 +217,14 @@ func TestFunctionDisabledIsAConfigErrorWithoutHammering(t *testing.T) {
 	if got := testutil.ToFloat64(getMetrics().pulls.WithLabelValues("startup", OutcomeConfigError)) - before; got != 1 {
 		t.Errorf("pulls{startup,config_error} grew by %v, want 1", got)
 	}
-	// A busy shop keeps sending; the engine must not call Smaregi for each.
+	// A busy shop keeps sending through most of the hour of back-off; the
+	// engine must not call Smaregi for each.
 	for range 50 {
+		clk.Step(time.Minute)
 		e.RequestPull(testKey, TriggerSend)
 		e.scheduleDue()
 	}
-	time.Sleep(300 * time.Millisecond)
+	drain(t, e, q)
 	if got := h.refCalls.Load(); got != 1 {
 		t.Fatalf("%d stock_ref calls while the function is off, want 1", got)
 	}
@@ -295,7 +329,8 @@ func (c *countingStatus) WriteStatus(context.Context, StatusUpdate) error {
 // earlier would overstate it.
 func TestPullMarksAppliedAdjustmentsReflected(t *testing.T) {
 	h := newHarness(t, nil)
-	e, _ := newEngine(t, h, nil)
+	clk := clocktesting.NewFakeClock(time.Now())
+	e, _ := newEngine(t, h, func(o *Options) { o.Clock = clk })
 	run(t, e)
 	e.UpsertStore(h.config())
 	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
@@ -307,11 +342,11 @@ func TestPullMarksAppliedAdjustmentsReflected(t *testing.T) {
 		t.Fatalf("SubmitAdjustment: %v", err)
 	}
 	at := inventory.Attempt{Key: testKey, ID: "attempt-1", AdjustmentIDs: []string{"order-1"},
-		Rows: []inventory.AttemptRow{{ProductID: "8000003", Amount: -2}}, StartedAt: time.Now()}
+		Rows: []inventory.AttemptRow{{ProductID: "8000003", Amount: -2}}, StartedAt: clk.Now()}
 	if err := h.inv.BeginAttempt(ctx, at); err != nil {
 		t.Fatalf("BeginAttempt: %v", err)
 	}
-	if err := h.inv.FinishAttempt(ctx, testKey, at.ID, inventory.AttemptResult{Applied: true, At: time.Now()}); err != nil {
+	if err := h.inv.FinishAttempt(ctx, testKey, at.ID, inventory.AttemptResult{Applied: true, At: clk.Now()}); err != nil {
 		t.Fatalf("FinishAttempt: %v", err)
 	}
 	pending := func() int64 {
@@ -324,7 +359,7 @@ func TestPullMarksAppliedAdjustmentsReflected(t *testing.T) {
 	if got := pending(); got != -2 {
 		t.Fatalf("before a pull, pending delta of 8000003 = %d, want -2 (applied, not yet in the mirror)", got)
 	}
-	time.Sleep(10 * time.Millisecond) // the next pull must start after AppliedAt
+	clk.Step(time.Millisecond) // the next pull must start after AppliedAt
 	e.RequestPull(testKey, TriggerAdjustment)
 	waitFor(t, 5*time.Second, "the pull to mark the adjustment reflected", func() bool { return pending() == 0 })
 }
@@ -407,7 +442,9 @@ func TestSendsSeenWhileFollowingReportNoLagOnTakeover(t *testing.T) {
 	h := newHarness(t, nil)
 	var lags []time.Duration
 	var lagMu sync.Mutex
+	clk := clocktesting.NewFakeClock(time.Now())
 	e, _ := newEngine(t, h, func(o *Options) {
+		o.Clock = clk
 		o.OnSendSynced = func(_ inventory.StoreKey, d time.Duration) {
 			lagMu.Lock()
 			lags = append(lags, d)
@@ -415,10 +452,12 @@ func TestSendsSeenWhileFollowingReportNoLagOnTakeover(t *testing.T) {
 		}
 	})
 	// Following: the sink records, the engine is not running.
-	if err := e.Sink().Accept(context.Background(), sendFor("while-following", testKey)); err != nil {
+	send := sendFor("while-following", testKey)
+	send.ReceivedAt = clk.Now()
+	if err := webhookserver.NewDurableSink(h.inv, e.NoteSend).Accept(context.Background(), send); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	clk.Step(20 * time.Millisecond) // this replica starts leading later
 	// The old leader synced it and cleared the mark before this one leads.
 	if marks, err := h.inv.Dirty(context.Background()); err != nil || len(marks) != 1 {
 		t.Fatalf("dirty marks %v, %v", marks, err)

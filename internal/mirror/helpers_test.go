@@ -8,10 +8,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/inventory/boltstore"
@@ -267,4 +270,92 @@ func run(t testing.TB, e *Engine) {
 			t.Errorf("engine Start returned %v", err)
 		}
 	})
+}
+
+// probeNamespace names the keys drain queues: no store has them, so a
+// worker's sync of one returns at once and touches nothing.
+const probeNamespace = "drain-probe"
+
+// drainQueue wraps an engine's workqueue so that a test can wait for its
+// workers to finish what was queued, instead of sleeping and hoping a
+// pull that should not happen would have shown up by then.
+type drainQueue struct {
+	workqueue.TypedRateLimitingInterface[inventory.StoreKey]
+	mu    sync.Mutex
+	round *drainRound
+}
+
+// drainRound holds every worker that finishes a probe until all probes of
+// the round are finished, so that each worker takes exactly one.
+type drainRound struct {
+	left  int
+	all   chan struct{} // closed when every probe is finished
+	abort chan struct{} // closed to let the workers go on a timeout
+}
+
+// withDrain installs a drainQueue in e; call it before run.
+func withDrain(t testing.TB, e *Engine) *drainQueue {
+	t.Helper()
+	if e.started.Load() {
+		t.Fatal("withDrain after Start")
+	}
+	q := &drainQueue{TypedRateLimitingInterface: e.queue}
+	e.queue = q
+	return q
+}
+
+func (q *drainQueue) Done(key inventory.StoreKey) {
+	if key.Namespace == probeNamespace {
+		q.mu.Lock()
+		r := q.round
+		r.left--
+		if r.left == 0 {
+			close(r.all)
+		}
+		q.mu.Unlock()
+		select {
+		case <-r.all:
+		case <-r.abort:
+		}
+	}
+	q.TypedRateLimitingInterface.Done(key)
+}
+
+// queueProbes queues one probe per worker behind everything queued so far.
+// The round ends (r.all is closed) only when each of the workers has taken
+// one: the queue hands keys out in order, so each worker has by then
+// finished the keys queued before the probes.
+func (q *drainQueue) queueProbes(workers int) *drainRound {
+	r := &drainRound{left: workers, all: make(chan struct{}), abort: make(chan struct{})}
+	q.mu.Lock()
+	q.round = r
+	q.mu.Unlock()
+	for i := range workers {
+		q.Add(inventory.StoreKey{Namespace: probeNamespace, Name: strconv.Itoa(i)})
+	}
+	return r
+}
+
+// wait waits for the round to end; on a timeout it lets the workers go and
+// fails the test.
+func (r *drainRound) wait(t testing.TB, what string) {
+	t.Helper()
+	select {
+	case <-r.all:
+	case <-time.After(10 * time.Second):
+		close(r.abort)
+		t.Fatalf("timed out waiting for the workers to finish %s", what)
+	}
+}
+
+// drain returns once all of e's workers have finished every pull queued
+// before the call and every pull those queued again on finishing (the
+// workqueue re-queues a key triggered while it was being processed when it
+// is done): two rounds of probes, the second queued after the first's
+// workers finished.
+func drain(t testing.TB, e *Engine, q *drainQueue) {
+	t.Helper()
+	for range 2 {
+		q.queueProbes(e.opts.Workers).wait(t, "the queued pulls")
+	}
 }

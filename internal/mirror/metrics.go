@@ -77,19 +77,15 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ns, name          string
 		skus, drift, last float64
 	}
-	c.e.mu.Lock()
-	rows := make([]row, 0, len(c.e.stores))
-	for k, st := range c.e.stores {
-		if !st.known {
-			continue
-		}
+	snaps := c.e.snapshots()
+	rows := make([]row, 0, len(snaps))
+	for k, s := range snaps {
 		var last float64
-		if !st.lastPull.IsZero() {
-			last = float64(st.lastPull.UnixNano()) / 1e9
+		if !s.LastPull.IsZero() {
+			last = float64(s.LastPull.UnixNano()) / 1e9
 		}
-		rows = append(rows, row{k.Namespace, k.Name, float64(st.skus), float64(st.drift), last})
+		rows = append(rows, row{k.Namespace, k.Name, float64(s.SKUs), float64(s.Drift), last})
 	}
-	c.e.mu.Unlock()
 	for _, r := range rows {
 		ch <- prometheus.MustNewConstMetric(rowsDesc, prometheus.GaugeValue, r.skus, r.ns, r.name)
 		ch <- prometheus.MustNewConstMetric(driftDesc, prometheus.GaugeValue, r.drift, r.ns, r.name)

@@ -118,28 +118,14 @@ func (e *Engine) sweepOrphans(ctx context.Context) (OrphanSweep, error) {
 	return res, firstErr
 }
 
-// known reports whether the watch has registered the store.
-func (e *Engine) known(key inventory.StoreKey) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	st := e.stores[key]
-	return st != nil && st.known
-}
-
 // removeOrphan is RemoveStore for a store the watch has not registered. If
 // the watch registers it while the data is being deleted (the SmaregiStore
 // was re-created that instant), the engine may have read the summary before
 // the delete, so a full reconcile is asked for: it rebuilds the mirror.
 func (e *Engine) removeOrphan(ctx context.Context, key inventory.StoreKey) (bool, error) {
-	e.mu.Lock()
-	if st := e.stores[key]; st != nil {
-		if st.known {
-			e.mu.Unlock()
-			return false, nil
-		}
-		delete(e.stores, key) // triggers from its dirty mark, nothing more
+	if !e.forgetUnknown(key) {
+		return false, nil
 	}
-	e.mu.Unlock()
 	e.retry.Forget(key)
 	if err := e.inv.DeleteStore(ctx, key); err != nil {
 		return false, fmt.Errorf("deleting the inventory data of %s: %w", key, err)

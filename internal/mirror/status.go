@@ -133,26 +133,7 @@ func (e *Engine) statusLoop(ctx context.Context) {
 // flushStatus writes every store whose status is due and reports how many
 // it wrote.
 func (e *Engine) flushStatus(ctx context.Context) int {
-	now := e.clock.Now()
-	var due []StatusUpdate
-	e.mu.Lock()
-	for _, st := range e.stores {
-		if !st.known || st.cond.status == "" {
-			continue
-		}
-		if !st.condDirty && !(st.statusDirty && now.Sub(st.lastWrite) >= e.opts.StatusInterval) {
-			continue
-		}
-		st.condDirty, st.statusDirty = false, false
-		st.lastWrite = now
-		due = append(due, StatusUpdate{
-			Key: st.key, Condition: st.condition(), SKUs: st.skus, Drift: st.drift,
-			LastPullTime: st.lastPull, LastFullSyncTime: st.lastFull,
-			LastFullSyncDuration: st.fullDur, LastSendTime: st.lastSend,
-			LastHandledResync: st.handledResync,
-		})
-	}
-	e.mu.Unlock()
+	due := e.takeDueStatus(e.clock.Now())
 	written := 0
 	for _, u := range due {
 		// Read at write time, not kept in memory: the outbox lives in the
@@ -184,11 +165,19 @@ func (e *Engine) flushStatus(ctx context.Context) int {
 	return written
 }
 
-// markStatusDirty has the store's status written again after StatusInterval.
-func (e *Engine) markStatusDirty(key inventory.StoreKey) {
-	e.mu.Lock()
-	if st := e.stores[key]; st != nil {
-		st.statusDirty = true
+// adjustmentLoop marks a store's status due when an adjustment is submitted
+// for it (on any replica), so status.inventory.pendingAdjustments follows the
+// outbox; the pusher's pull request after applying covers the way down.
+func (e *Engine) adjustmentLoop(ctx context.Context, sub <-chan inventory.StoreKey) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case key, ok := <-sub:
+			if !ok {
+				return
+			}
+			e.statusChanged(key)
+		}
 	}
-	e.mu.Unlock()
 }

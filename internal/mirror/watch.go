@@ -40,8 +40,8 @@ const ControllerName = "smaregistore-mirror"
 // empty are filled from mgr: Client, APIReader (uncached, for the credential
 // Secrets) and Recorder.
 //
-// The Sink (Engine.Sink) is separate: hand it to the receiver on every
-// replica; it does not need the leader.
+// The receiver's Sink is separate: webhookserver.NewDurableSink with
+// Engine.NoteSend, on every replica; it does not need the leader.
 func (e *Engine) SetupWithManager(mgr ctrl.Manager) error {
 	if e.started.Load() {
 		return errors.New("mirror: SetupWithManager after Start")

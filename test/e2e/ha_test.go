@@ -202,7 +202,7 @@ func TestHighAvailability(t *testing.T) {
 		if n := metricSum(t, survivor.op, "smaregi_mirror_pulls_total"); n == 0 {
 			t.Errorf("the new leader %s has not pulled", survivor.name)
 		}
-		// Logged, not asserted: the engine's Sink notes sends while the
+		// Logged, not asserted: the receiver's DurableSink notes sends while the
 		// replica follows (its engine not running), and they are observed
 		// when it starts leading, with a lag as long as it followed.
 		p50, n := histogramQuantile(t, survivor.op, "smaregi_mirror_send_lag_seconds", 0.5)
