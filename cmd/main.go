@@ -51,6 +51,7 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/pusher"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
+	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 	"github.com/stocksync/smaregi-operator/webhookserver"
 )
 
@@ -184,22 +185,22 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("set up SmaregiStore controller: %w", err)
 	}
 
-	// The engine and the pusher refer to each other: the pusher finds stores
-	// through the engine, and the engine tells the pusher when a store's
-	// configuration changed (an unsuspend, fixed credentials). push is set
-	// below, before the manager starts either of them.
-	var push *pusher.Pusher
+	// The registry of SmaregiStores that the sync engine and the pusher
+	// subscribe to, and the token cache they share: the credentials Secret
+	// is read one way (internal/storeaccess).
+	registry := storeregistry.New()
+	if err := (&storeregistry.Controller{Registry: registry}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up store registry: %w", err)
+	}
+	tokens := storeaccess.NewTokens(mgr.GetAPIReader(), mirror.DefaultTokenTTL, clock.RealClock{})
+
 	engine, err := mirror.New(mirror.Options{
 		Inventory: inv,
-		Limiters:  limiters,
+		Clients:   clients,
+		Tokens:    tokens,
 		Recorder:  mgr.GetEventRecorder("smaregi-operator-mirror"),
 		Workers:   c.syncWorkers,
 		Log:       ctrl.Log.WithName("mirror"),
-		OnStoreChanged: func(key inventory.StoreKey) {
-			if push != nil {
-				push.Kick(key)
-			}
-		},
 	})
 	if err != nil {
 		return fmt.Errorf("create sync engine: %w", err)
@@ -207,13 +208,14 @@ func run(ctx context.Context, c config) error {
 	if err := engine.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up sync engine: %w", err)
 	}
+	registry.Subscribe(engine)
 
 	// The pusher applies other channels' adjustments to Smaregi exactly once
 	// (leader only), then asks the engine for a pull so the mirror shows them.
-	push, err = pusher.New(pusher.Options{
+	push, err := pusher.New(pusher.Options{
 		Store:               inv,
-		Targets:             pushTargets{engine},
-		Limiters:            limiters,
+		Targets:             storeregistry.Targets{Registry: registry, Tokens: tokens},
+		Clients:             clients,
 		AdjustmentRetention: c.adjustmentRetention,
 		DisableMemo:         !c.smaregiSendMemo,
 		OnApplied:           func(key inventory.StoreKey) { engine.RequestPull(key, mirror.TriggerAdjustment) },
@@ -224,6 +226,7 @@ func run(ctx context.Context, c config) error {
 	if err := mgr.Add(push); err != nil {
 		return fmt.Errorf("add adjustment pusher: %w", err)
 	}
+	registry.Subscribe(push)
 
 	if err := webhookserver.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("set up receiver indexes: %w", err)
@@ -277,29 +280,4 @@ func run(ctx context.Context, c config) error {
 	setupLog.Info("starting manager", "receiver", c.receiverAddr, "receiverBaseURL", c.receiverBaseURL,
 		"inventory", inventory.RedactURL(c.inventoryURL))
 	return mgr.Start(ctx)
-}
-
-// pushTargets resolves a store for the pusher through the sync engine's
-// registry and token cache, so the credentials Secret is read in one place.
-// A suspended store or a missing Secret or key (*mirror.CredentialsError)
-// is a configuration error for the pusher: a long back-off, no attempt
-// recorded, not counted as blocked.
-type pushTargets struct{ e *mirror.Engine }
-
-func (p pushTargets) Target(ctx context.Context, key inventory.StoreKey) (pusher.Target, error) {
-	cfg, token, err := p.e.Target(ctx, key)
-	if err != nil {
-		return pusher.Target{}, pushTargetError(err)
-	}
-	return pusher.Target{Endpoint: cfg.Endpoint, ContractID: cfg.ContractID, StoreID: cfg.StoreID, AccessToken: token}, nil
-}
-
-// pushTargetError marks the sync engine's configuration errors for the
-// pusher.
-func pushTargetError(err error) error {
-	var ce *mirror.CredentialsError
-	if errors.As(err, &ce) {
-		return &pusher.TargetConfigError{Err: err}
-	}
-	return err
 }

@@ -24,6 +24,8 @@ import (
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
+	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 )
 
 // FieldManager is the server-side apply field manager of the engine's status
@@ -63,7 +65,7 @@ type Engine struct {
 // lock.
 type storeState struct {
 	key   inventory.StoreKey
-	cfg   StoreConfig
+	cfg   storeregistry.StoreConfig
 	known bool // a SmaregiStore object exists (triggers may come earlier)
 
 	loaded   bool // summary read from the inventory
@@ -99,7 +101,7 @@ type storeState struct {
 	statusDirty  bool
 	lastWrite    time.Time
 	reader       StockReader
-	readerConfig ReaderConfig
+	readerTarget storeaccess.Target
 }
 
 type condState struct {
@@ -165,17 +167,12 @@ func (e *Engine) Start(ctx context.Context) error {
 // turning True lifts any back-off, forgets the cached token and pulls, since
 // the user may have fixed what a configuration error pointed at (the
 // controller checks the credentials as soon as the Secret changes).
-func (e *Engine) UpsertStore(cfg StoreConfig) {
-	cfg.defaults()
+func (e *Engine) UpsertStore(cfg storeregistry.StoreConfig) {
+	cfg.Defaults()
 	e.mu.Lock()
 	st := e.stateLocked(cfg.Key)
 	first := !st.known
-	// A True seen with another lastTransitionTime went through a False (or
-	// Unknown) this engine did not see.
-	credsValidated := cfg.CredentialsValid == metav1.ConditionTrue &&
-		(st.cfg.CredentialsValid != metav1.ConditionTrue || !st.cfg.CredentialsValidSince.Equal(cfg.CredentialsValidSince))
-	changed := st.cfg.Generation != cfg.Generation || credsValidated ||
-		st.cfg.CredentialsSecret != cfg.CredentialsSecret || st.cfg.CredentialsKey != cfg.CredentialsKey
+	changed := !first && storeregistry.RetryNeeded(st.cfg, cfg)
 	if first && cfg.Synced != nil && st.cond.status == "" {
 		st.cond = condState{status: cfg.Synced.Status, reason: cfg.Synced.Reason,
 			message: cfg.Synced.Message, since: cfg.Synced.LastTransitionTime.Time}
@@ -199,13 +196,10 @@ func (e *Engine) UpsertStore(cfg StoreConfig) {
 	add := first || changed || st.pending != 0
 	e.mu.Unlock()
 	if changed && e.tokens != nil {
-		e.tokens.Forget(cfg.Key)
+		e.tokens.Forget(cfg.Credentials())
 	}
 	if add {
 		e.queue.Add(cfg.Key)
-	}
-	if changed && !first && e.opts.OnStoreChanged != nil {
-		e.opts.OnStoreChanged(cfg.Key)
 	}
 }
 
@@ -216,12 +210,12 @@ func (e *Engine) UpsertStore(cfg StoreConfig) {
 // then overstated) is logged as an error.
 func (e *Engine) RemoveStore(ctx context.Context, key inventory.StoreKey) error {
 	e.mu.Lock()
+	if st := e.stores[key]; st != nil && st.known && e.tokens != nil {
+		e.tokens.Forget(st.cfg.Credentials())
+	}
 	delete(e.stores, key)
 	e.mu.Unlock()
 	e.retry.Forget(key)
-	if e.tokens != nil {
-		e.tokens.Forget(key)
-	}
 	if n, oldest, err := e.inv.PendingAdjustments(ctx, key); err != nil {
 		e.log.Error(err, "counting the pending adjustments of a deleted SmaregiStore", "store", key.String())
 	} else if n > 0 {
@@ -234,29 +228,12 @@ func (e *Engine) RemoveStore(ctx context.Context, key inventory.StoreKey) error 
 	return nil
 }
 
-// Target returns what a caller needs to reach the store's Smaregi API — its
-// configuration and access token — for the adjustment pusher, which shares
-// the engine's registry and token cache rather than reading Secrets again.
-func (e *Engine) Target(ctx context.Context, key inventory.StoreKey) (StoreConfig, string, error) {
-	e.mu.Lock()
-	st := e.stores[key]
-	var cfg StoreConfig
-	known := st != nil && st.known
-	if known {
-		cfg = st.cfg
-	}
-	e.mu.Unlock()
-	if !known {
-		return StoreConfig{}, "", fmt.Errorf("mirror: no SmaregiStore %s is known", key)
-	}
-	if cfg.Suspend {
-		return StoreConfig{}, "", &CredentialsError{Message: fmt.Sprintf("SmaregiStore %s is suspended", key)}
-	}
-	token, err := e.tokens.Token(ctx, cfg)
-	if err != nil {
-		return StoreConfig{}, "", err
-	}
-	return cfg, token, nil
+// StoreUpdated implements storeregistry.Subscriber.
+func (e *Engine) StoreUpdated(cfg storeregistry.StoreConfig, _ bool) { e.UpsertStore(cfg) }
+
+// StoreRemoved implements storeregistry.Subscriber.
+func (e *Engine) StoreRemoved(ctx context.Context, key inventory.StoreKey) error {
+	return e.RemoveStore(ctx, key)
 }
 
 // known reports whether the watch has registered the store.

@@ -19,6 +19,7 @@ import (
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 	"github.com/stocksync/smaregi-operator/webhookserver"
 )
 
@@ -546,13 +547,13 @@ type switchTokens struct {
 	forgets atomic.Int64
 }
 
-func (s *switchTokens) Token(context.Context, StoreConfig) (string, error) {
+func (s *switchTokens) Token(context.Context, storeaccess.CredentialsRef) (string, error) {
 	if !s.present.Load() {
-		return "", &CredentialsError{Reason: v1alpha1.ReasonSecretNotFound, Message: "Secret smaregi-credentials does not exist"}
+		return "", &storeaccess.ConfigError{Reason: v1alpha1.ReasonSecretNotFound, Message: "Secret smaregi-credentials does not exist"}
 	}
 	return testToken, nil
 }
-func (s *switchTokens) Forget(inventory.StoreKey) { s.forgets.Add(1) }
+func (s *switchTokens) Forget(storeaccess.CredentialsRef) { s.forgets.Add(1) }
 
 // The store is applied before its Secret (GitOps): the first pull fails with
 // a configuration error and backs off long. Once the Secret exists the
@@ -620,37 +621,4 @@ func TestCredentialsValidTurningTrueLiftsTheConfigBackoff(t *testing.T) {
 		s, _ := e.Snapshot(testKey)
 		return s.Condition.Status == metav1.ConditionTrue
 	})
-}
-
-// OnStoreChanged tells others waiting on a store (the pusher) that its
-// configuration changed, so they retry at once; a re-list of the same object
-// or its first sight says nothing.
-func TestOnStoreChangedFiresOnAConfigurationChangeOnly(t *testing.T) {
-	h := newHarness(t, nil)
-	var changed []inventory.StoreKey
-	var mu sync.Mutex
-	e, _ := newEngine(t, h, func(o *Options) {
-		o.OnStoreChanged = func(k inventory.StoreKey) {
-			mu.Lock()
-			changed = append(changed, k)
-			mu.Unlock()
-		}
-	})
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(changed)
-	}
-	cfg := h.config()
-	cfg.Suspend = true
-	e.UpsertStore(cfg) // first sight
-	e.UpsertStore(cfg) // a re-list
-	if n := count(); n != 0 {
-		t.Fatalf("OnStoreChanged called %d times without a change", n)
-	}
-	cfg.Suspend, cfg.Generation = false, cfg.Generation+1 // kubectl patch … suspend: false
-	e.UpsertStore(cfg)
-	if n := count(); n != 1 || changed[0] != testKey {
-		t.Fatalf("after unsuspending: OnStoreChanged calls %v, want one for %v", changed, testKey)
-	}
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/inventory/boltstore"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
+	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 )
 
 const (
@@ -122,20 +124,20 @@ func newHarnessAt(t testing.TB, start time.Time, mod func(*smaregisim.Options)) 
 // readers reads with the real smaregi client; one attempt per read, so
 // counts at the simulator are counts of pulls' calls.
 func (h *harness) readers() ReaderFactory {
-	return DefaultReaders(smaregi.Options{MaxReadAttempts: 1, Limiters: smaregi.NewLimiterRegistry(0, 1)})
+	return DefaultReaders(storeaccess.NewClients(smaregi.NewLimiterRegistry(0, 1), nil), smaregi.Options{MaxReadAttempts: 1})
 }
 
 func (h *harness) reader(t testing.TB) StockReader {
 	t.Helper()
-	r, err := h.readers()(ReaderConfig{Endpoint: h.endpoint, ContractID: testContract, AccessToken: testToken})
+	r, err := h.readers()(storeaccess.Target{Endpoint: h.endpoint, ContractID: testContract, AccessToken: testToken})
 	if err != nil {
 		t.Fatalf("building reader: %v", err)
 	}
 	return r
 }
 
-func (h *harness) config() StoreConfig {
-	return StoreConfig{
+func (h *harness) config() storeregistry.StoreConfig {
+	return storeregistry.StoreConfig{
 		Key: testKey, Generation: 1, ContractID: testContract, StoreID: "1", Endpoint: h.endpoint,
 		CredentialsSecret: "smaregi-credentials", CredentialsKey: "accessToken",
 		PollInterval: time.Hour, FullResyncInterval: 24 * time.Hour,
@@ -208,8 +210,10 @@ type staticTokens struct {
 	forgets atomic.Int64
 }
 
-func (s *staticTokens) Token(context.Context, StoreConfig) (string, error) { return s.token, nil }
-func (s *staticTokens) Forget(inventory.StoreKey)                          { s.forgets.Add(1) }
+func (s *staticTokens) Token(context.Context, storeaccess.CredentialsRef) (string, error) {
+	return s.token, nil
+}
+func (s *staticTokens) Forget(storeaccess.CredentialsRef) { s.forgets.Add(1) }
 
 // recordingStatus is a StatusWriter that keeps what would have been applied.
 type recordingStatus struct {

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 	"github.com/stocksync/smaregi-operator/internal/testenv"
 )
 
@@ -51,6 +52,13 @@ func startInManager(t *testing.T, cfg *rest.Config, e *Engine) <-chan struct{} {
 		t.Fatal(err)
 	}
 	if err := e.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	// The operator's wiring: the registry controller tells the engine of
+	// the SmaregiStores.
+	registry := storeregistry.New()
+	registry.Subscribe(e)
+	if err := (&storeregistry.Controller{Registry: registry}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 // Defaults of Options.
@@ -38,9 +39,9 @@ type Options struct {
 	// only labelled Secrets. Ignored when Tokens is set. SetupWithManager
 	// fills it from the manager.
 	APIReader client.Reader
-	// Limiters is the process-wide per-contract rate limiter registry,
-	// shared with every other Smaregi caller.
-	Limiters *smaregi.LimiterRegistry
+	// Clients builds the Smaregi clients, from the process-wide
+	// per-contract rate limiter registry shared with every other caller.
+	Clients *storeaccess.Clients
 	// Recorder emits Kubernetes events (initial import, drift). Optional.
 	Recorder events.EventRecorder
 	// Clock drives scheduling, back-off and status rate limiting.
@@ -73,12 +74,6 @@ type Options struct {
 	// such send's ReceivedAt to the end of the first successful pull that
 	// started after it. It is also observed in smaregi_mirror_send_lag_seconds.
 	OnSendSynced func(key inventory.StoreKey, lag time.Duration)
-	// OnStoreChanged, if set, is called when a known store's configuration
-	// changes in a way that may end a configuration error (a new
-	// generation such as an unsuspend, other credentials, credentials found
-	// valid), so that others waiting on the store (the adjustment pusher)
-	// retry now rather than after their back-off.
-	OnStoreChanged func(key inventory.StoreKey)
 }
 
 // New returns an engine. It does no I/O; Start runs it.
@@ -147,11 +142,11 @@ func New(opts Options) (*Engine, error) {
 func (e *Engine) wire() {
 	e.readers = e.opts.Readers
 	if e.readers == nil {
-		e.readers = DefaultReaders(smaregi.Options{Limiters: e.opts.Limiters})
+		e.readers = DefaultReaders(e.opts.Clients, smaregi.Options{})
 	}
 	e.tokens = e.opts.Tokens
 	if e.tokens == nil && e.opts.APIReader != nil {
-		e.tokens = NewSecretTokens(e.opts.APIReader, e.opts.TokenTTL, e.clock)
+		e.tokens = storeaccess.NewTokens(e.opts.APIReader, e.opts.TokenTTL, e.clock)
 	}
 	e.status = e.opts.Status
 	if e.status == nil && e.opts.Client != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/inventory/boltstore"
+	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 	"github.com/stocksync/smaregi-operator/internal/testenv"
 )
 
@@ -207,7 +208,7 @@ func TestSweepOrphansKeepsRegisteredStores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.UpsertStore(StoreConfig{Key: key, Generation: 1, ContractID: testContract, StoreID: "1"})
+	e.UpsertStore(storeregistry.StoreConfig{Key: key, Generation: 1, ContractID: testContract, StoreID: "1"})
 	res, err := e.sweepOrphans(context.Background())
 	if err != nil || len(res.Removed) != 0 {
 		t.Fatalf("sweep = %+v, %v; want nothing removed", res, err)

@@ -6,17 +6,15 @@ import (
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
-// DefaultReaders returns a ReaderFactory that reads with the smaregi client,
-// built from base (HTTP client, retries, page size, limiters) plus the
-// store's endpoint, contract and token. base.Limiters should be the one
-// registry of the process, so all stores of a contract share its limit.
-func DefaultReaders(base smaregi.Options) ReaderFactory {
-	return func(cfg ReaderConfig) (StockReader, error) {
-		o := base
-		o.Endpoint, o.ContractID, o.AccessToken = cfg.Endpoint, cfg.ContractID, cfg.AccessToken
-		c, err := smaregi.New(o)
+// DefaultReaders returns a ReaderFactory that reads with smaregi clients
+// from clients (the process's one factory, so all stores of a contract share
+// its limit), tuned by tune (retries, page size).
+func DefaultReaders(clients *storeaccess.Clients, tune smaregi.Options) ReaderFactory {
+	return func(t storeaccess.Target) (StockReader, error) {
+		c, err := clients.Client(t, tune)
 		if err != nil {
 			return nil, err
 		}

@@ -10,9 +10,10 @@ import (
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 )
 
-func (e *Engine) reportFull(log logr.Logger, cfg StoreConfig, res pullResult, initial bool) {
+func (e *Engine) reportFull(log logr.Logger, cfg storeregistry.StoreConfig, res pullResult, initial bool) {
 	if initial {
 		log.Info("initial import finished", "skus", res.Drift.SKUs, "rows", res.Rows, "duration", res.Duration)
 		e.event(cfg, "Normal", "InitialImport", fmt.Sprintf("Imported %d stock rows from Smaregi store %s in %s.", res.Drift.SKUs, cfg.StoreID, res.Duration.Round(time.Millisecond)))
@@ -55,7 +56,7 @@ func driftSample(d inventory.Drift, n int) string {
 	return b.String()
 }
 
-func (e *Engine) event(cfg StoreConfig, typ, reason, note string) {
+func (e *Engine) event(cfg storeregistry.StoreConfig, typ, reason, note string) {
 	if e.opts.Recorder == nil {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 // StockQuery selects the stock rows of one Smaregi store.
@@ -29,16 +30,16 @@ type StockReader interface {
 	ReadStock(ctx context.Context, q StockQuery, fn func(page []inventory.Row) error) error
 }
 
-// ReaderConfig is what a StockReader needs to reach one store's contract.
-type ReaderConfig struct {
-	Endpoint   string
-	ContractID string
-	// AccessToken is a secret: a ReaderFactory must never log it or put it
-	// into an error.
-	AccessToken string
-}
+// ReaderFactory builds a StockReader for a target. The engine caches the
+// reader per store and builds a new one only when the target (endpoint,
+// contract or token) changes.
+type ReaderFactory func(t storeaccess.Target) (StockReader, error)
 
-// ReaderFactory builds a StockReader for a contract. The engine caches the
-// reader per store and builds a new one only when the endpoint, contract or
-// token changes.
-type ReaderFactory func(cfg ReaderConfig) (StockReader, error)
+// TokenSource supplies a store's access token; the operator's is the
+// *storeaccess.Tokens cache it shares with the pusher. Forget drops a cached
+// token (after Smaregi rejected it, or the reference changed) so that the
+// next Token reads it afresh.
+type TokenSource interface {
+	Token(ctx context.Context, ref storeaccess.CredentialsRef) (string, error)
+	Forget(ref storeaccess.CredentialsRef)
+}

@@ -2,16 +2,14 @@ package mirror
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/statusapply"
 )
 
 // StatusUpdate is everything the engine owns in a SmaregiStore's status.
@@ -56,19 +54,12 @@ func NewStatusApplier(c client.Client) *StatusApplier { return &StatusApplier{c:
 
 // WriteStatus applies u to the status subresource.
 func (a *StatusApplier) WriteStatus(ctx context.Context, u StatusUpdate) error {
-	obj := &unstructured.Unstructured{Object: applyObject(u)}
-	err := a.c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(obj),
-		client.FieldOwner(FieldManager), client.ForceOwnership)
-	if err != nil {
-		return fmt.Errorf("applying the inventory status of %s: %w", u.Key, err)
-	}
-	return nil
+	return statusapply.Apply(ctx, a.c, FieldManager, u.Key.Namespace, u.Key.Name, statusFields(u))
 }
 
-// applyObject renders the apply configuration as plain JSON-shaped maps: a
-// typed SmaregiStore would also carry its non-omitempty spec fields, which
-// this manager must not claim.
-func applyObject(u StatusUpdate) map[string]any {
+// statusFields renders the engine's fields: the InventorySynced condition
+// and status.inventory, nothing else (statusapply says why).
+func statusFields(u StatusUpdate) map[string]any {
 	c := u.Condition
 	cond := map[string]any{
 		"type":               c.Type,
@@ -93,15 +84,7 @@ func applyObject(u StatusUpdate) map[string]any {
 	if u.LastFullSyncDuration > 0 {
 		inv["lastFullSyncDuration"] = u.LastFullSyncDuration.Round(time.Millisecond).String()
 	}
-	return map[string]any{
-		"apiVersion": v1alpha1.GroupVersion.String(),
-		"kind":       "SmaregiStore",
-		"metadata":   map[string]any{"namespace": u.Key.Namespace, "name": u.Key.Name},
-		"status": map[string]any{
-			"conditions": []any{cond},
-			"inventory":  inv,
-		},
-	}
+	return map[string]any{"conditions": []any{cond}, "inventory": inv}
 }
 
 func putTime(m map[string]any, k string, t time.Time) {

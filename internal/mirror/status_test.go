@@ -13,6 +13,8 @@ import (
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
+	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 )
 
 func TestStatusWritesAreRateLimitedButConditionChangesGoOutAtOnce(t *testing.T) {
@@ -85,10 +87,13 @@ func TestApplyObjectClaimsOnlyTheEnginesFields(t *testing.T) {
 			LastTransitionTime: metav1.NewTime(time.Date(2026, 12, 1, 1, 2, 3, 0, time.UTC))},
 		SKUs: 7, LastPullTime: time.Date(2026, 12, 1, 1, 2, 4, 0, time.UTC), LastFullSyncDuration: 1500 * time.Millisecond,
 	}
-	obj := applyObject(u)
-	if _, ok := obj["spec"]; ok {
-		t.Fatal("the apply object carries spec")
+	status := statusFields(u)
+	for k := range status {
+		if k != "conditions" && k != "inventory" {
+			t.Errorf("the engine claims status.%s", k)
+		}
 	}
+	obj := map[string]any{"apiVersion": v1alpha1.GroupVersion.String(), "kind": "SmaregiStore", "status": status}
 	// It must decode into the typed object as the API server will see it.
 	var typed v1alpha1.SmaregiStore
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj, &typed); err != nil {
@@ -105,46 +110,33 @@ func TestApplyObjectClaimsOnlyTheEnginesFields(t *testing.T) {
 	}
 }
 
-func TestSecretTokens(t *testing.T) {
+// TestClassifyCredentialsErrors: a missing Secret or key, read through the
+// operator's one token cache, is a configuration error of the pull.
+func TestClassifyCredentialsErrors(t *testing.T) {
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "smaregi-credentials"},
 		Data: map[string][]byte{"accessToken": []byte(testToken + "\n")}}
 	c := fake.NewClientBuilder().WithObjects(sec).Build()
-	clk := clocktesting.NewFakeClock(time.Now())
-	ts := NewSecretTokens(c, time.Minute, clk)
+	ts := storeaccess.NewTokens(c, time.Minute, clocktesting.NewFakeClock(time.Now()))
 	ctx := context.Background()
 	cfg := newHarnessConfigOnly()
 
-	tok, err := ts.Token(ctx, cfg)
-	if err != nil || tok != testToken {
+	if tok, err := ts.Token(ctx, cfg.Credentials()); err != nil || tok != testToken {
 		t.Fatalf("Token = %q, %v; want the trimmed token", tok, err)
 	}
-	sec.Data["accessToken"] = []byte("rotated")
-	if err := c.Update(ctx, sec); err != nil {
-		t.Fatal(err)
-	}
-	if tok, _ := ts.Token(ctx, cfg); tok != testToken {
-		t.Errorf("within the TTL got %q, want the cached token", tok)
-	}
-	ts.Forget(cfg.Key) // what an auth error does
-	if tok, _ := ts.Token(ctx, cfg); tok != "rotated" {
-		t.Errorf("after Forget got %q, want the new token", tok)
-	}
-
 	missingKey := cfg
 	missingKey.CredentialsKey = "token"
-	_, err = ts.Token(ctx, missingKey)
-	f := classify(err, missingKey)
-	if f.reason != v1alpha1.ReasonSecretKeyNotFound || !f.config {
+	_, err := ts.Token(ctx, missingKey.Credentials())
+	if f := classify(err, missingKey); f.reason != v1alpha1.ReasonSecretKeyNotFound || !f.config || f.outcome != OutcomeConfigError {
 		t.Errorf("missing key: %+v (%v)", f, err)
 	}
 	missing := cfg
 	missing.CredentialsSecret = "nope"
-	_, err = ts.Token(ctx, missing)
+	_, err = ts.Token(ctx, missing.Credentials())
 	if f := classify(err, missing); f.reason != v1alpha1.ReasonSecretNotFound || !f.config || f.outcome != OutcomeConfigError {
 		t.Errorf("missing Secret: %+v (%v)", f, err)
 	}
 }
 
-func newHarnessConfigOnly() StoreConfig {
-	return StoreConfig{Key: testKey, CredentialsSecret: "smaregi-credentials", CredentialsKey: "accessToken", ContractID: testContract}
+func newHarnessConfigOnly() storeregistry.StoreConfig {
+	return storeregistry.StoreConfig{Key: testKey, CredentialsSecret: "smaregi-credentials", CredentialsKey: "accessToken", ContractID: testContract}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
+	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 )
 
 func (e *Engine) processNext(ctx context.Context) bool {
@@ -40,7 +42,7 @@ func (e *Engine) sync(ctx context.Context, key inventory.StoreKey) {
 type attempt struct {
 	key inventory.StoreKey
 	st  *storeState
-	cfg StoreConfig
+	cfg storeregistry.StoreConfig
 	// start is when the pull was claimed: adjustments applied in Smaregi
 	// before it are in the rows it reads.
 	start     time.Time
@@ -84,12 +86,12 @@ func (e *Engine) claim(ctx context.Context, key inventory.StoreKey) (attempt, bo
 
 // admit returns the store's state if it may be pulled now: a suspended
 // store gets its condition said, a store in back-off is queued for its end.
-func (e *Engine) admit(key inventory.StoreKey) (st *storeState, cfg StoreConfig, now time.Time, loaded, ok bool) {
+func (e *Engine) admit(key inventory.StoreKey) (st *storeState, cfg storeregistry.StoreConfig, now time.Time, loaded, ok bool) {
 	e.mu.Lock()
 	st = e.stores[key]
 	if st == nil || !st.known {
 		e.mu.Unlock()
-		return nil, StoreConfig{}, time.Time{}, false, false
+		return nil, storeregistry.StoreConfig{}, time.Time{}, false, false
 	}
 	cfg = st.cfg
 	now = e.clock.Now()
@@ -98,13 +100,13 @@ func (e *Engine) admit(key inventory.StoreKey) (st *storeState, cfg StoreConfig,
 		e.setCondLocked(st, metav1.ConditionFalse, v1alpha1.ReasonSuspended,
 			"spec.suspend is true: stock is not read from Smaregi. Sends are still recorded and pulled after resuming.")
 		e.mu.Unlock()
-		return nil, StoreConfig{}, time.Time{}, false, false
+		return nil, storeregistry.StoreConfig{}, time.Time{}, false, false
 	}
 	if now.Before(st.blockedUntil) {
 		d := st.blockedUntil.Sub(now)
 		e.mu.Unlock()
 		e.queue.AddAfter(key, d)
-		return nil, StoreConfig{}, time.Time{}, false, false
+		return nil, storeregistry.StoreConfig{}, time.Time{}, false, false
 	}
 	loaded = st.loaded
 	e.mu.Unlock()
@@ -132,7 +134,7 @@ func (e *Engine) loadSummary(ctx context.Context, key inventory.StoreKey, st *st
 // take chooses the kind of pull, takes the pending triggers into the
 // attempt and marks it in flight; the sends pending so far are the ones it
 // covers.
-func (e *Engine) take(key inventory.StoreKey, st *storeState, cfg StoreConfig, now time.Time) (attempt, bool) {
+func (e *Engine) take(key inventory.StoreKey, st *storeState, cfg storeregistry.StoreConfig, now time.Time) (attempt, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	initial := !st.everFull
@@ -326,14 +328,14 @@ func (e *Engine) failed(ctx context.Context, p attempt, err error) {
 	st.blockedUntil = now.Add(delay)
 	if f.authFailed {
 		st.reader = nil
-		st.readerConfig = ReaderConfig{}
+		st.readerTarget = storeaccess.Target{}
 	}
 	e.setCondLocked(st, metav1.ConditionFalse, f.reason, f.message)
 	st.statusDirty = true
 	e.mu.Unlock()
 
 	if f.authFailed && e.tokens != nil {
-		e.tokens.Forget(key)
+		e.tokens.Forget(cfg.Credentials())
 	}
 	e.metrics.pulls.WithLabelValues(string(p.trig), f.outcome).Inc()
 	e.log.Info("pull failed", "store", key.String(), "kind", p.kind, "trigger", p.trig,
@@ -341,15 +343,15 @@ func (e *Engine) failed(ctx context.Context, p attempt, err error) {
 	e.queue.AddAfter(key, delay)
 }
 
-func (e *Engine) readerFor(ctx context.Context, key inventory.StoreKey, cfg StoreConfig) (StockReader, error) {
-	tok, err := e.tokens.Token(ctx, cfg)
+func (e *Engine) readerFor(ctx context.Context, key inventory.StoreKey, cfg storeregistry.StoreConfig) (StockReader, error) {
+	tok, err := e.tokens.Token(ctx, cfg.Credentials())
 	if err != nil {
 		return nil, err
 	}
-	rc := ReaderConfig{Endpoint: cfg.Endpoint, ContractID: cfg.ContractID, AccessToken: tok}
+	rc := cfg.Target(tok)
 	e.mu.Lock()
 	st := e.stores[key]
-	if st != nil && st.reader != nil && st.readerConfig == rc {
+	if st != nil && st.reader != nil && st.readerTarget == rc {
 		r := st.reader
 		e.mu.Unlock()
 		return r, nil
@@ -357,11 +359,11 @@ func (e *Engine) readerFor(ctx context.Context, key inventory.StoreKey, cfg Stor
 	e.mu.Unlock()
 	r, err := e.readers(rc)
 	if err != nil {
-		return nil, fmt.Errorf("building the Smaregi client for contract %s: %w", cfg.ContractID, err)
+		return nil, err // names the contract, never the token
 	}
 	e.mu.Lock()
 	if st != nil {
-		st.reader, st.readerConfig = r, rc
+		st.reader, st.readerTarget = r, rc
 	}
 	e.mu.Unlock()
 	return r, nil

@@ -11,6 +11,7 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 // countingStore counts the attempts recorded.
@@ -32,10 +33,10 @@ type switchTargets struct {
 	calls  atomic.Int64
 }
 
-func (s *switchTargets) Target(ctx context.Context, key inventory.StoreKey) (Target, error) {
+func (s *switchTargets) Target(ctx context.Context, key inventory.StoreKey) (storeaccess.Target, error) {
 	s.calls.Add(1)
 	if !s.healed.Load() {
-		return Target{}, &TargetConfigError{Err: errors.New("SmaregiStore " + key.String() + " is suspended")}
+		return storeaccess.Target{}, &storeaccess.ConfigError{Reason: "Suspended", Message: "SmaregiStore " + key.String() + " is suspended"}
 	}
 	return s.h.Target(ctx, key)
 }
@@ -149,7 +150,7 @@ func TestKickEndsAConfigurationWait(t *testing.T) {
 	})
 
 	targets.healed.Store(true)
-	p.Kick(key) // what OnStoreChanged does
+	p.Kick(key) // what StoreUpdated does on a retry-worthy change
 	waitUntil(t, 30*time.Second, "the adjustment to be applied after the kick", func() error {
 		a, ok, err := h.inv.GetAdjustment(context.Background(), key, "order")
 		if err != nil || !ok || a.State != inventory.AdjustmentApplied {

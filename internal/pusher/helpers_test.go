@@ -22,6 +22,7 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/inventory/boltstore"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 const (
@@ -96,17 +97,17 @@ func (h *harness) reopen(t testing.TB) {
 	h.inv = inv
 }
 
-func (h *harness) Target(_ context.Context, key inventory.StoreKey) (Target, error) {
+func (h *harness) Target(_ context.Context, key inventory.StoreKey) (storeaccess.Target, error) {
 	id, ok := h.storeIDs[key]
 	if !ok {
-		return Target{}, fmt.Errorf("unknown store %s", key)
+		return storeaccess.Target{}, fmt.Errorf("unknown store %s", key)
 	}
-	return Target{Endpoint: h.endpoint, ContractID: testContract, StoreID: id, AccessToken: testToken}, nil
+	return storeaccess.Target{Endpoint: h.endpoint, ContractID: testContract, StoreID: id, AccessToken: testToken}, nil
 }
 
 func (h *harness) options() Options {
 	return Options{
-		Store: h.inv, Targets: h, Limiters: smaregi.NewLimiterRegistry(0, 1),
+		Store: h.inv, Targets: h, Clients: storeaccess.NewClients(smaregi.NewLimiterRegistry(0, 1), nil),
 		RequestTimeout:  2 * time.Second,
 		ReadBackoff:     smaregi.Backoff{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond},
 		MaxReadAttempts: 10,

@@ -21,7 +21,7 @@
 //   - configuration errors (13/14/21/22/23/24) and transient errors: the
 //     attempt is void (nothing was applied), the adjustments stay pending
 //     and the store backs off (long for configuration errors);
-//   - a target that cannot be looked up (TargetConfigError: suspended, no
+//   - a target that cannot be looked up (storeaccess.ConfigError: suspended, no
 //     credentials) is found before anything is recorded: no attempt, a long
 //     back-off, and the store is not counted as blocked.
 //
@@ -35,7 +35,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -45,49 +44,36 @@ import (
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
+	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 )
 
-// Target is where and as whom a store's adjustments are sent.
-type Target struct {
-	Endpoint    string
-	ContractID  string
-	StoreID     string
-	AccessToken string
-}
-
-// Targets looks up a store's target; the integrator adapts the sync
-// engine's registry of stores to it. An error leaves the store's work
-// pending and is retried with back-off: ConfigBackoff when it wraps a
-// *TargetConfigError, Backoff otherwise.
+// Targets looks up where and as whom a store's adjustments are sent
+// (storeregistry.Targets in the operator). An error leaves the store's work
+// pending and is retried with back-off: ConfigBackoff when it is a
+// *storeaccess.ConfigError, Backoff otherwise.
+//
+// A configuration error (the SmaregiStore is suspended, or its credentials
+// Secret or key is missing: only a person changes that) is found before
+// anything is recorded: the pusher records nothing, waits ConfigBackoff,
+// logs it at info level and does not count the store in
+// smaregi_pusher_blocked_stores (a deliberate suspend must not page anyone).
 type Targets interface {
-	Target(ctx context.Context, key inventory.StoreKey) (Target, error)
+	Target(ctx context.Context, key inventory.StoreKey) (storeaccess.Target, error)
 }
 
-// TargetConfigError marks a target lookup that failed because of the
-// store's configuration, which only a person changes: the SmaregiStore is
-// suspended, or its credentials Secret or key is missing. The pusher then
-// records nothing, waits ConfigBackoff, logs it at info level and does not
-// count the store in smaregi_pusher_blocked_stores (a deliberate suspend
-// must not page anyone). Targets implementations wrap such errors in it.
-type TargetConfigError struct{ Err error }
-
-func (e *TargetConfigError) Error() string { return e.Err.Error() }
-func (e *TargetConfigError) Unwrap() error { return e.Err }
-
-// isTargetConfig reports whether err comes from a TargetConfigError.
-func isTargetConfig(err error) bool {
-	var ce *TargetConfigError
-	return errors.As(err, &ce)
-}
+// isTargetConfig reports whether a target lookup failed on the store's
+// configuration.
+func isTargetConfig(err error) bool { return storeaccess.IsConfigError(err) }
 
 // Options configure a Pusher. Store and Targets are required.
 type Options struct {
 	Store   Store
 	Targets Targets
-	// Limiters is the process's shared registry (one limiter per contract).
-	Limiters *smaregi.LimiterRegistry
-	// HTTPClient, if set, is used by the Smaregi clients.
-	HTTPClient *http.Client
+	// Clients builds the Smaregi clients, from the process's shared
+	// limiter registry (one limiter per contract); nil builds unthrottled
+	// clients.
+	Clients *storeaccess.Clients
 	// RequestTimeout bounds one call (default smaregi.DefaultRequestTimeout).
 	RequestTimeout time.Duration
 	// ReadBackoff and MaxReadAttempts tune stock history reads.
@@ -265,6 +251,19 @@ func (p *Pusher) sweep(ctx context.Context, logger logr.Logger) {
 	}
 }
 
+// StoreUpdated implements storeregistry.Subscriber: a change that may end
+// a configuration error (an unsuspend, fixed credentials) ends the store's
+// configuration wait at once instead of after ConfigBackoff.
+func (p *Pusher) StoreUpdated(cfg storeregistry.StoreConfig, retry bool) {
+	if retry {
+		p.Kick(cfg.Key)
+	}
+}
+
+// StoreRemoved implements storeregistry.Subscriber. The outbox of a deleted
+// store is the sync engine's to delete; its worker stops with nothing to do.
+func (p *Pusher) StoreRemoved(context.Context, inventory.StoreKey) error { return nil }
+
 // Kick wakes the store's worker, starting one if needed. Before Start it
 // does nothing (Start's first sweep finds the work).
 func (p *Pusher) Kick(key inventory.StoreKey) {
@@ -330,15 +329,13 @@ func (p *Pusher) setMemosKept(key inventory.StoreKey) {
 }
 
 // client returns a Smaregi client for the store's current target.
-func (p *Pusher) client(ctx context.Context, key inventory.StoreKey) (*smaregi.Client, Target, error) {
+func (p *Pusher) client(ctx context.Context, key inventory.StoreKey) (*smaregi.Client, storeaccess.Target, error) {
 	t, err := p.opts.Targets.Target(ctx, key)
 	if err != nil {
 		return nil, t, fmt.Errorf("looking up the Smaregi target of %s: %w", key, err)
 	}
-	c, err := smaregi.New(smaregi.Options{
-		Endpoint: t.Endpoint, ContractID: t.ContractID, AccessToken: t.AccessToken,
-		HTTPClient: p.opts.HTTPClient, Limiters: p.opts.Limiters, RequestTimeout: p.opts.RequestTimeout,
-		Backoff: p.opts.ReadBackoff, MaxReadAttempts: p.opts.MaxReadAttempts,
+	c, err := p.opts.Clients.Client(t, smaregi.Options{
+		RequestTimeout: p.opts.RequestTimeout, Backoff: p.opts.ReadBackoff, MaxReadAttempts: p.opts.MaxReadAttempts,
 	})
 	if err != nil {
 		return nil, t, fmt.Errorf("Smaregi client for %s: %w", key, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 // readyScan bounds the adjustments read per batch decision; a batch holds at
@@ -89,8 +90,8 @@ func (w *worker) run(ctx context.Context) {
 			}
 			if wait > 0 {
 				// A configuration wait ends early on a kick: the store's
-				// configuration changed (cmd wires the sync engine's
-				// OnStoreChanged to Kick) or an adjustment arrived; either
+				// configuration changed (StoreUpdated, from the store
+				// registry) or an adjustment arrived; either
 				// costs only an in-memory target look-up if it is not fixed.
 				if isTargetConfig(err) {
 					if !w.sleepOrWake(ctx, wait) {
@@ -262,7 +263,7 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 	// sent to (suspended, no credentials) must not churn the outbox.
 	var (
 		c   *smaregi.Client
-		t   Target
+		t   storeaccess.Target
 		err error
 	)
 	if len(rows) > 0 {
@@ -496,7 +497,7 @@ var errProbeDone = errors.New("probe done")
 // newest retained applied attempt sent with a memo (other than a) around
 // that attempt's time. A row with our memo prefix there proves memos are
 // kept; none (or no such attempt) leaves it unknown.
-func (w *worker) probeMemos(ctx context.Context, c *smaregi.Client, t Target, a inventory.Attempt) (bool, error) {
+func (w *worker) probeMemos(ctx context.Context, c *smaregi.Client, t storeaccess.Target, a inventory.Attempt) (bool, error) {
 	all, err := w.p.opts.Store.AppliedAttempts(ctx, w.key, time.Time{})
 	if err != nil {
 		return false, fmt.Errorf("listing applied attempts: %w", err)

@@ -131,6 +131,9 @@ func Explain(err error, s Subject) Diagnosis {
 	}
 	// Anything else (another error code, an undecodable answer) is not the
 	// shop's configuration as far as anyone knows.
-	return Diagnosis{Reason: v1alpha1.ReasonSmaregiError,
-		Message: fmt.Sprintf("Smaregi answered %s with an error: %v", call, err)}
+	if errors.As(err, new(*smaregi.APIError)) {
+		return Diagnosis{Reason: v1alpha1.ReasonSmaregiError,
+			Message: fmt.Sprintf("Smaregi answered %s with an error: %v", call, err)}
+	}
+	return Diagnosis{Reason: v1alpha1.ReasonSmaregiError, Message: fmt.Sprintf("%s failed: %v", call, err)}
 }

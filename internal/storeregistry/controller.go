@@ -23,14 +23,8 @@ import (
 // SmaregiStore controller's, so their workqueue metrics do not mix).
 const ControllerName = "smaregistore-registry"
 
-// RBAC of the registry controller and its consumers: it reads
-// SmaregiStores; the engine reads the credential Secrets they name
-// (uncached, one Get per token TTL), applies its part of their status and
-// emits events.
+// RBAC of the registry controller: it only reads SmaregiStores.
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores,verbs=get;list;watch
-// +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/status,verbs=get;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Controller keeps a Registry in step with the SmaregiStore objects. It
 // does no I/O beyond the cache: pulls and pushes run on their own workers,

@@ -1,4 +1,4 @@
-package mirror
+package storeregistry
 
 import (
 	"testing"
@@ -13,8 +13,7 @@ import (
 func TestCredentialsValidChangedPredicate(t *testing.T) {
 	at := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 	with := func(status metav1.ConditionStatus, reason string, since time.Time, skus int64) *v1alpha1.SmaregiStore {
-		s := smaregiStore(testKey)
-		s.Generation = 1
+		s := &v1alpha1.SmaregiStore{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "shibuya", Generation: 1}}
 		s.Status.Inventory = &v1alpha1.InventoryStatus{SKUs: skus}
 		if status != "" {
 			s.Status.Conditions = []metav1.Condition{{Type: v1alpha1.CredentialsValidCondition, Status: status,
