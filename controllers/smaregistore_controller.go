@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -33,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/storepredicate"
 )
 
 // Defaults for the reconciler's intervals.
@@ -273,27 +273,10 @@ func (r *SmaregiStoreReconciler) storesForSecret(ctx context.Context, secret cli
 // is compared (the sync engine rewrites status often; observedGeneration and
 // status.inventory changes say nothing new to Ready).
 func inventorySyncedChanged() predicate.Funcs {
-	return predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return false },
-		DeleteFunc:  func(event.DeleteEvent) bool { return false },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			o, ok1 := e.ObjectOld.(*smaregiv1alpha1.SmaregiStore)
-			n, ok2 := e.ObjectNew.(*smaregiv1alpha1.SmaregiStore)
-			if !ok1 || !ok2 {
-				return false
-			}
-			type verdict struct {
-				status          metav1.ConditionStatus
-				reason, message string
-			}
-			get := func(s *smaregiv1alpha1.SmaregiStore) verdict {
-				if c := meta.FindStatusCondition(s.Status.Conditions, smaregiv1alpha1.InventorySyncedCondition); c != nil {
-					return verdict{c.Status, c.Reason, c.Message}
-				}
-				return verdict{}
-			}
-			return get(o) != get(n)
-		},
+	type verdict struct {
+		status          metav1.ConditionStatus
+		reason, message string
 	}
+	return storepredicate.ConditionChanged(smaregiv1alpha1.InventorySyncedCondition,
+		func(c metav1.Condition) verdict { return verdict{c.Status, c.Reason, c.Message} })
 }

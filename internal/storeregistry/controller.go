@@ -6,17 +6,16 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/storepredicate"
 )
 
 // ControllerName names the registry controller (distinct from the
@@ -82,25 +81,10 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // lastTransitionTime. Its reason and message, and the controller's periodic
 // re-checks that confirm it, do not matter here.
 func credentialsValidChanged() predicate.Funcs {
-	return predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return false },
-		DeleteFunc:  func(event.DeleteEvent) bool { return false },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			o, ok1 := e.ObjectOld.(*v1alpha1.SmaregiStore)
-			n, ok2 := e.ObjectNew.(*v1alpha1.SmaregiStore)
-			if !ok1 || !ok2 {
-				return false
-			}
-			get := func(s *v1alpha1.SmaregiStore) (metav1.ConditionStatus, time.Time) {
-				if c := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.CredentialsValidCondition); c != nil {
-					return c.Status, c.LastTransitionTime.Time
-				}
-				return "", time.Time{}
-			}
-			s0, t0 := get(o)
-			s1, t1 := get(n)
-			return s0 != s1 || !t0.Equal(t1)
-		},
+	type verdict struct {
+		status metav1.ConditionStatus
+		since  time.Time
 	}
+	return storepredicate.ConditionChanged(v1alpha1.CredentialsValidCondition,
+		func(c metav1.Condition) verdict { return verdict{c.Status, c.LastTransitionTime.UTC()} })
 }
