@@ -13,6 +13,8 @@ KUSTOMIZE ?= $(KUBECTL) kustomize
 # The test control plane (kube-apiserver, etcd, kubectl) is built from Go
 # modules by hack/build-controlplane.sh and cached outside the checkout.
 ENVTEST_ASSETS_CMD = hack/build-controlplane.sh
+# helm, for the chart tests, is built the same way by hack/build-helm.sh.
+HELM_CMD = hack/build-helm.sh
 
 .PHONY: all
 all: build
@@ -28,6 +30,8 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	@# The Helm chart installs the same CRD (test/chart fails on drift).
+	cp config/crd/bases/*.yaml charts/smaregi-operator/files/crds/
 
 .PHONY: generate
 generate: ## Generate DeepCopy methods.
@@ -40,6 +44,10 @@ fmt: ## Run gofmt on the code.
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+
+.PHONY: helm
+helm: ## Build (once, cached) the helm CLI for the chart tests; print its path.
+	@$(HELM_CMD)
 
 .PHONY: envtest
 envtest: ## Build (once, cached) kube-apiserver, etcd and kubectl; print their directory.
@@ -55,8 +63,11 @@ TEST_FLAGS ?= -race
 test: manifests generate fmt vet ## Run every test: unit, envtest (real kube-apiserver), both inventory backends.
 	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
 	 export SMAREGI_TEST_POSTGRES_URL="$${SMAREGI_TEST_POSTGRES_URL:-$$(hack/postgres.sh start)}"; \
-	 echo ">> KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS"; \
-	 go test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+	 export HELM="$$($(HELM_CMD))"; \
+	 echo ">> KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS HELM=$$HELM"; \
+	 go test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...; \
+	 echo ">> the Helm chart (test/chart, its own module)"; \
+	 cd test/chart && go test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: bench
 bench: ## Run the benchmarks (figures printed; what they mean in docs/benchmarks.md).

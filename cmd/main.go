@@ -51,6 +51,7 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/pusher"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
+	"github.com/stocksync/smaregi-operator/internal/storemetrics"
 	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 	"github.com/stocksync/smaregi-operator/webhookserver"
 )
@@ -155,6 +156,10 @@ func run(ctx context.Context, c config) error {
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
+	}
+	// smaregi_store_* gauges, read from the informer cache at scrape time.
+	if err := storemetrics.Register(mgr.GetCache(), ctrl.Log.WithName("storemetrics")); err != nil {
+		return fmt.Errorf("register store metrics: %w", err)
 	}
 
 	inv, err := inventory.Open(ctx, c.inventoryURL)

@@ -1,7 +1,7 @@
 // Command kubectl-smaregi is a kubectl plugin for shops on the Smaregi POS.
 // `kubectl smaregi setup NAME` prints what the shop must enter in Smaregi's
 // admin screens for the SmaregiStore NAME, with the receiver URL and key
-// filled in.
+// filled in; `kubectl smaregi status [-A]` lists the stores' health.
 package main
 
 import (
@@ -152,7 +152,7 @@ says what is missing and the store's Ready condition); 1 any other error.`,
 			return setupguide.Render(stdout, in)
 		},
 	}
-	root.AddCommand(setup)
+	root.AddCommand(setup, newStatusCommand(stdout, conn, flags, time.Now))
 	return root
 }
 
