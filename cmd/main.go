@@ -54,6 +54,7 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/storemetrics"
 	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 	"github.com/stocksync/smaregi-operator/webhookserver"
+	// +kubebuilder:scaffold:imports
 )
 
 var (
@@ -64,6 +65,7 @@ var (
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(smaregiv1alpha1.AddToScheme(scheme))
+	// +kubebuilder:scaffold:scheme
 }
 
 // config is every flag of the operator.
@@ -232,6 +234,7 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("add adjustment pusher: %w", err)
 	}
 	registry.Subscribe(push)
+	// +kubebuilder:scaffold:builder
 
 	if err := webhookserver.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("set up receiver indexes: %w", err)
