@@ -167,7 +167,22 @@ func (s *Server) platListStock(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rows []*stockRow
-	for _, ss := range s.st.storeOrder {
+	if ss := s.st.stores[lr.storeID]; lr.storeID != 0 && ss != nil && !lr.none && lr.productID == 0 && lr.from == "" {
+		// One store, no other filter: its rows are already in key order, so
+		// a page costs a binary search, not a scan.
+		rows = ss.ordered
+	} else {
+		rows = s.st.filterStock(lr)
+	}
+	writeList(w, r, lr, len(rows), func(i int) listKey { return listKey{rows[i].storeID, rows[i].productID} },
+		func(jw *jsonWriter, i int) { renderStock(jw, rows[i]) })
+}
+
+// filterStock returns the stock rows matching a list's filters in key order.
+// The caller holds the state lock.
+func (st *state) filterStock(lr listReq) []*stockRow {
+	var rows []*stockRow
+	for _, ss := range st.storeOrder {
 		if lr.none || (lr.storeID != 0 && ss.id != lr.storeID) {
 			continue
 		}
@@ -177,8 +192,7 @@ func (s *Server) platListStock(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeList(w, r, lr, len(rows), func(i int) listKey { return listKey{rows[i].storeID, rows[i].productID} },
-		func(jw *jsonWriter, i int) { renderStock(jw, rows[i]) })
+	return rows
 }
 
 func renderStock(jw *jsonWriter, row *stockRow) {

@@ -230,6 +230,16 @@ func TestPlatformTokenFlow(t *testing.T) {
 	}
 }
 
+var linkRE = regexp.MustCompile(`^<([^>]+)>; rel="next"$`)
+
+// linkNext returns the rel="next" URL of a Link header, or "".
+func linkNext(h string) string {
+	if m := linkRE.FindStringSubmatch(h); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
 var isoWithOffset = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00$`)
 
 func TestPlatformStockPaging(t *testing.T) {
@@ -259,6 +269,12 @@ func TestPlatformStockPaging(t *testing.T) {
 		"upd_date_time-from=2026-11-26&upd_date_time-to=2026-11-27"} {
 		do(t, hs, "GET", base+"?"+q, tok, "", nil).problem(t, http.StatusBadRequest)
 	}
+	if rows := do(t, hs, "GET", base+"?store_id=2&product_id=8000003", tok, "", nil).rows(t); len(rows) != 1 || rows[0]["storeId"] != "2" || rows[0]["productId"] != "8000003" {
+		t.Errorf("store and product filter: %v", rows)
+	}
+	if rows := do(t, hs, "GET", base+"?store_id=2&limit=5&page=2", tok, "", nil).rows(t); len(rows) != 5 || rows[0]["productId"] != "8000006" {
+		t.Errorf("one store, page 2: %v", rows)
+	}
 	if err := s.SetPlatform(PlatformSettings{Paging: PagingLink}); err != nil {
 		t.Fatal(err)
 	}
@@ -268,10 +284,7 @@ func TestPlatformStockPaging(t *testing.T) {
 		a := do(t, hs, "GET", next, tok, "", nil)
 		byLink = append(byLink, a.rows(t)...)
 		pages++
-		next = ""
-		if m := regexp.MustCompile(`^<([^>]+)>; rel="next"$`).FindStringSubmatch(a.hdr.Get("Link")); m != nil {
-			next = m[1]
-		}
+		next = linkNext(a.hdr.Get("Link"))
 	}
 	if pages != 3 || len(byLink) != 40 {
 		t.Fatalf("Link paging: %d pages, %d rows", pages, len(byLink))
