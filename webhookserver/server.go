@@ -23,6 +23,8 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -322,10 +324,17 @@ func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smare
 		log.Error(err, "cannot read the receiver key Secret", "secret", secretName)
 		return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
 	}
-	// Only a Secret the operator made may authenticate sends, so that
-	// whoever can create a Secret of that name cannot plant a key.
+	// Only a Secret the operator made for this very store may authenticate
+	// sends. The label alone is not proof (anyone who may create Secrets in
+	// the namespace can set it, e.g. before the controller first runs); the
+	// controller reference to the store's UID is set by the operator and
+	// names one store object, not a name that can be re-created.
 	if secret.Labels[smaregiv1alpha1.ManagedByLabel] != smaregiv1alpha1.ManagedByValue {
 		log.Info("refused a send: the receiver key Secret is not managed by the operator", "secret", secretName)
+		return unauthorized, false
+	}
+	if !controlledBy(&secret, store) {
+		log.Info("refused a send: the receiver key Secret is not controlled by this SmaregiStore", "secret", secretName)
 		return unauthorized, false
 	}
 
@@ -343,6 +352,18 @@ func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smare
 		log.V(1).Info("accepted the previous receiver key; the shop has not entered the rotated one yet")
 	}
 	return outcome{}, true
+}
+
+// controlledBy reports whether obj's controller reference names store by
+// UID (and kind and group, so that another resource with a colliding UID in
+// a hand-written reference does not count).
+func controlledBy(obj metav1.Object, store *smaregiv1alpha1.SmaregiStore) bool {
+	ref := metav1.GetControllerOfNoCopy(obj)
+	if ref == nil || store.UID == "" || ref.UID != store.UID || ref.Kind != "SmaregiStore" {
+		return false
+	}
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	return err == nil && gv.Group == smaregiv1alpha1.GroupVersion.Group
 }
 
 // keyMatches compares digests, so the comparison takes the same time
