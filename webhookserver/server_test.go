@@ -470,6 +470,9 @@ func TestLogsCarryNoKeyOrRoute(t *testing.T) {
 	postForm(t, h.url(routeA)+"?goqsystem_key=%zz", sendForm(ProcStockSend, stockParams, "", ""))
 	postForm(t, h.url("unknown-route-xyz"), sendForm(ProcStockSend, stockParams, "goqsystem_key", keyA))
 	postForm(t, h.url(routeF), sendForm(ProcStockSend, stockParams, "goqsystem_key", keyF))
+	// A "?" smuggled into the path as %3F, with a key after it.
+	postForm(t, h.url(routeA+"%3Fgoqsystem_key="+keyB), sendForm(ProcStockSend, stockParams, "", ""))
+	postForm(t, h.url(routeA)+"?proc_name=stock_send&goqsystem_key="+keyB, url.Values{"params": {stockParams}})
 	if logs.Len() == 0 {
 		t.Fatal("nothing was logged; the check below would prove nothing")
 	}
@@ -477,6 +480,10 @@ func TestLogsCarryNoKeyOrRoute(t *testing.T) {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("logs carry %q:\n%s", secret, logs.String())
 		}
+	}
+	// No log line carries a request's query (issue 9 §8).
+	if strings.Contains(logs.String(), "?") {
+		t.Errorf("logs carry a query string:\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), "store-a") {
 		t.Errorf("logs do not name the store:\n%s", logs.String())

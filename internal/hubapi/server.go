@@ -325,7 +325,9 @@ func (s *Server) access(w http.ResponseWriter, r *http.Request, subresource, ver
 		return nil, false
 	}
 	if !authenticated {
-		s.log.V(1).Info("refused a hub API request: token not authenticated", "path", r.URL.Path)
+		// The route pattern, not the path: a path can carry a "?" and a
+		// secret after it as %3F, and a query is never logged.
+		s.log.V(1).Info("refused a hub API request: token not authenticated", "route", r.Pattern)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="smaregi-operator hub API", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, reasonUnauthorized, "the bearer token is invalid or expired", nil)
 		return nil, false
