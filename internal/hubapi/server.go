@@ -35,10 +35,16 @@ import (
 
 // Defaults for Options left zero.
 const (
-	DefaultBindAddress       = ":8083"
-	DefaultMaxBodyBytes      = 1 << 20
-	DefaultReviewCacheTTL    = 10 * time.Second
-	DefaultReviewCacheSize   = 10_000
+	DefaultBindAddress     = ":8083"
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultReviewCacheTTL  = 10 * time.Second
+	DefaultReviewCacheSize = 10_000
+	// DefaultMaxConcurrentTokenReviews bounds uncached TokenReviews in
+	// flight per replica: enough for many new callers at once, small
+	// enough that made-up tokens cannot flood the API server.
+	DefaultMaxConcurrentTokenReviews = 16
+	// tokenReviewRetryAfter is the Retry-After of a 429 for that bound.
+	tokenReviewRetryAfter    = "1"
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	// DefaultWriteTimeout leaves room for a 100,000-row listing (about
@@ -86,8 +92,14 @@ type Options struct {
 	// is reused; defaults to DefaultReviewCacheTTL. A revoked token or role
 	// stops working at most this much later.
 	ReviewCacheTTL time.Duration
-	// ReviewCacheSize bounds each review cache (entries).
+	// ReviewCacheSize bounds each review cache (entries). Rejected tokens
+	// are kept apart in a cache a tenth of this size, so they never evict
+	// an authenticated caller.
 	ReviewCacheSize int
+	// MaxConcurrentTokenReviews bounds TokenReviews in flight (distinct
+	// tokens not in a cache); a request beyond it gets 429 with
+	// Retry-After. Defaults to DefaultMaxConcurrentTokenReviews.
+	MaxConcurrentTokenReviews int
 	// MaxBodyBytes caps a request body; larger ones get 413.
 	MaxBodyBytes int64
 
@@ -143,6 +155,9 @@ func New(opts Options) (*Server, error) {
 	if opts.ReviewCacheSize <= 0 {
 		opts.ReviewCacheSize = DefaultReviewCacheSize
 	}
+	if opts.MaxConcurrentTokenReviews <= 0 {
+		opts.MaxConcurrentTokenReviews = DefaultMaxConcurrentTokenReviews
+	}
 	defaultDuration(&opts.ReviewCacheTTL, DefaultReviewCacheTTL)
 	defaultDuration(&opts.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	defaultDuration(&opts.ReadTimeout, DefaultReadTimeout)
@@ -160,7 +175,7 @@ func New(opts Options) (*Server, error) {
 		opts:     opts,
 		log:      opts.Log,
 		clock:    opts.Clock,
-		reviewer: newReviewer(opts.Authn, opts.Authz, opts.Audiences, opts.Clock, opts.ReviewCacheTTL, opts.ReviewCacheSize),
+		reviewer: newReviewer(opts.Authn, opts.Authz, opts.Audiences, opts.Clock, opts.ReviewCacheTTL, opts.ReviewCacheSize, opts.MaxConcurrentTokenReviews),
 	}
 	mux := http.NewServeMux()
 	// Methods are checked in the handlers rather than in the patterns so
@@ -267,6 +282,7 @@ const (
 	reasonMethodNotAllowed = "MethodNotAllowed"
 	reasonUnavailable      = "ServiceUnavailable"
 	reasonBadGateway       = "BadGateway"
+	reasonTooManyRequests  = "TooManyRequests"
 	reasonInternal         = "InternalError"
 )
 
@@ -319,6 +335,12 @@ func (s *Server) access(w http.ResponseWriter, r *http.Request, subresource, ver
 		return nil, false
 	}
 	user, tk, authenticated, err := s.reviewer.authenticate(r.Context(), token)
+	if errors.Is(err, errReviewsBusy) {
+		s.log.V(1).Info("refused a hub API request: too many token reviews in flight", "route", r.Pattern)
+		w.Header().Set("Retry-After", tokenReviewRetryAfter)
+		writeError(w, http.StatusTooManyRequests, reasonTooManyRequests, "too many new tokens are being checked; retry shortly", nil)
+		return nil, false
+	}
 	if err != nil {
 		s.log.Error(err, "authenticating a hub API caller")
 		writeError(w, http.StatusServiceUnavailable, reasonUnavailable, "the Kubernetes API server could not check the token; retry later", nil)
