@@ -78,6 +78,7 @@ type config struct {
 	smaregiRateLimit     float64
 	smaregiRateBurst     int
 	receiverMaxBodyBytes int64
+	receiverMaxRows      int
 	inventoryURL         string
 	apiAddr              string
 	syncWorkers          int
@@ -103,6 +104,8 @@ func main() {
 	flag.Float64Var(&c.smaregiRateLimit, "smaregi-rate-limit", 10, "Calls per second to Smaregi per contract ID, shared by all stores of the contract.")
 	flag.IntVar(&c.smaregiRateBurst, "smaregi-rate-burst", 10, "Burst of calls to Smaregi per contract ID.")
 	flag.Int64Var(&c.receiverMaxBodyBytes, "receiver-max-body-bytes", 4<<20, "The largest send the receiver accepts, in bytes.")
+	flag.IntVar(&c.receiverMaxRows, "receiver-max-rows", webhookserver.DefaultMaxRows,
+		"The most rows (of all tables) one send may carry; more are refused with 413. Bounds the receiver's memory per send.")
 	flag.StringVar(&c.inventoryURL, "inventory", "bolt:///var/lib/smaregi-operator/inventory.db",
 		"Where stock mirrors and accepted sends are kept: bolt:///path/file.db (embedded, one replica) "+
 			"or postgres://user:pass@host/db (several replicas; the schema is created and migrated automatically).")
@@ -233,6 +236,7 @@ func run(ctx context.Context, c config) error {
 		// receiver answers 2xx; works on every replica, leader or not.
 		Sink:         engine.Sink(),
 		MaxBodyBytes: c.receiverMaxBodyBytes,
+		MaxRows:      c.receiverMaxRows,
 		Log:          ctrl.Log.WithName("receiver"),
 	})
 	if err != nil {

@@ -586,15 +586,15 @@ func TestSecretReaderReadsTheKeys(t *testing.T) {
 // The dedupe key keeps a resend of the same send equal, and two shops whose
 // sends happen to be byte-identical apart.
 func TestSendIDSeparatesNamespacesAndContracts(t *testing.T) {
-	base := sendID("shops", "C1", ProcStockSend, stockParams)
-	if again := sendID("shops", "C1", ProcStockSend, stockParams); again != base {
+	base := sendID("shops", "C1", ProcStockSend, []byte(stockParams))
+	if again := sendID("shops", "C1", ProcStockSend, []byte(stockParams)); again != base {
 		t.Fatal("the same send got two IDs: a resend would not be recognised")
 	}
 	for _, other := range []string{
-		sendID("shops", "C2", ProcStockSend, stockParams),
-		sendID("other", "C1", ProcStockSend, stockParams),
-		sendID("shops", "C1", ProcTransactionSend, stockParams),
-		sendID("shopsC1", "", ProcStockSend, stockParams), // no ambiguity from concatenation
+		sendID("shops", "C2", ProcStockSend, []byte(stockParams)),
+		sendID("other", "C1", ProcStockSend, []byte(stockParams)),
+		sendID("shops", "C1", ProcTransactionSend, []byte(stockParams)),
+		sendID("shopsC1", "", ProcStockSend, []byte(stockParams)), // no ambiguity from concatenation
 	} {
 		if other == base {
 			t.Fatal("two different shops' sends share a dedupe key")
