@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -81,6 +82,9 @@ type config struct {
 	receiverMaxRows      int
 	inventoryURL         string
 	apiAddr              string
+	apiAudiences         string
+	apiTLSCertFile       string
+	apiTLSKeyFile        string
 	syncWorkers          int
 	adjustmentRetention  time.Duration
 	smaregiSendMemo      bool
@@ -111,6 +115,11 @@ func main() {
 			"or postgres://user:pass@host/db (several replicas; the schema is created and migrated automatically).")
 	flag.StringVar(&c.apiAddr, "api-bind-address", hubapi.DefaultBindAddress,
 		"The address of the hub API (stock, availability, adjustments; Kubernetes bearer tokens); 0 disables it.")
+	flag.StringVar(&c.apiAudiences, "hub-api-audiences", hubapi.DefaultAudience,
+		"Comma-separated token audiences the hub API asks for in TokenReviews; a token must be issued for one "+
+			"(kubectl create token --audience "+hubapi.DefaultAudience+"). Empty accepts tokens for the API server itself, which are full-power.")
+	flag.StringVar(&c.apiTLSCertFile, "api-tls-cert-file", "", "PEM certificate for the hub API; with --api-tls-key-file it serves HTTPS, reloading the files when they change.")
+	flag.StringVar(&c.apiTLSKeyFile, "api-tls-key-file", "", "PEM private key for the hub API's certificate.")
 	flag.DurationVar(&c.adjustmentRetention, "adjustment-retention", 30*24*time.Hour,
 		"How long settled adjustments are kept; this is also how long an adjustment id stays idempotent.")
 	flag.IntVar(&c.syncWorkers, "sync-workers", mirror.DefaultWorkers, "Stores pulled from Smaregi at once.")
@@ -260,6 +269,9 @@ func run(ctx context.Context, c config) error {
 			Authz:       kube.AuthorizationV1().SubjectAccessReviews(),
 			Store:       inv,
 			Log:         ctrl.Log.WithName("hub-api"),
+			Audiences:   splitList(c.apiAudiences),
+			TLSCertFile: c.apiTLSCertFile,
+			TLSKeyFile:  c.apiTLSKeyFile,
 		})
 		if err != nil {
 			return fmt.Errorf("create hub API: %w", err)
@@ -304,4 +316,15 @@ func pushTargetError(err error) error {
 		return &pusher.TargetConfigError{Err: err}
 	}
 	return err
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -8,6 +8,7 @@ package hubapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authzv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -35,8 +37,12 @@ import (
 
 // Defaults for Options left zero.
 const (
-	DefaultBindAddress     = ":8083"
-	DefaultMaxBodyBytes    = 1 << 20
+	DefaultBindAddress  = ":8083"
+	DefaultMaxBodyBytes = 1 << 20
+	// DefaultAudience is the token audience the operator asks for: callers
+	// get tokens with `kubectl create token --audience smaregi-operator-hub`
+	// (or a projected token with that audience), good for this API only.
+	DefaultAudience        = "smaregi-operator-hub"
 	DefaultReviewCacheTTL  = 10 * time.Second
 	DefaultReviewCacheSize = 10_000
 	// DefaultMaxConcurrentTokenReviews bounds uncached TokenReviews in
@@ -58,9 +64,16 @@ const (
 // Options configure a Server. Reader, Authn, Authz and Store are required.
 type Options struct {
 	// BindAddress is the TCP address Start listens on; defaults to
-	// DefaultBindAddress. Serve TLS in front of it (Ingress, Gateway or a
-	// service mesh): bearer tokens must not cross a network in clear text.
+	// DefaultBindAddress. Bearer tokens must not cross a network in clear
+	// text: set TLSCertFile and TLSKeyFile, or end TLS in front of it
+	// (Ingress, Gateway or a service mesh).
 	BindAddress string
+	// TLSCertFile and TLSKeyFile, when both set, make the API serve HTTPS
+	// with this PEM certificate and key. The files are watched and the
+	// certificate is reloaded when they change (a cert-manager renewal of
+	// a mounted Secret), without a restart.
+	TLSCertFile string
+	TLSKeyFile  string
 	// Reader reads SmaregiStores; in the operator, the manager's cache.
 	Reader client.Reader
 	// APIReader and Limiters build the default Resolver when Resolver is
@@ -75,7 +88,9 @@ type Options struct {
 	Authz authzv1client.SubjectAccessReviewInterface
 	// Audiences, if set, are asked for in every TokenReview and one must be
 	// granted; empty accepts tokens for the API server's own audiences,
-	// which is what `kubectl create token` issues.
+	// which is what `kubectl create token` issues without --audience: any
+	// token the caller holds for the API server, with all its power, would
+	// then work here. The operator sets DefaultAudience.
 	Audiences []string
 	// Store is the inventory store.
 	Store Store
@@ -115,6 +130,7 @@ type Options struct {
 // http.Handler.
 type Server struct {
 	opts     Options
+	certs    *certwatcher.CertWatcher // nil without TLS
 	log      logr.Logger
 	clock    clock.PassiveClock
 	reviewer *reviewer
@@ -139,6 +155,8 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("hubapi: Options.Store is required")
 	case opts.MaxBodyBytes < 0:
 		return nil, fmt.Errorf("hubapi: Options.MaxBodyBytes is negative (%d)", opts.MaxBodyBytes)
+	case (opts.TLSCertFile == "") != (opts.TLSKeyFile == ""):
+		return nil, errors.New("hubapi: set both TLSCertFile and TLSKeyFile, or neither")
 	}
 	if opts.BindAddress == "" {
 		opts.BindAddress = DefaultBindAddress
@@ -176,6 +194,15 @@ func New(opts Options) (*Server, error) {
 		log:      opts.Log,
 		clock:    opts.Clock,
 		reviewer: newReviewer(opts.Authn, opts.Authz, opts.Audiences, opts.Clock, opts.ReviewCacheTTL, opts.ReviewCacheSize, opts.MaxConcurrentTokenReviews),
+	}
+	if opts.TLSCertFile != "" {
+		// Read now so that a wrong path or a broken pair stops the
+		// operator at start, not at the first request.
+		cw, err := certwatcher.New(opts.TLSCertFile, opts.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("hubapi: load the TLS certificate: %w", err)
+		}
+		s.certs = cw
 	}
 	mux := http.NewServeMux()
 	// Methods are checked in the handlers rather than in the patterns so
@@ -224,6 +251,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      s.opts.WriteTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
+	}
+	if s.certs != nil {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			if err := s.certs.Start(wctx); err != nil {
+				s.log.Error(err, "watching the hub API's TLS certificate failed; the loaded one stays in use")
+			}
+		}()
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.GetCertificate}
+		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	return httpserve.Serve(ctx, srv, ln, s.opts.ShutdownTimeout, "the hub API", s.log)
 }
