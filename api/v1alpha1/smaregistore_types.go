@@ -197,9 +197,11 @@ type SmaregiStoreSpec struct {
 
 	// SafetyStock is held back from every product when the hub API reports
 	// what may be sold online: available = stock - layaway - safetyStock
-	// (never below 0). Defaults to 0.
+	// (never below 0). Defaults to 0; at most 1,000,000,000 (far above any
+	// shop's stock, and far from int64 overflow in that subtraction).
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000000
 	// +optional
 	SafetyStock int64 `json:"safetyStock,omitempty"`
 

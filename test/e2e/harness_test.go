@@ -53,6 +53,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 	"github.com/stocksync/smaregi-operator/internal/testenv"
 )
@@ -396,7 +397,10 @@ func bearerToken(t *testing.T, ns, sa, clusterRole string) string {
 			t.Fatal(err)
 		}
 	}
-	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	// The hub API refuses tokens not issued for its audience (--hub-api-audiences).
+	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{hubapi.DefaultAudience}},
+	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("TokenRequest for %s: %v", sa, err)
 	}
