@@ -93,6 +93,7 @@ type config struct {
 	syncWorkers          int
 	adjustmentRetention  time.Duration
 	smaregiSendMemo      bool
+	allowedEndpoints     string
 }
 
 func main() {
@@ -130,6 +131,9 @@ func main() {
 	flag.IntVar(&c.syncWorkers, "sync-workers", mirror.DefaultWorkers, "Stores pulled from Smaregi at once.")
 	flag.BoolVar(&c.smaregiSendMemo, "smaregi-send-memo", true, "Write \"smaregi-operator <attempt ID>\" into the memo of each stock_upd row, "+
 		"so that an ambiguous push is decided exactly from StockHistory; set to false for a Smaregi that rejects memo (error 41).")
+	flag.StringVar(&c.allowedEndpoints, "allowed-endpoints", strings.Join(storeaccess.DefaultAllowedEndpoints, ","),
+		"Comma-separated URL prefixes a SmaregiStore's spec.endpoint must match; a store outside them is Stalled "+
+			"(EndpointNotAllowed) and no request is sent, so whoever may edit SmaregiStores cannot send credentials elsewhere.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -188,7 +192,11 @@ func run(ctx context.Context, c config) error {
 
 	// One limiter per contract ID for every caller of Smaregi in the process.
 	limiters := smaregi.NewLimiterRegistry(c.smaregiRateLimit, c.smaregiRateBurst)
-	clients := storeaccess.NewClients(limiters, nil)
+	allowed, err := storeaccess.ParseEndpoints(splitList(c.allowedEndpoints))
+	if err != nil {
+		return fmt.Errorf("--allowed-endpoints: %w", err)
+	}
+	clients := &storeaccess.Clients{Limiters: limiters, Allowed: allowed}
 	reconciler := &controllers.SmaregiStoreReconciler{
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),

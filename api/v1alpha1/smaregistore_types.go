@@ -55,6 +55,12 @@ const ReceiverPathPrefix = "/smaregi/v1/"
 // the value once that reconcile has finished.
 const ResyncRequestAnnotation = "smaregi.stocksync.io/resync-requested-at"
 
+// CredentialsLabel must be "true" on a Secret that credentialsRef names: the
+// operator, which may read Secrets in every watched namespace, reads and
+// sends only Secrets that opt in, so a SmaregiStore cannot make it send
+// another Secret's value (a database password, say) to an endpoint.
+const CredentialsLabel = "smaregi.stocksync.io/credentials"
+
 // ManagedByLabel and ManagedByValue mark objects this operator creates.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
@@ -88,6 +94,8 @@ const (
 	ReasonSuspended          = "Suspended"
 	ReasonSecretNotFound     = "SecretNotFound"
 	ReasonSecretKeyNotFound  = "SecretKeyNotFound"
+	ReasonSecretNotLabelled  = "SecretNotLabelled"
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
 	ReasonInvalidAccessToken = "InvalidAccessToken"
 	ReasonInvalidContractID  = "InvalidContractID"
 	ReasonFunctionDisabled   = "FunctionDisabled"

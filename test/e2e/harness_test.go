@@ -192,7 +192,9 @@ func startOperator(t *testing.T, c operatorConfig) *operator {
 		"--api-bind-address", c.apiAddr,
 		"--metrics-bind-address", c.metricsAddr, "--metrics-secure=false",
 		"--health-probe-bind-address", "0",
-		"--inventory", c.inventory)
+		"--inventory", c.inventory,
+		// The simulators listen on loopback ports.
+		"--allowed-endpoints", "http://127.0.0.1")
 	cmd.Args = append(cmd.Args, c.extraArgs...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -326,7 +328,7 @@ func newNamespace(t *testing.T, prefix string) string {
 func declareStores(t *testing.T, ns string, s *shop, poll time.Duration, ids ...string) {
 	t.Helper()
 	ctx := context.Background()
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smaregi-credentials"},
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smaregi-credentials", Labels: map[string]string{smaregiv1alpha1.CredentialsLabel: "true"}},
 		StringData: map[string]string{"accessToken": s.token}}
 	if err := kube.Create(ctx, secret); err != nil {
 		t.Fatal(err)
