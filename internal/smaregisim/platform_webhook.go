@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -62,46 +61,23 @@ type outItem struct {
 // outbox posts webhooks and bulk callbacks one at a time, in order, from one
 // goroutine, never under the shop's lock.
 type outbox struct {
+	postLoop
 	srv    *Server
 	client *http.Client
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
 
-	mu      sync.Mutex
+	// Guarded by postLoop.mu:
 	rng     *rand.Rand
 	cfg     WebhookConfig
 	queue   []*outItem
 	busy    bool
 	records []*WebhookRecord
-	changed chan struct{}
-	closed  bool
 }
 
 func newOutbox(srv *Server, client *http.Client, rng *rand.Rand) *outbox {
-	ctx, cancel := context.WithCancel(context.Background())
-	ob := &outbox{srv: srv, client: client, ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		rng: rng, changed: make(chan struct{})}
+	ob := &outbox{srv: srv, client: client, rng: rng}
+	ob.init()
 	go ob.loop()
 	return ob
-}
-
-func (ob *outbox) notify() {
-	close(ob.changed)
-	ob.changed = make(chan struct{})
-}
-
-func (ob *outbox) close() {
-	ob.mu.Lock()
-	if ob.closed {
-		ob.mu.Unlock()
-		return
-	}
-	ob.closed = true
-	ob.notify()
-	ob.mu.Unlock()
-	ob.cancel()
-	<-ob.done
 }
 
 // SetWebhookConfig replaces the app's webhook URL and headers; an empty URL
