@@ -101,13 +101,12 @@ func pathOf(call string) string {
 func (c *Client) nextLink(h http.Header, reqURL string) (string, bool, error) {
 	for _, v := range h.Values("Link") {
 		for _, part := range splitLinks(v) {
-			target, params, ok := strings.Cut(part, ";")
-			target = strings.TrimSpace(target)
-			if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") || !hasRelNext(params) {
+			target, params, ok := cutLink(part)
+			if !ok || !hasRelNext(params) {
 				continue
 			}
 			base, _ := url.Parse(reqURL)
-			ref, err := url.Parse(target[1 : len(target)-1])
+			ref, err := url.Parse(target)
 			if err != nil || base == nil {
 				return "", false, errors.New("Link rel=\"next\" is not a valid URL")
 			}
@@ -140,6 +139,16 @@ func splitLinks(v string) []string {
 		}
 	}
 	return append(out, v[start:])
+}
+
+// cutLink splits one link "<target>; params" into its target and params.
+func cutLink(link string) (target, params string, ok bool) {
+	link = strings.TrimSpace(link)
+	end := strings.IndexByte(link, '>')
+	if !strings.HasPrefix(link, "<") || end < 0 {
+		return "", "", false
+	}
+	return link[1:end], link[end+1:], true
 }
 
 func hasRelNext(params string) bool {
