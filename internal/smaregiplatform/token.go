@@ -3,6 +3,7 @@ package smaregiplatform
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -34,9 +35,10 @@ type tokenKey struct {
 }
 
 type tokenEntry struct {
-	// mu serialises fetches for one key, so a hundred stores whose token
+	// lock (a one-slot channel, so that waiting honours the caller's
+	// context) serialises fetches for one key: a hundred stores whose token
 	// expires at once cause one token call, not a hundred.
-	mu        sync.Mutex
+	lock      chan struct{}
 	token     string
 	refreshAt time.Time
 	expiresAt time.Time
@@ -60,7 +62,7 @@ func (c *TokenCache) entry(k tokenKey) *tokenEntry {
 	defer c.mu.Unlock()
 	e := c.m[k]
 	if e == nil {
-		e = &tokenEntry{}
+		e = &tokenEntry{lock: make(chan struct{}, 1)}
 		c.m[k] = e
 	}
 	return e
@@ -72,8 +74,12 @@ func (c *TokenCache) entry(k tokenKey) *tokenEntry {
 // the identity server then costs nothing.
 func (c *TokenCache) get(ctx context.Context, k tokenKey, fetch func(context.Context) (string, time.Duration, error)) (string, error) {
 	e := c.entry(k)
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	select {
+	case e.lock <- struct{}{}:
+	case <-ctx.Done():
+		return "", &TransportError{Call: CallToken, Err: fmt.Errorf("wait for another caller's token request: %w", ctx.Err())}
+	}
+	defer func() { <-e.lock }()
 	now := c.now()
 	if e.token != "" && now.Before(e.refreshAt) {
 		return e.token, nil
@@ -99,8 +105,8 @@ func (c *TokenCache) get(ctx context.Context, k tokenKey, fetch func(context.Con
 // another caller has replaced it already.
 func (c *TokenCache) invalidate(k tokenKey, tok string) {
 	e := c.entry(k)
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.lock <- struct{}{}
+	defer func() { <-e.lock }()
 	if e.token == tok {
 		e.token = ""
 	}
