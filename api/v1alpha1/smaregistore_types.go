@@ -101,11 +101,19 @@ const (
 	ReasonFunctionDisabled   = "FunctionDisabled"
 	ReasonIPNotAllowed       = "IPNotAllowed"
 	ReasonAccountLocked      = "AccountLocked"
-	ReasonUnreachable        = "Unreachable"
-	ReasonSmaregiError       = "SmaregiError"
-	ReasonKeyProvisioned     = "KeyProvisioned"
-	ReasonKeyRotating        = "KeyRotating"
-	ReasonSyncFailed         = "SyncFailed"
+	// Platform API causes: the app's client ID or secret is refused (fix
+	// in the developer console), the shop has not installed the app for
+	// its contract (fix in the shop's app settings), the app or its token
+	// lacks a scope (developer console), calls are throttled (transient).
+	ReasonInvalidClient   = "InvalidClient"
+	ReasonAppNotInstalled = "AppNotInstalled"
+	ReasonMissingScope    = "MissingScope"
+	ReasonRateLimited     = "RateLimited"
+	ReasonUnreachable     = "Unreachable"
+	ReasonSmaregiError    = "SmaregiError"
+	ReasonKeyProvisioned  = "KeyProvisioned"
+	ReasonKeyRotating     = "KeyRotating"
+	ReasonSyncFailed      = "SyncFailed"
 )
 
 // SecretKeyReference names one key of a Secret in the store's namespace.

@@ -59,7 +59,7 @@ type historyWire struct {
 // so columns this client does not know (or memo, where it exists) cost
 // nothing to ask for and do not fail on servers without them.
 func (c *Client) StreamStockHistory(ctx context.Context, q HistoryQuery, fn func(page []HistoryRow) error) error {
-	if err := validateID("store", q.StoreID, 5); err != nil {
+	if err := ValidateID("store", q.StoreID, 5); err != nil {
 		return err
 	}
 	cond := map[string]string{"storeId": q.StoreID}
@@ -67,14 +67,14 @@ func (c *Client) StreamStockHistory(ctx context.Context, q HistoryQuery, fn func
 	switch len(q.ProductIDs) {
 	case 0:
 	case 1:
-		if err := validateID("product", q.ProductIDs[0], 15); err != nil {
+		if err := ValidateID("product", q.ProductIDs[0], 15); err != nil {
 			return err
 		}
 		cond["productId"] = q.ProductIDs[0]
 	default:
 		only = make(map[string]struct{}, len(q.ProductIDs))
 		for _, id := range q.ProductIDs {
-			if err := validateID("product", id, 15); err != nil {
+			if err := ValidateID("product", id, 15); err != nil {
 				return err
 			}
 			only[id] = struct{}{}

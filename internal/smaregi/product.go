@@ -27,7 +27,7 @@ func (c *Client) ProductIDsByCode(ctx context.Context, codes []string) (map[stri
 // ProductCodesByID is the reverse of ProductIDsByCode.
 func (c *Client) ProductCodesByID(ctx context.Context, ids []string) (map[string]string, error) {
 	for _, id := range ids {
-		if err := validateID("product", id, 15); err != nil {
+		if err := ValidateID("product", id, 15); err != nil {
 			return nil, err
 		}
 	}

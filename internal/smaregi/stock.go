@@ -82,7 +82,7 @@ var stockOrder = []string{"updDateTime asc", "productId asc"}
 // row of that second changed during the walk can shift the rest by one and
 // cause one row to be missed. The periodic full reconcile covers it.
 func (c *Client) StreamStock(ctx context.Context, q StockQuery, fn func(page []StockRow) error) error {
-	if err := validateID("store", q.StoreID, 5); err != nil {
+	if err := ValidateID("store", q.StoreID, 5); err != nil {
 		return err
 	}
 	limit := c.pageSize
@@ -225,7 +225,7 @@ func (w *stockWire) toRow(storeID string) (StockRow, error) {
 // functions and caller IP are accepted. Config problems come back at once
 // as an *APIError (see IsConfigError); transient failures are retried.
 func (c *Client) CheckCredentials(ctx context.Context, storeID string) error {
-	if err := validateID("store", storeID, 5); err != nil {
+	if err := ValidateID("store", storeID, 5); err != nil {
 		return err
 	}
 	params := refParams{
@@ -247,9 +247,9 @@ func (c *Client) CheckCredentials(ctx context.Context, storeID string) error {
 	return nil
 }
 
-// validateID checks an ID before it is put in a request: Smaregi's IDs are
-// digit strings of bounded length.
-func validateID(what, id string, maxDigits int) error {
+// ValidateID checks an ID before it is put in a request: Smaregi's IDs are
+// digit strings of bounded length (stores 5, products 15), in both APIs.
+func ValidateID(what, id string, maxDigits int) error {
 	if id == "" || len(id) > maxDigits {
 		return fmt.Errorf("smaregi: %s ID %q: want 1 to %d digits", what, id, maxDigits)
 	}

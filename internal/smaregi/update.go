@@ -130,10 +130,10 @@ func (c *Client) UpdateStock(ctx context.Context, mode UpdateMode, rows []StockU
 }
 
 func validateUpdate(r StockUpdate) error {
-	if err := validateID("store", r.StoreID, 5); err != nil {
+	if err := ValidateID("store", r.StoreID, 5); err != nil {
 		return err
 	}
-	if err := validateID("product", r.ProductID, 15); err != nil {
+	if err := ValidateID("product", r.ProductID, 15); err != nil {
 		return err
 	}
 	if d := r.StockDivision; d != "" && (len(d) != 2 || d[0] < '0' || d[0] > '9' || d[1] < '0' || d[1] > '9') {

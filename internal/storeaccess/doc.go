@@ -8,8 +8,9 @@
 //     rule and one message for a missing Secret or key (ConfigError);
 //   - Clients: the client factory, drawing every call of a contract from
 //     the process's one per-contract rate limiter;
-//   - Explain: one table from Smaregi's answers to a condition reason and
-//     the remedy a person applies in Smaregi's admin screen.
+//   - Explain: one table from Smaregi's answers (legacy error codes and
+//     Platform API causes) to a condition reason and the remedy a person
+//     applies in Smaregi's admin screen or developer console.
 //
 // When two copies of these rules existed they drifted: a token Secret
 // written with `kubectl create secret --from-file` (trailing newline) made

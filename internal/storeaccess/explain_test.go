@@ -9,7 +9,10 @@ import (
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/smaregiplatform"
 )
+
+func platformErr(e *smaregiplatform.APIError) error { return fmt.Errorf("pull: %w", e) }
 
 func TestExplainIsOneTable(t *testing.T) {
 	subject := func(call string) Subject {
@@ -41,6 +44,26 @@ func TestExplainIsOneTable(t *testing.T) {
 		{"dial", &smaregi.TransportError{ProcName: "stock_ref", Err: errors.New("connection refused")}, "stock_ref", v1alpha1.ReasonUnreachable, false, false, true, []string{"connection refused"}},
 		{"deadline", context.DeadlineExceeded, "stock_ref", v1alpha1.ReasonUnreachable, false, false, true, nil},
 		{"43", coded("stock_ref", 400, 43), "stock_ref", v1alpha1.ReasonSmaregiError, false, false, false, []string{"error_code 43"}},
+		{"platform invalid_client", platformErr(&smaregiplatform.APIError{Call: smaregiplatform.CallToken, HTTPStatus: 401, Problem: true, OAuthError: "invalid_client"}),
+			smaregiplatform.CallStockList, v1alpha1.ReasonInvalidClient, true, true, false, []string{"developer console", `"shop-token"`, "clientSecret", `"sk1"`}},
+		{"platform 401 after refresh", platformErr(&smaregiplatform.APIError{Call: smaregiplatform.CallStockAdd, HTTPStatus: 401, Problem: true, Refreshed: true}),
+			smaregiplatform.CallStockAdd, v1alpha1.ReasonInvalidClient, true, true, false, []string{"client ID"}},
+		{"platform not installed", platformErr(&smaregiplatform.APIError{Call: smaregiplatform.CallToken, HTTPStatus: 400, Problem: true, OAuthError: "unauthorized_client"}),
+			smaregiplatform.CallStockList, v1alpha1.ReasonAppNotInstalled, true, true, false, []string{"not installed", "app settings", "契約ID"}},
+		{"platform invalid_scope", platformErr(&smaregiplatform.APIError{Call: smaregiplatform.CallToken, HTTPStatus: 400, Problem: true, OAuthError: "invalid_scope"}),
+			smaregiplatform.CallToken, v1alpha1.ReasonMissingScope, true, true, false, []string{"pos.stock-changes:read", "developer console"}},
+		{"platform 403", platformErr(&smaregiplatform.APIError{Call: smaregiplatform.CallProductList, HTTPStatus: 403, Problem: true}),
+			smaregiplatform.CallProductList, v1alpha1.ReasonMissingScope, true, true, false, []string{"product lookups (pos.products:read)"}},
+		{"platform 429", platformErr(&smaregiplatform.APIError{Call: smaregiplatform.CallStockList, HTTPStatus: 429, Problem: true}),
+			smaregiplatform.CallStockList, v1alpha1.ReasonRateLimited, false, false, true, []string{"429", "per app and contract"}},
+		{"platform write 429", platformErr(&smaregiplatform.APIError{Call: smaregiplatform.CallStockAdd, HTTPStatus: 429}),
+			smaregiplatform.CallStockAdd, v1alpha1.ReasonRateLimited, false, false, true, []string{"stock writes"}},
+		{"platform 5xx read", platformErr(&smaregiplatform.APIError{Call: smaregiplatform.CallStockList, HTTPStatus: 503, Problem: true}),
+			smaregiplatform.CallStockList, v1alpha1.ReasonUnreachable, false, false, true, nil},
+		{"platform 5xx write (ambiguous)", platformErr(&smaregiplatform.APIError{Call: smaregiplatform.CallStockAdd, HTTPStatus: 503, Problem: true}),
+			smaregiplatform.CallStockAdd, v1alpha1.ReasonSmaregiError, false, false, false, []string{"503"}},
+		{"platform dial", &smaregiplatform.TransportError{Call: smaregiplatform.CallStockList, Err: errors.New("connection refused")},
+			smaregiplatform.CallStockList, v1alpha1.ReasonUnreachable, false, false, true, []string{"connection refused"}},
 		{"secret", &ConfigError{Reason: v1alpha1.ReasonSecretNotFound, Message: "create it"}, "stock_ref", v1alpha1.ReasonSecretNotFound, true, false, false, []string{"create it"}},
 	}
 	for _, c := range cases {
@@ -56,11 +79,18 @@ func TestExplainIsOneTable(t *testing.T) {
 			}
 		})
 	}
-	// Every configuration code of the client has a row of its own.
+	// Every configuration code of the legacy client has a row of its own,
+	// and so has every Platform cause.
 	for code := 1; code < 100; code++ {
 		err := &smaregi.APIError{ProcName: "stock_ref", HTTPStatus: 400, Code: code}
-		if _, ok := codeTable[code]; smaregi.IsConfigError(err) && !ok {
+		if _, ok := causeTable[legacyCause(code)]; smaregi.IsConfigError(err) && !ok {
 			t.Errorf("configuration code %d has no row in the table", code)
+		}
+	}
+	for _, c := range []string{smaregiplatform.CauseInvalidClient, smaregiplatform.CauseAppNotInstalled,
+		smaregiplatform.CauseMissingScope, smaregiplatform.CauseRateLimited} {
+		if _, ok := causeTable[platformCause(c)]; !ok {
+			t.Errorf("Platform cause %s has no row in the table", c)
 		}
 	}
 }
