@@ -84,6 +84,8 @@ type config struct {
 	syncWorkers          int
 	adjustmentRetention  time.Duration
 	smaregiSendMemo      bool
+	requestTimeout       time.Duration
+	pushSettlePeriod     time.Duration
 }
 
 func main() {
@@ -114,6 +116,10 @@ func main() {
 	flag.IntVar(&c.syncWorkers, "sync-workers", mirror.DefaultWorkers, "Stores pulled from Smaregi at once.")
 	flag.BoolVar(&c.smaregiSendMemo, "smaregi-send-memo", true, "Write \"smaregi-operator <attempt ID>\" into the memo of each stock_upd row, "+
 		"so that an ambiguous push is decided exactly from StockHistory; set to false for a Smaregi that rejects memo (error 41).")
+	flag.DurationVar(&c.requestTimeout, "smaregi-request-timeout", smaregi.DefaultRequestTimeout,
+		"Bound of one Smaregi call of the adjustment pusher.")
+	flag.DurationVar(&c.pushSettlePeriod, "push-settle-period", 5*time.Minute,
+		"After a push ended without a clear answer, how long Smaregi's stock history is re-read before the push is concluded not applied and sent again.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -216,6 +222,8 @@ func run(ctx context.Context, c config) error {
 		Limiters:            limiters,
 		AdjustmentRetention: c.adjustmentRetention,
 		DisableMemo:         !c.smaregiSendMemo,
+		RequestTimeout:      c.requestTimeout,
+		SettlePeriod:        c.pushSettlePeriod,
 		OnApplied:           func(key inventory.StoreKey) { engine.RequestPull(key, mirror.TriggerAdjustment) },
 	})
 	if err != nil {

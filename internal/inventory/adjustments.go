@@ -49,6 +49,10 @@ type Adjustment struct {
 	AppliedAt time.Time
 	// FailureReason is Smaregi's safe reason when failed.
 	FailureReason string
+	// AwaitingConfirmation: pending and carried by an open push attempt,
+	// i.e. sent to Smaregi (or being sent) and not yet confirmed applied or
+	// not applied. Filled by reads; ignored by SubmitAdjustment.
+	AwaitingConfirmation bool `json:"-"`
 }
 
 // ErrAdjustmentConflict is returned by SubmitAdjustment when an adjustment
@@ -100,6 +104,7 @@ func NormalizeAdjustment(a Adjustment, now time.Time) (Adjustment, error) {
 	a.State = AdjustmentPending
 	a.AppliedAt = time.Time{}
 	a.FailureReason = ""
+	a.AwaitingConfirmation = false
 	return a, nil
 }
 
@@ -137,6 +142,13 @@ type Attempt struct {
 	Rows []AttemptRow
 	// StartedAt is the local time just before sending.
 	StartedAt time.Time
+	// RequestDeadline is the latest time the call's request can have ended:
+	// the pusher sends under this deadline (StartedAt plus its request
+	// timeout). A server may still apply the call after the request ended,
+	// so an attempt is never concluded not applied before a settle period
+	// after it, by whichever replica resolves it. Zero in attempts recorded
+	// before it existed (the resolver then derives it from StartedAt).
+	RequestDeadline time.Time
 	// FinishedAt is the local time the outcome became known; zero while open.
 	FinishedAt time.Time
 	State      AttemptState

@@ -118,6 +118,12 @@ CREATE INDEX inventory_adjustments_reflected ON inventory_adjustments (store_id,
 CREATE INDEX inventory_adjustments_failed ON inventory_adjustments (store_id, created_at)
 	WHERE state = 'failed';
 `,
+	// 4: the latest time an attempt's request can have ended (the pusher
+	// waits a settle period after it before concluding "not applied").
+	// NULL for attempts recorded before; the pusher derives it then.
+	`
+ALTER TABLE inventory_attempts ADD COLUMN request_deadline timestamptz;
+`,
 }
 
 // migrationLock is the advisory lock key that serialises replicas starting
