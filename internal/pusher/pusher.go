@@ -247,8 +247,11 @@ func (p *Pusher) NeedLeaderElection() bool { return true }
 
 // Start implements manager.Runnable: it wakes a worker for every store with
 // pending work or an open attempt, then for every new adjustment and on
-// every sweep, until ctx ends; it returns after the workers stopped. Open
-// attempts of a worker stopped mid-push stay open for the next Start.
+// every sweep, until ctx ends; it returns after the workers stopped. A
+// stock_upd in flight when ctx ends is finished first (bounded by
+// RequestTimeout) and its outcome recorded, so that the manager releases
+// the lease only after it. Open attempts of a worker stopped mid-push stay
+// open for the next Start.
 func (p *Pusher) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("pusher")
 	ctx = log.IntoContext(ctx, logger)

@@ -331,7 +331,12 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 			upd[i].Memo = inventory.AttemptMemo(at.ID)
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, w.p.opts.RequestTimeout)
+	// The call is not cancelled with the worker (shutdown, lost
+	// leadership): cut off mid-request, it could still be applied by the
+	// server while the next leader resolves it. It finishes on a detached
+	// context bounded by the request timeout, and Start waits for it
+	// before returning, so the manager gives the lease up only after.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.p.opts.RequestTimeout)
 	_, err = c.UpdateStock(cctx, smaregi.Relative, upd)
 	cancel()
 	switch {
