@@ -64,6 +64,12 @@ var ErrAdjustmentConflict = errors.New("inventory: adjustment ID already used fo
 // by FinishAttempt when the attempt is not open.
 var ErrAttemptConflict = errors.New("inventory: push attempt conflicts with the stored state")
 
+// ErrAttemptOpen is returned by BeginAttempt when the store already has an
+// open attempt: one call per store at a time is what makes a resolution
+// sound, and the store enforces it so that two pushers (a split brain) are
+// fenced by the database. It is also an ErrAttemptConflict.
+var ErrAttemptOpen = fmt.Errorf("%w: the store already has an open push attempt", ErrAttemptConflict)
+
 // CanonicalFingerprint hashes what makes two submissions the same request:
 // the reason and the lines in order.
 func CanonicalFingerprint(reason string, lines []AdjustmentLine) string {
@@ -149,6 +155,9 @@ type Attempt struct {
 	// after it, by whichever replica resolves it. Zero in attempts recorded
 	// before it existed (the resolver then derives it from StartedAt).
 	RequestDeadline time.Time
+	// Leader identifies the pusher (process) that made the attempt, for
+	// diagnosis after a change of leader.
+	Leader string
 	// FinishedAt is the local time the outcome became known; zero while open.
 	FinishedAt time.Time
 	State      AttemptState
@@ -210,8 +219,9 @@ type AdjustmentStore interface {
 	// an open attempt, oldest first.
 	ReadyAdjustments(ctx context.Context, key StoreKey, limit int) ([]Adjustment, error)
 	// BeginAttempt durably records an open attempt before it is sent. It
-	// fails with ErrAttemptConflict if an adjustment is not pending or is
-	// carried by another open attempt, or if the ID is taken.
+	// fails with ErrAttemptOpen if the store has an open attempt, and with
+	// ErrAttemptConflict if an adjustment is not pending or is carried by
+	// another open attempt, or if the ID is taken.
 	BeginAttempt(ctx context.Context, at Attempt) error
 	// OpenAttempts lists the store's open attempts, oldest first.
 	OpenAttempts(ctx context.Context, key StoreKey) ([]Attempt, error)

@@ -43,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -111,6 +112,10 @@ type Options struct {
 	// Smaregi's, plus Smaregi's whole-second times (default 5s). It widens
 	// the history window read to resolve an attempt.
 	SkewMargin time.Duration
+	// Identity names this pusher in the attempts it records (the leader
+	// that made them), e.g. hostname_random (default os.Hostname() plus a
+	// random suffix).
+	Identity string
 	// SettlePeriod is how long after a call's request ended its history
 	// must still be re-read before the call is concluded not applied: long
 	// enough for any server-side completion of an abandoned request
@@ -172,6 +177,12 @@ func (o Options) withDefaults() Options {
 		o.ResolveDelay = 0
 	} else if o.ResolveDelay == 0 {
 		o.ResolveDelay = 500 * time.Millisecond
+	}
+	if o.Identity == "" {
+		host, _ := os.Hostname()
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		o.Identity = host + "_" + hex.EncodeToString(b)
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = smaregi.DefaultRequestTimeout

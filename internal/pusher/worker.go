@@ -278,7 +278,7 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 	st, m := w.p.opts.Store, w.p.metrics
 	rows := inventory.MergeAttemptRows(adjs)
 	now := w.p.opts.Clock.Now()
-	at := inventory.Attempt{Key: w.key, ID: newAttemptID(now, !w.p.opts.DisableMemo), Rows: rows, StartedAt: now}
+	at := inventory.Attempt{Key: w.key, ID: newAttemptID(now, !w.p.opts.DisableMemo), Rows: rows, StartedAt: now, Leader: w.p.opts.Identity}
 	for _, a := range adjs {
 		at.AdjustmentIDs = append(at.AdjustmentIDs, a.ID)
 	}

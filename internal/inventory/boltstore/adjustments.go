@@ -465,6 +465,9 @@ func (s *Store) BeginAttempt(ctx context.Context, at inventory.Attempt) error {
 		if b.attempts.Get([]byte(at.ID)) != nil {
 			return fmt.Errorf("attempt ID %s taken: %w", at.ID, inventory.ErrAttemptConflict)
 		}
+		if k, _ := b.open.Cursor().First(); k != nil {
+			return fmt.Errorf("attempt %s is open: %w", k, inventory.ErrAttemptOpen)
+		}
 		for _, id := range at.AdjustmentIDs {
 			rec, err := getAdj(b.adj, id)
 			if err != nil {

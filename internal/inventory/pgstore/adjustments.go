@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 )
@@ -300,9 +301,13 @@ func (s *Store) BeginAttempt(ctx context.Context, at inventory.Attempt) error {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `
-			INSERT INTO inventory_attempts (store_id, id, adjustment_ids, rows, started_at, state, request_deadline)
-			VALUES ($1, $2, $3, $4, $5, 'open', $6) ON CONFLICT (store_id, id) DO NOTHING`,
-			storeID, at.ID, at.AdjustmentIDs, rows, inventory.NormalizeTime(at.StartedAt), nullTime(at.RequestDeadline))
+			INSERT INTO inventory_attempts (store_id, id, adjustment_ids, rows, started_at, state, request_deadline, leader)
+			VALUES ($1, $2, $3, $4, $5, 'open', $6, $7) ON CONFLICT (store_id, id) DO NOTHING`,
+			storeID, at.ID, at.AdjustmentIDs, rows, inventory.NormalizeTime(at.StartedAt), nullTime(at.RequestDeadline), at.Leader)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "inventory_attempts_one_open" {
+			return fmt.Errorf("attempt %s: %w", at.ID, inventory.ErrAttemptOpen)
+		}
 		if err != nil {
 			return err
 		}
@@ -326,7 +331,7 @@ func (s *Store) BeginAttempt(ctx context.Context, at inventory.Attempt) error {
 	return nil
 }
 
-const attemptColumns = `id, adjustment_ids, rows, started_at, finished_at, state, claims, request_deadline`
+const attemptColumns = `id, adjustment_ids, rows, started_at, finished_at, state, claims, request_deadline, leader`
 
 func scanAttempt(r pgx.CollectableRow, key inventory.StoreKey) (inventory.Attempt, error) {
 	a := inventory.Attempt{Key: key}
@@ -336,7 +341,7 @@ func scanAttempt(r pgx.CollectableRow, key inventory.StoreKey) (inventory.Attemp
 		state    string
 		deadline *time.Time
 	)
-	if err := r.Scan(&a.ID, &a.AdjustmentIDs, &rows, &a.StartedAt, &finished, &state, &a.Claims, &deadline); err != nil {
+	if err := r.Scan(&a.ID, &a.AdjustmentIDs, &rows, &a.StartedAt, &finished, &state, &a.Claims, &deadline, &a.Leader); err != nil {
 		return a, err
 	}
 	var in []lineJSON

@@ -124,6 +124,13 @@ CREATE INDEX inventory_adjustments_failed ON inventory_adjustments (store_id, cr
 	`
 ALTER TABLE inventory_attempts ADD COLUMN request_deadline timestamptz;
 `,
+	// 5: at most one open attempt per store, enforced by the database so
+	// that two pushers cannot both send for a store (BeginAttempt maps the
+	// violation to ErrAttemptOpen); and who made each attempt.
+	`
+ALTER TABLE inventory_attempts ADD COLUMN leader text NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX inventory_attempts_one_open ON inventory_attempts (store_id) WHERE state = 'open';
+`,
 }
 
 // migrationLock is the advisory lock key that serialises replicas starting
