@@ -94,6 +94,8 @@ type config struct {
 	adjustmentRetention  time.Duration
 	smaregiSendMemo      bool
 	allowedEndpoints     string
+	requestTimeout       time.Duration
+	pushSettlePeriod     time.Duration
 }
 
 func main() {
@@ -134,6 +136,10 @@ func main() {
 	flag.StringVar(&c.allowedEndpoints, "allowed-endpoints", strings.Join(storeaccess.DefaultAllowedEndpoints, ","),
 		"Comma-separated URL prefixes a SmaregiStore's spec.endpoint must match; a store outside them is Stalled "+
 			"(EndpointNotAllowed) and no request is sent, so whoever may edit SmaregiStores cannot send credentials elsewhere.")
+	flag.DurationVar(&c.requestTimeout, "smaregi-request-timeout", smaregi.DefaultRequestTimeout,
+		"Bound of one Smaregi call of the adjustment pusher.")
+	flag.DurationVar(&c.pushSettlePeriod, "push-settle-period", 5*time.Minute,
+		"After a push ended without a clear answer, how long Smaregi's stock history is re-read before the push is concluded not applied and sent again.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -245,6 +251,8 @@ func run(ctx context.Context, c config) error {
 		Clients:             clients,
 		AdjustmentRetention: c.adjustmentRetention,
 		DisableMemo:         !c.smaregiSendMemo,
+		RequestTimeout:      c.requestTimeout,
+		SettlePeriod:        c.pushSettlePeriod,
 		OnApplied:           func(key inventory.StoreKey) { engine.RequestPull(key, mirror.TriggerAdjustment) },
 	})
 	if err != nil {

@@ -57,6 +57,10 @@ type AdjustmentResponse struct {
 	CreatedAt     time.Time       `json:"createdAt"`
 	AppliedAt     *time.Time      `json:"appliedAt,omitempty"`
 	FailureReason string          `json:"failureReason,omitempty"`
+	// AwaitingConfirmation: pending, and sent to Smaregi (or being sent)
+	// without a confirmed outcome yet; the operator reads Smaregi's stock
+	// history until it knows. Do not resubmit under a new id.
+	AwaitingConfirmation bool `json:"awaitingConfirmation,omitempty"`
 }
 
 // ResponseLine is a stored line: always the resolved productId.
@@ -69,6 +73,7 @@ func responseOf(a Adjustment) AdjustmentResponse {
 	out := AdjustmentResponse{
 		ID: a.ID, Namespace: a.Key.Namespace, Store: a.Key.Name, State: a.State, Reason: a.Reason,
 		Lines: make([]ResponseLine, len(a.Lines)), CreatedAt: a.CreatedAt.UTC(), FailureReason: a.FailureReason,
+		AwaitingConfirmation: a.State == AdjustmentPending && a.AwaitingConfirmation,
 	}
 	for i, l := range a.Lines {
 		out.Lines[i] = ResponseLine{ProductID: l.ProductID, Quantity: l.Quantity}

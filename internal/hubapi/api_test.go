@@ -245,9 +245,19 @@ func TestAdjustmentIdempotency(t *testing.T) {
 
 	// Reading it back follows its state.
 	got := decodeAdjustment(t, f.do("GET", f.path("/adjustments/order-123"), f.adjuster, nil), http.StatusOK)
-	if got.State != AdjustmentPending {
+	if got.State != AdjustmentPending || got.AwaitingConfirmation {
 		t.Fatalf("GET: %+v", got)
 	}
+	// Sent, outcome not known yet (the pusher's open attempt carries it):
+	// still pending, and the answer says so.
+	stored.AwaitingConfirmation = true
+	f.mem.setAdjustment(stored)
+	r := f.do("GET", f.path("/adjustments/order-123"), f.adjuster, nil)
+	if got = decodeAdjustment(t, r, http.StatusOK); got.State != AdjustmentPending || !got.AwaitingConfirmation ||
+		!strings.Contains(string(r.body), `"awaitingConfirmation":true`) {
+		t.Fatalf("GET while awaiting confirmation: %s", r.body)
+	}
+	stored.AwaitingConfirmation = false
 	stored.State, stored.AppliedAt = AdjustmentApplied, t0.Add(2*time.Second)
 	f.mem.setAdjustment(stored)
 	got = decodeAdjustment(t, f.do("GET", f.path("/adjustments/order-123"), f.adjuster, nil), http.StatusOK)

@@ -49,6 +49,10 @@ type Adjustment struct {
 	AppliedAt time.Time
 	// FailureReason is Smaregi's safe reason when failed.
 	FailureReason string
+	// AwaitingConfirmation: pending and carried by an open push attempt,
+	// i.e. sent to Smaregi (or being sent) and not yet confirmed applied or
+	// not applied. Filled by reads; ignored by SubmitAdjustment.
+	AwaitingConfirmation bool `json:"-"`
 }
 
 // ErrAdjustmentConflict is returned by SubmitAdjustment when an adjustment
@@ -59,6 +63,12 @@ var ErrAdjustmentConflict = errors.New("inventory: adjustment ID already used fo
 // adjustments is not pending or is already carried by an open attempt, and
 // by FinishAttempt when the attempt is not open.
 var ErrAttemptConflict = errors.New("inventory: push attempt conflicts with the stored state")
+
+// ErrAttemptOpen is returned by BeginAttempt when the store already has an
+// open attempt: one call per store at a time is what makes a resolution
+// sound, and the store enforces it so that two pushers (a split brain) are
+// fenced by the database. It is also an ErrAttemptConflict.
+var ErrAttemptOpen = fmt.Errorf("%w: the store already has an open push attempt", ErrAttemptConflict)
 
 // CanonicalFingerprint hashes what makes two submissions the same request:
 // the reason and the lines in order.
@@ -100,6 +110,7 @@ func NormalizeAdjustment(a Adjustment, now time.Time) (Adjustment, error) {
 	a.State = AdjustmentPending
 	a.AppliedAt = time.Time{}
 	a.FailureReason = ""
+	a.AwaitingConfirmation = false
 	return a, nil
 }
 
@@ -137,6 +148,16 @@ type Attempt struct {
 	Rows []AttemptRow
 	// StartedAt is the local time just before sending.
 	StartedAt time.Time
+	// RequestDeadline is the latest time the call's request can have ended:
+	// the pusher sends under this deadline (StartedAt plus its request
+	// timeout). A server may still apply the call after the request ended,
+	// so an attempt is never concluded not applied before a settle period
+	// after it, by whichever replica resolves it. Zero in attempts recorded
+	// before it existed (the resolver then derives it from StartedAt).
+	RequestDeadline time.Time
+	// Leader identifies the pusher (process) that made the attempt, for
+	// diagnosis after a change of leader.
+	Leader string
 	// FinishedAt is the local time the outcome became known; zero while open.
 	FinishedAt time.Time
 	State      AttemptState
@@ -198,8 +219,9 @@ type AdjustmentStore interface {
 	// an open attempt, oldest first.
 	ReadyAdjustments(ctx context.Context, key StoreKey, limit int) ([]Adjustment, error)
 	// BeginAttempt durably records an open attempt before it is sent. It
-	// fails with ErrAttemptConflict if an adjustment is not pending or is
-	// carried by another open attempt, or if the ID is taken.
+	// fails with ErrAttemptOpen if the store has an open attempt, and with
+	// ErrAttemptConflict if an adjustment is not pending or is carried by
+	// another open attempt, or if the ID is taken.
 	BeginAttempt(ctx context.Context, at Attempt) error
 	// OpenAttempts lists the store's open attempts, oldest first.
 	OpenAttempts(ctx context.Context, key StoreKey) ([]Attempt, error)

@@ -81,12 +81,13 @@ func TestTargetConfigErrorChurnsNothing(t *testing.T) {
 		t.Fatalf("open attempts %v", ats)
 	}
 
-	// An attempt left open by a crash, then the store was suspended: it
-	// cannot be resolved, but that is not a stuck store.
+	// An attempt left open by a crash a while ago (its request deadline and
+	// settle period long past), then the store was suspended: it cannot be
+	// resolved, but that is not a stuck store.
 	crash := inventory.Adjustment{Key: key, ID: "crash", Lines: []inventory.AdjustmentLine{{ProductID: product(1), Quantity: -2}}}
 	submitAll(t, h.inv, []inventory.Adjustment{crash})
 	if err := h.inv.BeginAttempt(ctx, inventory.Attempt{Key: key, ID: "att-crash", AdjustmentIDs: []string{"crash"},
-		Rows: inventory.MergeAttemptRows([]inventory.Adjustment{crash}), StartedAt: time.Now()}); err != nil {
+		Rows: inventory.MergeAttemptRows([]inventory.Adjustment{crash}), StartedAt: time.Now().Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	wait, _, err := w.step(ctx)

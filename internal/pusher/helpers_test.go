@@ -115,8 +115,11 @@ func (h *harness) options() Options {
 		SweepInterval:   200 * time.Millisecond,
 		SkewMargin:      2 * time.Second,
 		ResolveDelay:    -1,
-		Backoff:         smaregi.Backoff{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond},
-		ConfigBackoff:   time.Second,
+		// Short: the simulator here never applies a call late unless a
+		// test asks for it (and sets its own).
+		SettlePeriod:  50 * time.Millisecond,
+		Backoff:       smaregi.Backoff{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond},
+		ConfigBackoff: time.Second,
 	}
 }
 

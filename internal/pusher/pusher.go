@@ -14,7 +14,14 @@
 //     from Smaregi's StockHistory (resolve.go explains how and what is
 //     guaranteed); until it is decided nothing else is sent for the store,
 //     and while it cannot be decided the store is counted in
-//     smaregi_pusher_blocked_stores (metrics.go);
+//     smaregi_pusher_blocked_stores (metrics.go). A server may still apply
+//     a call after its request ended (a slow server or gateway finishing an
+//     abandoned request), so a history without the attempt's rows means
+//     "not applied" only once SettlePeriod has passed since the request
+//     ended; until then the history is re-read with back-off, the attempt
+//     stays open and its adjustments pending (awaiting confirmation). The
+//     request's end is bounded durably by the attempt's RequestDeadline, so
+//     a restarted or new leader waits at least as long;
 //   - a definite rejection (a Smaregi error code): nothing was applied; a
 //     single adjustment is marked failed with Smaregi's reason, a batch of
 //     several is split in halves and resent until the culprits are alone;
@@ -35,6 +42,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -90,6 +98,18 @@ type Options struct {
 	// Smaregi's, plus Smaregi's whole-second times (default 5s). It widens
 	// the history window read to resolve an attempt.
 	SkewMargin time.Duration
+	// Identity names this pusher in the attempts it records (the leader
+	// that made them), e.g. hostname_random (default os.Hostname() plus a
+	// random suffix).
+	Identity string
+	// SettlePeriod is how long after a call's request ended its history
+	// must still be re-read before the call is concluded not applied: long
+	// enough for any server-side completion of an abandoned request
+	// (default 5m; negative means none). The request's end is the moment
+	// this pusher saw the call fail, or, for an attempt it did not send
+	// (found open after a restart or a change of leader), the attempt's
+	// RequestDeadline.
+	SettlePeriod time.Duration
 	// ResolveDelay is waited before the first history read of a resolution,
 	// in case Smaregi's history lags its stock (default 500ms).
 	ResolveDelay time.Duration
@@ -144,6 +164,20 @@ func (o Options) withDefaults() Options {
 	} else if o.ResolveDelay == 0 {
 		o.ResolveDelay = 500 * time.Millisecond
 	}
+	if o.Identity == "" {
+		host, _ := os.Hostname()
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		o.Identity = host + "_" + hex.EncodeToString(b)
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = smaregi.DefaultRequestTimeout
+	}
+	if o.SettlePeriod < 0 {
+		o.SettlePeriod = 0
+	} else if o.SettlePeriod == 0 {
+		o.SettlePeriod = 5 * time.Minute
+	}
 	if o.Backoff.Initial <= 0 {
 		o.Backoff.Initial = 250 * time.Millisecond
 	}
@@ -185,6 +219,13 @@ type Pusher struct {
 	// from retained applied attempts and the history (probeMemos).
 	memoMu     sync.Mutex
 	keepsMemos map[inventory.StoreKey]bool
+
+	// ended holds, per attempt this pusher sent whose call failed
+	// ambiguously, when the call returned: the request had ended by then.
+	// In memory only; without it the attempt's RequestDeadline bounds the
+	// end (settleBy).
+	endedMu sync.Mutex
+	ended   map[string]time.Time
 }
 
 // New checks the options and returns a Pusher; Start runs it.
@@ -193,7 +234,8 @@ func New(opts Options) (*Pusher, error) {
 		return nil, errors.New("pusher: Store and Targets are required")
 	}
 	return &Pusher{opts: opts.withDefaults(), metrics: getMetrics(), workers: map[inventory.StoreKey]*worker{},
-		blocked: map[inventory.StoreKey]time.Time{}, keepsMemos: map[inventory.StoreKey]bool{}}, nil
+		blocked: map[inventory.StoreKey]time.Time{}, keepsMemos: map[inventory.StoreKey]bool{},
+		ended: map[string]time.Time{}}, nil
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: only the
@@ -202,8 +244,11 @@ func (p *Pusher) NeedLeaderElection() bool { return true }
 
 // Start implements manager.Runnable: it wakes a worker for every store with
 // pending work or an open attempt, then for every new adjustment and on
-// every sweep, until ctx ends; it returns after the workers stopped. Open
-// attempts of a worker stopped mid-push stay open for the next Start.
+// every sweep, until ctx ends; it returns after the workers stopped. A
+// stock_upd in flight when ctx ends is finished first (bounded by
+// RequestTimeout) and its outcome recorded, so that the manager releases
+// the lease only after it. Open attempts of a worker stopped mid-push stay
+// open for the next Start.
 func (p *Pusher) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("pusher")
 	ctx = log.IntoContext(ctx, logger)
@@ -353,4 +398,37 @@ func (p *Pusher) setBlocked(key inventory.StoreKey, startedAt time.Time) {
 		return
 	}
 	p.blocked[key] = startedAt
+}
+
+// noteEnded records that attempt id's call returned at t without a
+// decisive answer.
+func (p *Pusher) noteEnded(id string, t time.Time) {
+	p.endedMu.Lock()
+	defer p.endedMu.Unlock()
+	p.ended[id] = t
+}
+
+// forgetEnded drops what noteEnded recorded once the attempt is settled.
+func (p *Pusher) forgetEnded(id string) {
+	p.endedMu.Lock()
+	defer p.endedMu.Unlock()
+	delete(p.ended, id)
+}
+
+// settleBy is the time before which attempt a must not be concluded not
+// applied: SettlePeriod after its request ended. The end is when this
+// pusher saw the call return, if it did; otherwise the durable bound, the
+// attempt's RequestDeadline (StartedAt plus the request timeout for
+// attempts recorded before that field existed).
+func (p *Pusher) settleBy(a inventory.Attempt) time.Time {
+	end := a.RequestDeadline
+	if end.IsZero() {
+		end = a.StartedAt.Add(p.opts.RequestTimeout)
+	}
+	p.endedMu.Lock()
+	if t, ok := p.ended[a.ID]; ok && t.Before(end) {
+		end = t
+	}
+	p.endedMu.Unlock()
+	return end.Add(p.opts.SettlePeriod)
 }

@@ -133,6 +133,9 @@ func (w *worker) step(ctx context.Context) (wait time.Duration, more bool, err e
 	}
 	for _, a := range opens {
 		if err := w.resolve(ctx, a); err != nil {
+			if d, ok := w.awaiting(ctx, a, err); ok {
+				return d, true, nil
+			}
 			if isTargetConfig(err) {
 				// Not stuck but switched off: no page.
 				w.p.setBlocked(w.key, time.Time{})
@@ -173,6 +176,34 @@ func (w *worker) prune(ctx context.Context) {
 	} else if ctx.Err() == nil {
 		log.FromContext(ctx).Error(errors.Join(errA, errB), "applying retention")
 	}
+}
+
+// errAwaiting says the history does not show the attempt yet, but the call
+// may still be applied by the server: it is re-read until settleBy.
+type errAwaiting struct{ until time.Time }
+
+func (e *errAwaiting) Error() string {
+	return "stock history does not show the attempt yet; awaiting confirmation until " + e.until.Format(time.RFC3339)
+}
+
+// awaiting handles a resolution that ended in errAwaiting: the attempt stays
+// open (its adjustments pending, awaiting confirmation) and the history is
+// read again after a back-off, never later than the settle deadline. It is
+// the expected course of an ambiguous call, not a stuck store: the store is
+// not counted as blocked and nothing is logged as an error.
+func (w *worker) awaiting(ctx context.Context, a inventory.Attempt, err error) (time.Duration, bool) {
+	var aw *errAwaiting
+	if !errors.As(err, &aw) {
+		return 0, false
+	}
+	w.p.setBlocked(w.key, time.Time{})
+	d := w.backoff()
+	if rest := aw.until.Sub(w.p.opts.Clock.Now()); rest < d {
+		d = max(rest, 0)
+	}
+	log.FromContext(ctx).V(1).Info("push not visible in stock history yet; awaiting confirmation",
+		"attempt", a.ID, "settleBy", aw.until, "retryIn", d.String())
+	return d, true
 }
 
 // unresolved records that open attempt a could not be settled: the store is
@@ -248,7 +279,7 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 	st, m := w.p.opts.Store, w.p.metrics
 	rows := inventory.MergeAttemptRows(adjs)
 	now := w.p.opts.Clock.Now()
-	at := inventory.Attempt{Key: w.key, ID: newAttemptID(now, !w.p.opts.DisableMemo), Rows: rows, StartedAt: now}
+	at := inventory.Attempt{Key: w.key, ID: newAttemptID(now, !w.p.opts.DisableMemo), Rows: rows, StartedAt: now, Leader: w.p.opts.Identity}
 	for _, a := range adjs {
 		at.AdjustmentIDs = append(at.AdjustmentIDs, a.ID)
 	}
@@ -278,6 +309,10 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 		}
 	}
 	at.StartedAt = w.p.opts.Clock.Now() // after the lookup, which may read a Secret
+	// The call runs under this deadline, so the request has ended by then
+	// whatever happens to this process: the durable bound a resolver on
+	// another replica counts the settle period from.
+	at.RequestDeadline = at.StartedAt.Add(w.p.opts.RequestTimeout)
 	if err := st.BeginAttempt(ctx, at); err != nil {
 		if errors.Is(err, inventory.ErrAttemptConflict) {
 			w.isolate = nil // the stored state moved on; start over from it
@@ -297,7 +332,14 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 			upd[i].Memo = inventory.AttemptMemo(at.ID)
 		}
 	}
-	_, err = c.UpdateStock(ctx, smaregi.Relative, upd)
+	// The call is not cancelled with the worker (shutdown, lost
+	// leadership): cut off mid-request, it could still be applied by the
+	// server while the next leader resolves it. It finishes on a detached
+	// context bounded by the request timeout, and Start waits for it
+	// before returning, so the manager gives the lease up only after.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.p.opts.RequestTimeout)
+	_, err = c.UpdateStock(cctx, smaregi.Relative, upd)
+	cancel()
 	switch {
 	case err == nil:
 		m.calls.WithLabelValues(CallOK).Inc()
@@ -308,8 +350,12 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 		if ctx.Err() != nil {
 			return 0, nil // stays open: the next Start resolves it
 		}
+		w.p.noteEnded(at.ID, w.p.opts.Clock.Now())
 		log.FromContext(ctx).V(1).Info("ambiguous stock_upd; resolving from stock history", "attempt", at.ID, "error", err.Error())
 		if err := w.resolve(ctx, at); err != nil {
+			if d, ok := w.awaiting(ctx, at, err); ok {
+				return d, nil
+			}
 			w.unresolved(ctx, at)
 			return w.backoff(), err
 		}
@@ -435,6 +481,8 @@ func (w *worker) resolve(ctx context.Context, a inventory.Attempt) error {
 		}
 		since = widest
 	}
+	// What the history shows is as of a moment no earlier than this.
+	asOf := opts.Clock.Now()
 	var rows []smaregi.HistoryRow
 	err = c.StreamStockHistory(ctx, smaregi.HistoryQuery{
 		StoreID: t.StoreID, ProductIDs: ids, Since: since, StockDivision: smaregi.DefaultStockDivision,
@@ -466,13 +514,24 @@ func (w *worker) resolve(ctx context.Context, a inventory.Attempt) error {
 				adjs = append(adjs, adj)
 			}
 		}
-		return w.finishApplied(ctx, a, adjs, inventory.AttemptResult{Claims: res.claims, EarlierClaims: res.earlier}, OutcomeResolvedApplied)
+		if err := w.finishApplied(ctx, a, adjs, inventory.AttemptResult{Claims: res.claims, EarlierClaims: res.earlier}, OutcomeResolvedApplied); err != nil {
+			return err
+		}
+		w.p.forgetEnded(a.ID)
+		return nil
+	}
+	// Not in the history (yet): a server may still apply a call whose
+	// request ended, so this means "not applied" only after the settle
+	// period.
+	if until := w.p.settleBy(a); asOf.Before(until) {
+		return &errAwaiting{until: until}
 	}
 	sctx, cancel := settleCtx(ctx)
 	defer cancel()
 	if err := st.FinishAttempt(sctx, w.key, a.ID, inventory.AttemptResult{EarlierClaims: res.earlier}); err != nil {
 		return err
 	}
+	w.p.forgetEnded(a.ID)
 	w.p.metrics.outcomes.WithLabelValues(OutcomeResolvedNotApplied).Add(float64(len(a.AdjustmentIDs)))
 	return nil
 }

@@ -2,7 +2,6 @@ package smaregisim
 
 import (
 	"bytes"
-	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"net"
@@ -53,7 +52,12 @@ func (s *Server) serveAccess(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	body, e := s.access(r)
+	late := s.chance(f.LateCommitRate)
+	body, held, e := s.access(r, late)
+	if held != nil {
+		s.holdAndCommitLate(w, r, held, time.Duration(f.LateCommitDelay))
+		return
+	}
 	status := http.StatusOK
 	if e != nil {
 		status = e.status
@@ -91,6 +95,22 @@ func writeHTMLBadGateway(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/html; charset=UTF-8")
 	w.WriteHeader(http.StatusBadGateway)
 	_, _ = w.Write([]byte("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"))
+}
+
+// holdAndCommitLate is the lateCommit fault: it answers nothing until the
+// caller gives up (its timeout, or a closed connection), then applies the
+// call delay after that, as a slow server or gateway that finishes a request
+// its client abandoned would.
+func (s *Server) holdAndCommitLate(w http.ResponseWriter, r *http.Request, changes []change, delay time.Duration) {
+	s.lateCommits.Add(1)
+	s.log.Info("access", "fault", "late commit", "delay", delay)
+	<-r.Context().Done()
+	s.afterFunc(delay, func() {
+		defer s.lateCommits.Add(-1)
+		s.commit(changes)
+		s.log.Info("access", "fault", "late commit applied")
+	})
+	loseResponse(w)
 }
 
 func errCode(e *apiError) int {
@@ -144,52 +164,54 @@ func header(r *http.Request, underscored, hyphenated string) string {
 }
 
 // access authenticates, parses and runs one call, returning the JSON body.
-func (s *Server) access(r *http.Request) ([]byte, *apiError) {
+// With late set, a valid stock_upd is not applied: its changes are
+// returned for a late commit.
+func (s *Server) access(r *http.Request, late bool) ([]byte, []change, *apiError) {
 	defer drain(r.Body)
 	if r.Method != http.MethodPost {
-		return nil, &apiError{code: 11, status: http.StatusMethodNotAllowed, desc: "use POST"}
+		return nil, nil, &apiError{code: 11, status: http.StatusMethodNotAllowed, desc: "use POST"}
 	}
 	contract := header(r, "X_contract_id", "X-Contract-Id")
 	token := header(r, "X_access_token", "X-Access-Token")
 	if contract == "" || token == "" {
-		return nil, errf(21, "X_contract_id and X_access_token headers are required")
+		return nil, nil, errf(21, "X_contract_id and X_access_token headers are required")
 	}
 
 	s.mu.Lock()
 	wantContract, wantToken, locked, allowed := s.contract, s.token, s.account.Locked, s.allowed
 	s.mu.Unlock()
 	if contract != wantContract {
-		return nil, errf(14, "the contract ID is not valid")
+		return nil, nil, errf(14, "the contract ID is not valid")
 	}
 	if subtle.ConstantTimeCompare([]byte(token), []byte(wantToken)) != 1 {
-		return nil, errf(13, "the access token is not valid")
+		return nil, nil, errf(13, "the access token is not valid")
 	}
 	if locked {
-		return nil, errf(22, "the account is locked")
+		return nil, nil, errf(22, "the account is locked")
 	}
 	if len(allowed) > 0 && !ipAllowed(r.RemoteAddr, allowed) {
-		return nil, errf(24, "the caller's IP address is not allowed")
+		return nil, nil, errf(24, "the caller's IP address is not allowed")
 	}
 
 	r.Body = http.MaxBytesReader(nil, r.Body, maxBody)
 	if err := r.ParseForm(); err != nil {
-		return nil, errf(11, "the request body is not a valid form")
+		return nil, nil, errf(11, "the request body is not a valid form")
 	}
 	proc := r.PostForm.Get("proc_name")
 	if proc == "" {
 		proc = r.Form.Get("proc_name")
 	}
 	if proc == "" {
-		return nil, errf(11, "proc_name is required")
+		return nil, nil, errf(11, "proc_name is required")
 	}
 	if proc != "stock_upd" && refTables[proc] == nil {
-		return nil, errf(15, "proc_name %q is not valid", truncate(proc, 40))
+		return nil, nil, errf(15, "proc_name %q is not valid", truncate(proc, 40))
 	}
 	s.mu.Lock()
 	off := s.disabled[proc]
 	s.mu.Unlock()
 	if off {
-		return nil, errf(23, "function %s is not enabled", proc)
+		return nil, nil, errf(23, "function %s is not enabled", proc)
 	}
 	params := r.PostForm.Get("params")
 	if params == "" {
@@ -197,12 +219,13 @@ func (s *Server) access(r *http.Request) ([]byte, *apiError) {
 	}
 	raw, e := parseParams(params)
 	if e != nil {
-		return nil, e
+		return nil, nil, e
 	}
 	if proc == "stock_upd" {
-		return s.stockUpd(r.Context(), raw)
+		return s.stockUpd(raw, late)
 	}
-	return s.ref(proc, raw)
+	body, e := s.ref(proc, raw)
+	return body, nil, e
 }
 
 func truncate(s string, n int) string {
@@ -270,20 +293,22 @@ func (s *Server) ref(proc string, raw map[string]json.RawMessage) ([]byte, *apiE
 	return q.render(c, !s.beh.RawUnicode), nil
 }
 
-func (s *Server) stockUpd(_ context.Context, raw map[string]json.RawMessage) ([]byte, *apiError) {
+// stockUpd runs a stock_upd call. With late set, a valid call is not
+// applied but returned as changes for serveAccess to commit later.
+func (s *Server) stockUpd(raw map[string]json.RawMessage, late bool) ([]byte, []change, *apiError) {
 	var info struct {
 		Division       json.RawMessage `json:"proc_division"`
 		DetailDivision json.RawMessage `json:"proc_detail_division"`
 	}
 	if err := json.Unmarshal(raw["proc_info"], &info); err != nil {
-		return nil, errf(32, "proc_info with proc_division is required")
+		return nil, nil, errf(32, "proc_info with proc_division is required")
 	}
 	if d, _ := scalarString(info.Division); d != "U" {
-		return nil, errf(32, "proc_division must be \"U\"")
+		return nil, nil, errf(32, "proc_division must be \"U\"")
 	}
 	dd, _ := scalarString(info.DetailDivision)
 	if dd != "1" && dd != "2" {
-		return nil, errf(33, "proc_detail_division must be \"1\" (absolute) or \"2\" (relative)")
+		return nil, nil, errf(33, "proc_detail_division must be \"1\" (absolute) or \"2\" (relative)")
 	}
 	absolute := dd == "1"
 
@@ -292,20 +317,20 @@ func (s *Server) stockUpd(_ context.Context, raw map[string]json.RawMessage) ([]
 		Rows  []map[string]json.RawMessage `json:"rows"`
 	}
 	if err := json.Unmarshal(raw["data"], &data); err != nil || len(data) == 0 {
-		return nil, errf(41, "data must be a non-empty array of {table_name, rows}")
+		return nil, nil, errf(41, "data must be a non-empty array of {table_name, rows}")
 	}
 	total := 0
 	for _, d := range data {
 		if t, _ := scalarString(d.Table); t != "Stock" {
-			return nil, errf(31, "stock_upd writes table_name \"Stock\" only")
+			return nil, nil, errf(31, "stock_upd writes table_name \"Stock\" only")
 		}
 		total += len(d.Rows)
 	}
 	if total == 0 {
-		return nil, errf(41, "no rows to update")
+		return nil, nil, errf(41, "no rows to update")
 	}
 	if s.beh.MaxUpdateRows > 0 && total > s.beh.MaxUpdateRows {
-		return nil, errf(41, "at most %d rows per call", s.beh.MaxUpdateRows)
+		return nil, nil, errf(41, "at most %d rows per call", s.beh.MaxUpdateRows)
 	}
 
 	s.mu.Lock()
@@ -317,11 +342,29 @@ func (s *Server) stockUpd(_ context.Context, raw map[string]json.RawMessage) ([]
 			if e != nil {
 				s.mu.Unlock()
 				e.desc = "row " + strconv.Itoa(i+1) + ": " + e.desc
-				return nil, e
+				return nil, nil, e
 			}
 			changes = append(changes, c)
 		}
 	}
+	if late {
+		// Valid, but committed only after the caller gave up (serveAccess).
+		s.mu.Unlock()
+		return nil, changes, nil
+	}
+	s.mu.Unlock()
+	s.commit(changes)
+	w := &jsonWriter{}
+	w.raw(`{"result":{"Stock":`)
+	w.int(int64(len(changes)))
+	w.raw("}}")
+	return w.buf, nil, nil
+}
+
+// commit applies a validated stock_upd's changes at once, stamped with the
+// current time.
+func (s *Server) commit(changes []change) {
+	s.mu.Lock()
 	now := s.clock()
 	hist := make([]*historyRow, 0, len(changes))
 	for _, c := range changes {
@@ -331,11 +374,6 @@ func (s *Server) stockUpd(_ context.Context, raw map[string]json.RawMessage) ([]
 	if s.beh.EchoAPIWrites {
 		s.sendStock(hist)
 	}
-	w := &jsonWriter{}
-	w.raw(`{"result":{"Stock":`)
-	w.int(int64(len(changes)))
-	w.raw("}}")
-	return w.buf, nil
 }
 
 // parseUpdRow validates one stock_upd row. The caller holds the lock.

@@ -230,3 +230,80 @@ func TestNoSecretInLogs(t *testing.T) {
 		t.Errorf("nothing logged: %s", logs.String())
 	}
 }
+
+// lateCommit holds a stock_upd without answering until the client gives
+// up, and applies it lateCommitDelay after that: the client saw a timeout,
+// and StockHistory shows nothing until the delay has passed.
+func TestLateCommitAppliesAfterTheClientGaveUp(t *testing.T) {
+	s, hs, _ := startSim(t, nil)
+	type scheduled struct {
+		delay time.Duration
+		run   func()
+	}
+	timers := make(chan scheduled, 1)
+	s.afterFunc = func(d time.Duration, f func()) *time.Timer {
+		timers <- scheduled{d, f}
+		return nil
+	}
+	r, _ := http.NewRequest(http.MethodPut, hs.URL+"/_sim/faults", strings.NewReader(`{"lateCommitRate":1,"lateCommitDelay":"3s"}`))
+	resp, err := hs.Client().Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if f := s.Faults(); resp.StatusCode != http.StatusOK || f.LateCommitRate != 1 || time.Duration(f.LateCommitDelay) != 3*time.Second {
+		t.Fatalf("PUT /_sim/faults: %d, faults %+v", resp.StatusCode, f)
+	}
+
+	form := url.Values{"proc_name": {"stock_upd"}, "params": {relUpd}}
+	req, _ := http.NewRequest(http.MethodPost, hs.URL+"/access/", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X_contract_id", testContract)
+	req.Header.Set("X_access_token", testToken)
+	client := &http.Client{Timeout: 200 * time.Millisecond}
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("got an answer %d, want the client to time out", resp.StatusCode)
+	}
+	// The server learns that the client gave up and schedules the commit.
+	sc := <-timers
+	if sc.delay != 3*time.Second {
+		t.Errorf("commit scheduled %s after the request ended, want 3s", sc.delay)
+	}
+	if n, _ := s.StockOf("1", "8000001"); n != 10 || s.LateCommitsPending() != 1 {
+		t.Fatalf("before the delay: stock %d (want 10), %d late commits pending (want 1)", n, s.LateCommitsPending())
+	}
+	_ = s.SetFaults(Faults{})
+	if _, rows := refRows(t, call(t, hs, "stock_ref", `{"table_name":"StockHistory","conditions":[{"productId":"8000001"}]}`)); len(rows) != 0 {
+		t.Fatalf("history before the late commit: %v", rows)
+	}
+	sc.run()
+	if n, _ := s.StockOf("1", "8000001"); n != 9 || s.LateCommitsPending() != 0 {
+		t.Errorf("after the delay: stock %d (want 9), %d pending (want 0)", n, s.LateCommitsPending())
+	}
+	if _, rows := refRows(t, call(t, hs, "stock_ref", `{"table_name":"StockHistory","conditions":[{"productId":"8000001"}]}`)); len(rows) != 1 || rows[0]["amount"] != "-1" {
+		t.Errorf("history after the late commit: %v", rows)
+	}
+}
+
+// An invalid call is answered at once (nothing to commit late), and reads
+// are never held.
+func TestLateCommitOnlyHoldsValidWrites(t *testing.T) {
+	s, hs, _ := startSim(t, nil)
+	if err := s.SetFaults(Faults{LateCommitRate: 1, LateCommitDelay: Duration(time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(relUpd, `"8000001"`, `"9999999"`, 1)
+	if a := call(t, hs, "stock_upd", bad); a.errorCode(t) != "41" {
+		t.Errorf("invalid stock_upd: %d %s", a.status, a.body)
+	}
+	if a := call(t, hs, "stock_ref", `{"table_name":"Stock","limit":1}`); a.status != http.StatusOK {
+		t.Errorf("stock_ref under lateCommit: %d %s", a.status, a.body)
+	}
+	if s.LateCommitsPending() != 0 {
+		t.Errorf("%d late commits pending", s.LateCommitsPending())
+	}
+	if err := s.SetFaults(Faults{LateCommitDelay: Duration(-time.Second)}); err == nil {
+		t.Error("a negative lateCommitDelay was accepted")
+	}
+}

@@ -7,6 +7,8 @@
 package smaregisim
 
 import (
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -169,10 +171,45 @@ type Faults struct {
 	// LostResponseRate applies the call, then closes the connection
 	// without answering.
 	LostResponseRate float64 `json:"lostResponseRate,omitempty"`
+	// LateCommitRate holds a valid stock_upd without answering until the
+	// client gives up (its timeout or a closed connection), then applies it
+	// LateCommitDelay after that: a slow server or gateway that finishes a
+	// request its client abandoned. The client sees a timeout or a cut
+	// connection; StockHistory shows the change only later.
+	LateCommitRate float64 `json:"lateCommitRate,omitempty"`
+	// LateCommitDelay is how long after the request ended a late commit is
+	// applied (JSON: nanoseconds or a Go duration string such as "3s").
+	LateCommitDelay Duration `json:"lateCommitDelay,omitempty"`
 	// DropSendRate silently skips an outgoing send (recorded as dropped).
 	DropSendRate float64 `json:"dropSendRate,omitempty"`
 	// DuplicateSendRate posts an outgoing send twice.
 	DuplicateSendRate float64 `json:"duplicateSendRate,omitempty"`
 	// ReorderSends holds back sends at random so that a later one overtakes.
 	ReorderSends bool `json:"reorderSends,omitempty"`
+}
+
+// Duration is a time.Duration that reads from JSON as a Go duration string
+// ("3s", "250ms") or a number of nanoseconds, and is written as a string.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration: want a string such as \"3s\" or nanoseconds, got %s", b)
+	}
+	*d = Duration(n)
+	return nil
 }

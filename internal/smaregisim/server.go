@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,10 @@ type Server struct {
 
 	sender *sender
 	plat   *platform
+	// lateCommits counts held or scheduled late commits (lateCommitRate).
+	lateCommits atomic.Int64
+	// afterFunc schedules late commits; time.AfterFunc but in tests.
+	afterFunc func(time.Duration, func()) *time.Timer
 }
 
 // New builds a simulator with its products and initial stock, and starts the
@@ -68,14 +73,15 @@ func New(o Options) (*Server, error) {
 		o.SendClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	s := &Server{
-		beh:      o.Behaviour.withDefaults(),
-		log:      o.Logger,
-		clock:    o.Clock,
-		contract: o.Contract,
-		token:    o.Token,
-		disabled: map[string]bool{},
-		rng:      rand.New(rand.NewPCG(uint64(o.Seed), 0x5eed)),
-		txs:      map[string]*transaction{},
+		beh:       o.Behaviour.withDefaults(),
+		log:       o.Logger,
+		clock:     o.Clock,
+		contract:  o.Contract,
+		token:     o.Token,
+		disabled:  map[string]bool{},
+		rng:       rand.New(rand.NewPCG(uint64(o.Seed), 0x5eed)),
+		txs:       map[string]*transaction{},
+		afterFunc: time.AfterFunc,
 		st: state{
 			stores: map[int64]*storeState{},
 			byID:   map[int64]*product{},
@@ -233,6 +239,12 @@ func (s *Server) SetFaults(f Faults) error {
 	if f.LatencyMs < 0 {
 		return fmt.Errorf("smaregisim: negative latency %d", f.LatencyMs)
 	}
+	if f.LateCommitRate < 0 || f.LateCommitRate > 1 {
+		return fmt.Errorf("smaregisim: fault rate %v outside [0,1]", f.LateCommitRate)
+	}
+	if f.LateCommitDelay < 0 {
+		return fmt.Errorf("smaregisim: negative late commit delay %s", time.Duration(f.LateCommitDelay))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = f
@@ -245,6 +257,11 @@ func (s *Server) Faults() Faults {
 	defer s.mu.Unlock()
 	return s.faults
 }
+
+// LateCommitsPending counts stock_upd calls held by the lateCommit fault
+// that are not applied yet: a test waits for 0 before reading the final
+// history.
+func (s *Server) LateCommitsPending() int { return int(s.lateCommits.Load()) }
 
 // chance draws from the seeded fault RNG.
 func (s *Server) chance(rate float64) bool {

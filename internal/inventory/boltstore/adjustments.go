@@ -162,6 +162,7 @@ func getAdj(b *bolt.Bucket, id string) (*adjRecord, error) {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return nil, fmt.Errorf("decoding adjustment %q: %w", id, err)
 	}
+	r.AwaitingConfirmation = r.Attempt != "" && r.State == inventory.AdjustmentPending
 	return &r, nil
 }
 
@@ -455,6 +456,7 @@ func (s *Store) BeginAttempt(ctx context.Context, at inventory.Attempt) error {
 	}
 	at.State, at.FinishedAt, at.Claims = inventory.AttemptOpen, time.Time{}, nil
 	at.StartedAt = inventory.NormalizeTime(at.StartedAt)
+	at.RequestDeadline = inventory.NormalizeTime(at.RequestDeadline)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := getAdjBuckets(tx, at.Key, true)
 		if err != nil {
@@ -462,6 +464,9 @@ func (s *Store) BeginAttempt(ctx context.Context, at inventory.Attempt) error {
 		}
 		if b.attempts.Get([]byte(at.ID)) != nil {
 			return fmt.Errorf("attempt ID %s taken: %w", at.ID, inventory.ErrAttemptConflict)
+		}
+		if k, _ := b.open.Cursor().First(); k != nil {
+			return fmt.Errorf("attempt %s is open: %w", k, inventory.ErrAttemptOpen)
 		}
 		for _, id := range at.AdjustmentIDs {
 			rec, err := getAdj(b.adj, id)

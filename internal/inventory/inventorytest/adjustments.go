@@ -28,6 +28,8 @@ var adjustmentTests = []struct {
 	{"AdjustmentDeleteStore", testAdjustmentDeleteStore},
 	{"AdjustmentPruneOnlySettled", testPruneAdjustments},
 	{"AdjustmentPruneManyInBatches", testPruneAdjustmentsMany},
+	{"AdjustmentAwaitingConfirmation", testAwaitingConfirmation},
+	{"AdjustmentOneOpenAttemptPerStore", testOneOpenAttempt},
 }
 
 func adj(key inventory.StoreKey, id string, lines ...inventory.AdjustmentLine) inventory.Adjustment {
@@ -672,5 +674,92 @@ func testPruneAdjustmentsMany(t *testing.T, open Opener) {
 	wantPresent(t, st, shopA, true, keep.ID)
 	if n := prune(t, st, shopA, base.Add(3*time.Minute)); n != 0 {
 		t.Fatalf("second PruneAdjustments = %d, want 0", n)
+	}
+}
+
+// An attempt keeps its request deadline across a restart (a new leader
+// honours the same settle deadline), and the adjustments it carries read as
+// awaiting confirmation until it is settled.
+func testAwaitingConfirmation(t *testing.T, open Opener) {
+	st := mustOpen(t, open)
+	ctx := ctxT(t)
+	a, _ := submit(t, st, adj(shopA, "a", line("8000001", -2)))
+	if a.AwaitingConfirmation || getAdj(t, st, shopA, "a").AwaitingConfirmation {
+		t.Fatal("a new adjustment reads as awaiting confirmation")
+	}
+	started := time.Now().UTC().Truncate(time.Millisecond)
+	at := inventory.Attempt{Key: shopA, ID: "t1", AdjustmentIDs: []string{"a"}, Rows: inventory.MergeAttemptRows([]inventory.Adjustment{a}),
+		StartedAt: started, RequestDeadline: started.Add(time.Minute)}
+	if err := st.BeginAttempt(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	if got := getAdj(t, st, shopA, "a"); got.State != inventory.AdjustmentPending || !got.AwaitingConfirmation {
+		t.Fatalf("carried by an open attempt: %+v, want pending and awaiting confirmation", got)
+	}
+	if again, created := submit(t, st, adj(shopA, "a", line("8000001", -2))); created || !again.AwaitingConfirmation {
+		t.Fatalf("replay while carried: created %v, %+v", created, again)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = mustOpen(t, open)
+	opens, err := st.OpenAttempts(ctx, shopA)
+	if err != nil || len(opens) != 1 || !opens[0].RequestDeadline.Equal(at.RequestDeadline) {
+		t.Fatalf("OpenAttempts after reopen = %+v, %v; want the request deadline %s kept", opens, err, at.RequestDeadline)
+	}
+	if err := st.FinishAttempt(ctx, shopA, "t1", inventory.AttemptResult{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := getAdj(t, st, shopA, "a"); got.State != inventory.AdjustmentPending || got.AwaitingConfirmation {
+		t.Fatalf("after a void attempt: %+v, want pending, not awaiting", got)
+	}
+	beginAll(t, st, shopA, "t2", time.Now(), a)
+	if err := st.FinishAttempt(ctx, shopA, "t2", inventory.AttemptResult{Applied: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := getAdj(t, st, shopA, "a"); got.State != inventory.AdjustmentApplied || got.AwaitingConfirmation {
+		t.Fatalf("after applied: %+v", got)
+	}
+}
+
+// A store refuses a second open attempt (two pushers are fenced by the
+// database), another store is not affected, and each attempt keeps the
+// leader that made it.
+func testOneOpenAttempt(t *testing.T, open Opener) {
+	st := mustOpen(t, open)
+	ctx := ctxT(t)
+	a, _ := submit(t, st, adj(shopA, "a", line("8000001", -1)))
+	b, _ := submit(t, st, adj(shopA, "b", line("8000002", -1)))
+	c, _ := submit(t, st, adj(shopB, "c", line("8000001", -1)))
+	begin := func(key inventory.StoreKey, id, leader string, x inventory.Adjustment) error {
+		return st.BeginAttempt(ctx, inventory.Attempt{Key: key, ID: id, AdjustmentIDs: []string{x.ID},
+			Rows: inventory.MergeAttemptRows([]inventory.Adjustment{x}), StartedAt: time.Now(), Leader: leader})
+	}
+	if err := begin(shopA, "t1", "replica-1_abc", a); err != nil {
+		t.Fatal(err)
+	}
+	err := begin(shopA, "t2", "replica-2_def", b)
+	if !errors.Is(err, inventory.ErrAttemptOpen) || !errors.Is(err, inventory.ErrAttemptConflict) {
+		t.Fatalf("second open attempt: %v, want ErrAttemptOpen (an ErrAttemptConflict)", err)
+	}
+	if got := getAdj(t, st, shopA, "b"); got.AwaitingConfirmation {
+		t.Fatal("the refused attempt left its adjustment carried")
+	}
+	if err := begin(shopB, "t3", "replica-2_def", c); err != nil {
+		t.Fatalf("an open attempt in another store: %v", err)
+	}
+	opens, err := st.OpenAttempts(ctx, shopA)
+	if err != nil || len(opens) != 1 || opens[0].Leader != "replica-1_abc" {
+		t.Fatalf("open attempts of A = %+v, %v; want t1 by replica-1_abc", opens, err)
+	}
+	if err := st.FinishAttempt(ctx, shopA, "t1", inventory.AttemptResult{Applied: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := begin(shopA, "t2", "replica-2_def", b); err != nil {
+		t.Fatalf("a new attempt once the open one is settled: %v", err)
+	}
+	applied, _ := st.AppliedAttempts(ctx, shopA, time.Time{})
+	if len(applied) != 1 || applied[0].Leader != "replica-1_abc" {
+		t.Fatalf("applied attempts %+v; want t1 keeping its leader", applied)
 	}
 }

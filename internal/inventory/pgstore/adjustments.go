@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 )
@@ -45,7 +46,8 @@ func decodeLines(b []byte) ([]inventory.AdjustmentLine, error) {
 	return out, nil
 }
 
-const adjColumns = `a.id, a.reason, a.lines, a.fingerprint, a.state, a.created_at, a.applied_at, a.failure_reason`
+const adjColumns = `a.id, a.reason, a.lines, a.fingerprint, a.state, a.created_at, a.applied_at, a.failure_reason,
+	(a.state = 'pending' AND a.attempt_id IS NOT NULL)`
 
 func scanAdjustment(row pgx.Row, key inventory.StoreKey) (inventory.Adjustment, error) {
 	a := inventory.Adjustment{Key: key}
@@ -54,7 +56,7 @@ func scanAdjustment(row pgx.Row, key inventory.StoreKey) (inventory.Adjustment, 
 		state   string
 		applied *time.Time
 	)
-	if err := row.Scan(&a.ID, &a.Reason, &lines, &a.Fingerprint, &state, &a.CreatedAt, &applied, &a.FailureReason); err != nil {
+	if err := row.Scan(&a.ID, &a.Reason, &lines, &a.Fingerprint, &state, &a.CreatedAt, &applied, &a.FailureReason, &a.AwaitingConfirmation); err != nil {
 		return a, err
 	}
 	var err error
@@ -299,9 +301,13 @@ func (s *Store) BeginAttempt(ctx context.Context, at inventory.Attempt) error {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `
-			INSERT INTO inventory_attempts (store_id, id, adjustment_ids, rows, started_at, state)
-			VALUES ($1, $2, $3, $4, $5, 'open') ON CONFLICT (store_id, id) DO NOTHING`,
-			storeID, at.ID, at.AdjustmentIDs, rows, inventory.NormalizeTime(at.StartedAt))
+			INSERT INTO inventory_attempts (store_id, id, adjustment_ids, rows, started_at, state, request_deadline, leader)
+			VALUES ($1, $2, $3, $4, $5, 'open', $6, $7) ON CONFLICT (store_id, id) DO NOTHING`,
+			storeID, at.ID, at.AdjustmentIDs, rows, inventory.NormalizeTime(at.StartedAt), nullTime(at.RequestDeadline), at.Leader)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "inventory_attempts_one_open" {
+			return fmt.Errorf("attempt %s: %w", at.ID, inventory.ErrAttemptOpen)
+		}
 		if err != nil {
 			return err
 		}
@@ -325,7 +331,7 @@ func (s *Store) BeginAttempt(ctx context.Context, at inventory.Attempt) error {
 	return nil
 }
 
-const attemptColumns = `id, adjustment_ids, rows, started_at, finished_at, state, claims`
+const attemptColumns = `id, adjustment_ids, rows, started_at, finished_at, state, claims, request_deadline, leader`
 
 func scanAttempt(r pgx.CollectableRow, key inventory.StoreKey) (inventory.Attempt, error) {
 	a := inventory.Attempt{Key: key}
@@ -333,8 +339,9 @@ func scanAttempt(r pgx.CollectableRow, key inventory.StoreKey) (inventory.Attemp
 		rows     []byte
 		finished *time.Time
 		state    string
+		deadline *time.Time
 	)
-	if err := r.Scan(&a.ID, &a.AdjustmentIDs, &rows, &a.StartedAt, &finished, &state, &a.Claims); err != nil {
+	if err := r.Scan(&a.ID, &a.AdjustmentIDs, &rows, &a.StartedAt, &finished, &state, &a.Claims, &deadline, &a.Leader); err != nil {
 		return a, err
 	}
 	var in []lineJSON
@@ -346,6 +353,7 @@ func scanAttempt(r pgx.CollectableRow, key inventory.StoreKey) (inventory.Attemp
 		a.Rows[i] = inventory.AttemptRow{ProductID: l.ProductID, Amount: l.Quantity}
 	}
 	a.StartedAt, a.FinishedAt, a.State = a.StartedAt.UTC(), fromNull(finished), inventory.AttemptState(state)
+	a.RequestDeadline = fromNull(deadline)
 	if len(a.Claims) == 0 {
 		a.Claims = nil
 	}

@@ -118,6 +118,19 @@ CREATE INDEX inventory_adjustments_reflected ON inventory_adjustments (store_id,
 CREATE INDEX inventory_adjustments_failed ON inventory_adjustments (store_id, created_at)
 	WHERE state = 'failed';
 `,
+	// 4: the latest time an attempt's request can have ended (the pusher
+	// waits a settle period after it before concluding "not applied").
+	// NULL for attempts recorded before; the pusher derives it then.
+	`
+ALTER TABLE inventory_attempts ADD COLUMN request_deadline timestamptz;
+`,
+	// 5: at most one open attempt per store, enforced by the database so
+	// that two pushers cannot both send for a store (BeginAttempt maps the
+	// violation to ErrAttemptOpen); and who made each attempt.
+	`
+ALTER TABLE inventory_attempts ADD COLUMN leader text NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX inventory_attempts_one_open ON inventory_attempts (store_id) WHERE state = 'open';
+`,
 }
 
 // migrationLock is the advisory lock key that serialises replicas starting
