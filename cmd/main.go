@@ -54,6 +54,7 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 	"github.com/stocksync/smaregi-operator/internal/storemetrics"
 	"github.com/stocksync/smaregi-operator/internal/storeregistry"
+	"github.com/stocksync/smaregi-operator/internal/watchscope"
 	"github.com/stocksync/smaregi-operator/webhookserver"
 	// +kubebuilder:scaffold:imports
 )
@@ -94,6 +95,7 @@ type config struct {
 	adjustmentRetention  time.Duration
 	smaregiSendMemo      bool
 	allowedEndpoints     string
+	watchNamespaces      string
 }
 
 func main() {
@@ -134,6 +136,10 @@ func main() {
 	flag.StringVar(&c.allowedEndpoints, "allowed-endpoints", strings.Join(storeaccess.DefaultAllowedEndpoints, ","),
 		"Comma-separated URL prefixes a SmaregiStore's spec.endpoint must match; a store outside them is Stalled "+
 			"(EndpointNotAllowed) and no request is sent, so whoever may edit SmaregiStores cannot send credentials elsewhere.")
+	flag.StringVar(&c.watchNamespaces, "watch-namespaces", "",
+		"Comma-separated namespaces the operator acts in: it caches, reconciles, receives for and serves the hub API "+
+			"only there, and reads Secrets only there (RBAC may then grant Secrets by RoleBindings in these namespaces). "+
+			"Empty (the default) is every namespace.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -160,6 +166,10 @@ func run(ctx context.Context, c config) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
+	scope, err := watchscope.Parse(splitList(c.watchNamespaces))
+	if err != nil {
+		return fmt.Errorf("--watch-namespaces: %w", err)
+	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,
@@ -170,11 +180,15 @@ func run(ctx context.Context, c config) error {
 		// The receiver keeps serving while a new leader is elected, so a
 		// fast hand-over on shutdown loses nothing.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(),
+		Cache:                         controllers.CacheOptions(scope.Names()...),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
+	// Uncached reads (credentials Secrets) and the hub API's reads never
+	// leave the watched namespaces: a name outside is NotFound without a
+	// call to the API server.
+	apiReader := scope.Reader(mgr.GetAPIReader())
 	// smaregi_store_* gauges, read from the informer cache at scrape time.
 	if err := storemetrics.Register(mgr.GetCache(), ctrl.Log.WithName("storemetrics")); err != nil {
 		return fmt.Errorf("register store metrics: %w", err)
@@ -199,7 +213,7 @@ func run(ctx context.Context, c config) error {
 	clients := &storeaccess.Clients{Limiters: limiters, Allowed: allowed}
 	reconciler := &controllers.SmaregiStoreReconciler{
 		Client:           mgr.GetClient(),
-		APIReader:        mgr.GetAPIReader(),
+		APIReader:        apiReader,
 		Scheme:           mgr.GetScheme(),
 		Recorder:         mgr.GetEventRecorder("smaregi-operator"),
 		Clock:            clock.RealClock{},
@@ -207,6 +221,7 @@ func run(ctx context.Context, c config) error {
 		ReceiverBaseURL:  c.receiverBaseURL,
 		KeyRotationGrace: c.keyRotationGrace,
 		RecheckInterval:  c.credentialsRecheck,
+		WatchNamespaces:  scope.Names(),
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up SmaregiStore controller: %w", err)
@@ -219,7 +234,7 @@ func run(ctx context.Context, c config) error {
 	if err := (&storeregistry.Controller{Registry: registry}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up store registry: %w", err)
 	}
-	tokens := storeaccess.NewTokens(mgr.GetAPIReader(), mirror.DefaultTokenTTL, clock.RealClock{})
+	tokens := storeaccess.NewTokens(apiReader, mirror.DefaultTokenTTL, clock.RealClock{})
 
 	engine, err := mirror.New(mirror.Options{
 		Inventory: inv,
@@ -283,8 +298,8 @@ func run(ctx context.Context, c config) error {
 		}
 		hub, err := hubapi.New(hubapi.Options{
 			BindAddress: c.apiAddr,
-			Reader:      mgr.GetClient(),
-			APIReader:   mgr.GetAPIReader(),
+			Reader:      scope.Reader(mgr.GetClient()),
+			APIReader:   apiReader,
 			Clients:     clients,
 			Authn:       kube.AuthenticationV1().TokenReviews(),
 			Authz:       kube.AuthorizationV1().SubjectAccessReviews(),
@@ -310,7 +325,7 @@ func run(ctx context.Context, c config) error {
 	}
 
 	setupLog.Info("starting manager", "receiver", c.receiverAddr, "receiverBaseURL", c.receiverBaseURL,
-		"inventory", inventory.RedactURL(c.inventoryURL))
+		"inventory", inventory.RedactURL(c.inventoryURL), "watchNamespaces", scope.Names())
 	return mgr.Start(ctx)
 }
 
