@@ -20,13 +20,14 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
-	"github.com/stocksync/smaregi-operator/internal/controller"
+	controller "github.com/stocksync/smaregi-operator/controllers"
 	_ "github.com/stocksync/smaregi-operator/internal/hubapi" // registers the hub API's metrics
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	_ "github.com/stocksync/smaregi-operator/internal/inventory/boltstore"
 	"github.com/stocksync/smaregi-operator/internal/mirror"
 	"github.com/stocksync/smaregi-operator/internal/pusher"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 	"github.com/stocksync/smaregi-operator/internal/storemetrics"
 	"github.com/stocksync/smaregi-operator/internal/testenv"
 	_ "github.com/stocksync/smaregi-operator/webhookserver" // registers the receiver's metrics
@@ -149,8 +150,8 @@ func registerOperatorMetrics(t *testing.T) error {
 
 type noTargets struct{}
 
-func (noTargets) Target(context.Context, inventory.StoreKey) (pusher.Target, error) {
-	return pusher.Target{}, fmt.Errorf("chart test: no targets")
+func (noTargets) Target(context.Context, inventory.StoreKey) (storeaccess.Target, error) {
+	return storeaccess.Target{}, fmt.Errorf("chart test: no targets")
 }
 
 // registered reports whether a metric family name is registered on the
