@@ -282,3 +282,52 @@ func sortedKinds(objs []*unstructured.Unstructured) []string {
 	slices.Sort(k)
 	return k
 }
+
+// With watchNamespaces the manager ClusterRole grants no Secret: a Role and
+// RoleBinding per watched namespace do, and the operator is told the list.
+func TestWatchNamespacesGrantSecretsPerNamespace(t *testing.T) {
+	objs := render(t, "ci/default-values.yaml", "--set", "watchNamespaces={shops,outlet}")
+	r := find(objs, "ClusterRole", releaseName+"-manager")
+	if r == nil {
+		t.Fatal("no manager ClusterRole rendered")
+	}
+	var role rbacv1.ClusterRole
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(r.Object, &role); err != nil {
+		t.Fatal(err)
+	}
+	for _, rule := range role.Rules {
+		if slices.Contains(rule.Resources, "secrets") {
+			t.Errorf("the manager ClusterRole still grants Secrets cluster-wide: %+v", rule)
+		}
+	}
+	for _, ns := range []string{"shops", "outlet"} {
+		var gotRole, gotBinding bool
+		for _, o := range objs {
+			if o.GetNamespace() != ns || o.GetName() != releaseName+"-manager-secrets" {
+				continue
+			}
+			switch o.GetKind() {
+			case "Role":
+				var r rbacv1.Role
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err != nil {
+					t.Fatal(err)
+				}
+				gotRole = len(r.Rules) == 1 && slices.Equal(r.Rules[0].Resources, []string{"secrets"})
+			case "RoleBinding":
+				var b rbacv1.RoleBinding
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b); err != nil {
+					t.Fatal(err)
+				}
+				gotBinding = b.RoleRef.Kind == "Role" && len(b.Subjects) == 1 && b.Subjects[0].Namespace == namespace
+			}
+		}
+		if !gotRole || !gotBinding {
+			t.Errorf("namespace %s: Secret Role %v, RoleBinding to the operator %v", ns, gotRole, gotBinding)
+		}
+	}
+	dep := find(objs, "Deployment", releaseName)
+	c := dep.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+	if args := anyStrings(c["args"]); !slices.Contains(args, "--watch-namespaces=shops,outlet") {
+		t.Errorf("args %q lack --watch-namespaces=shops,outlet", args)
+	}
+}
