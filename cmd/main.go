@@ -120,7 +120,8 @@ func main() {
 		"The most rows (of all tables) one send may carry; more are refused with 413. Bounds the receiver's memory per send.")
 	flag.StringVar(&c.inventoryURL, "inventory", "bolt:///var/lib/smaregi-operator/inventory.db",
 		"Where stock mirrors and accepted sends are kept: bolt:///path/file.db (embedded, one replica) "+
-			"or postgres://user:pass@host/db (several replicas; the schema is created and migrated automatically).")
+			"or postgres://user@host/db (several replicas; the schema is created and migrated automatically). "+
+			"Give the password as PGPASSWORD or in a PGPASSFILE, not in the URL: arguments are visible to whoever may get Pods.")
 	flag.StringVar(&c.apiAddr, "api-bind-address", hubapi.DefaultBindAddress,
 		"The address of the hub API (stock, availability, adjustments; Kubernetes bearer tokens); 0 disables it.")
 	flag.StringVar(&c.apiAudiences, "hub-api-audiences", hubapi.DefaultAudience,

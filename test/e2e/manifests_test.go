@@ -1,0 +1,86 @@
+/*
+Copyright 2026 The smaregi-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package e2e
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+// renderedDeployment renders a kustomization and returns its manager
+// Deployment (and fails when there is none).
+func renderedDeployment(t *testing.T, dir string) *appsv1.Deployment {
+	t.Helper()
+	for _, doc := range renderKustomize(t, dir) {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(doc, &u.Object); err != nil || u.GetKind() != "Deployment" {
+			continue
+		}
+		d := &appsv1.Deployment{}
+		mustUnmarshal(t, doc, d)
+		return d
+	}
+	t.Fatalf("%s renders no Deployment", dir)
+	return nil
+}
+
+// managerContainer returns the Deployment's manager container.
+func managerContainer(t *testing.T, d *appsv1.Deployment) *corev1.Container {
+	t.Helper()
+	for i := range d.Spec.Template.Spec.Containers {
+		if c := &d.Spec.Template.Spec.Containers[i]; c.Name == "manager" {
+			return c
+		}
+	}
+	t.Fatal("no manager container")
+	return nil
+}
+
+// TestPostgresOverlayTakesThePasswordFromASecret: config/postgres gives the
+// operator a DSN without a password and the password as PGPASSWORD from a
+// secretKeyRef, so it is in no argument of the Pod.
+func TestPostgresOverlayTakesThePasswordFromASecret(t *testing.T) {
+	c := managerContainer(t, renderedDeployment(t, "config/postgres"))
+	var dsn string
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--inventory="); ok {
+			dsn = v
+		}
+	}
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme != "postgres" {
+		t.Fatalf("--inventory=%q is not a postgres:// URL", dsn)
+	}
+	if _, has := u.User.Password(); has || u.Query().Has("password") {
+		t.Errorf("the DSN in the arguments carries a password: %s", dsn)
+	}
+	var fromSecret bool
+	for _, e := range c.Env {
+		if e.Name == "PGPASSWORD" {
+			fromSecret = e.Value == "" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil
+		}
+	}
+	if !fromSecret {
+		t.Errorf("PGPASSWORD is not taken from a Secret: %+v", c.Env)
+	}
+}
