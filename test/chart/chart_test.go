@@ -10,7 +10,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,6 +26,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
+
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
+	"github.com/stocksync/smaregi-operator/webhookserver"
 )
 
 func TestHelmLint(t *testing.T) {
@@ -329,5 +334,30 @@ func TestWatchNamespacesGrantSecretsPerNamespace(t *testing.T) {
 	c := dep.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
 	if args := anyStrings(c["args"]); !slices.Contains(args, "--watch-namespaces=shops,outlet") {
 		t.Errorf("args %q lack --watch-namespaces=shops,outlet", args)
+	}
+}
+
+// The Pod stops accepting only after a preStop sleep (its endpoints are
+// removed meanwhile), and the grace period covers the sleep and the
+// servers' drain.
+func TestShutdownLetsEndpointsGoFirst(t *testing.T) {
+	drain := int64(max(webhookserver.DefaultShutdownTimeout, hubapi.DefaultShutdownTimeout) / time.Second)
+	for _, vf := range valuesFiles {
+		dep := find(render(t, vf), "Deployment", releaseName)
+		var d appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(dep.Object, &d); err != nil {
+			t.Fatal(err)
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		var sleep int64
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+			sleep = c.Lifecycle.PreStop.Sleep.Seconds
+		}
+		if sleep < 5 {
+			t.Errorf("%s: preStop sleep %ds; want at least 5 s", vf, sleep)
+		}
+		if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g <= sleep+drain {
+			t.Errorf("%s: terminationGracePeriodSeconds %v must exceed the preStop sleep (%d s) plus the drain (%d s)", vf, g, sleep, drain)
+		}
 	}
 }

@@ -20,11 +20,15 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
+	"github.com/stocksync/smaregi-operator/webhookserver"
 )
 
 // renderedDeployment renders a kustomization and returns its manager
@@ -82,5 +86,43 @@ func TestPostgresOverlayTakesThePasswordFromASecret(t *testing.T) {
 	}
 	if !fromSecret {
 		t.Errorf("PGPASSWORD is not taken from a Secret: %+v", c.Env)
+	}
+}
+
+// drainSeconds is the longest the operator's servers drain after SIGTERM.
+var drainSeconds = int64(max(webhookserver.DefaultShutdownTimeout, hubapi.DefaultShutdownTimeout) / time.Second)
+
+// TestShutdownLetsEndpointsGoFirst: a preStop sleep keeps the servers
+// accepting while the Pod's endpoints are removed, and the grace period
+// covers that sleep plus the servers' drain, so sends during a restart are
+// neither refused nor cut. config/default also ships a PodDisruptionBudget.
+func TestShutdownLetsEndpointsGoFirst(t *testing.T) {
+	for _, dir := range []string{"config/default", "config/postgres", "config/namespaced"} {
+		d := renderedDeployment(t, dir)
+		c := managerContainer(t, d)
+		var sleep int64
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+			sleep = c.Lifecycle.PreStop.Sleep.Seconds
+		}
+		if sleep < 5 {
+			t.Errorf("%s: preStop sleep %ds; want at least 5 s for endpoints to be removed first", dir, sleep)
+		}
+		grace := int64(30)
+		if p := d.Spec.Template.Spec.TerminationGracePeriodSeconds; p != nil {
+			grace = *p
+		}
+		if grace <= sleep+drainSeconds {
+			t.Errorf("%s: terminationGracePeriodSeconds %d must exceed the preStop sleep (%d s) plus the drain (%d s)", dir, grace, sleep, drainSeconds)
+		}
+	}
+	var pdb bool
+	for _, doc := range renderKustomize(t, "config/default") {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(doc, &u.Object); err == nil && u.GetKind() == "PodDisruptionBudget" {
+			pdb = true
+		}
+	}
+	if !pdb {
+		t.Error("config/default ships no PodDisruptionBudget")
 	}
 }
