@@ -14,6 +14,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -359,5 +360,74 @@ func TestShutdownLetsEndpointsGoFirst(t *testing.T) {
 		if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g <= sleep+drain {
 			t.Errorf("%s: terminationGracePeriodSeconds %v must exceed the preStop sleep (%d s) plus the drain (%d s)", vf, g, sleep, drain)
 		}
+	}
+}
+
+// hubApi.tls.secretName mounts the Secret and points the operator's TLS
+// flags at its tls.crt and tls.key; without it neither is rendered.
+func TestHubAPITLSFromASecret(t *testing.T) {
+	container := func(vf string) (appsv1.Deployment, corev1.Container) {
+		var d appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(find(render(t, vf), "Deployment", releaseName).Object, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d, d.Spec.Template.Spec.Containers[0]
+	}
+	d, c := container("ci/ha-postgres-values.yaml")
+	var mountPath string
+	for _, m := range c.VolumeMounts {
+		if m.Name == "hub-api-tls" {
+			mountPath = m.MountPath
+		}
+	}
+	var secret string
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == "hub-api-tls" && v.Secret != nil {
+			secret = v.Secret.SecretName
+		}
+	}
+	if secret != "smaregi-hub-api-tls" || mountPath == "" {
+		t.Fatalf("the TLS Secret is not mounted: volume of Secret %q at %q", secret, mountPath)
+	}
+	for _, want := range []string{"--api-tls-cert-file=" + mountPath + "/tls.crt", "--api-tls-key-file=" + mountPath + "/tls.key"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("args %q lack %s", c.Args, want)
+		}
+	}
+	if _, c := container("ci/default-values.yaml"); slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--api-tls-") }) {
+		t.Errorf("TLS flags without hubApi.tls.secretName: %q", c.Args)
+	}
+}
+
+// The chart's NetworkPolicy admits the same ports as config/network-policy.
+func TestNetworkPolicyMatchesKustomize(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "network-policy", "network_policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want networkingv1.NetworkPolicy
+	if err := yaml.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	np := find(render(t, "ci/default-values.yaml", "--set", "networkPolicy.enabled=true"), "NetworkPolicy", releaseName)
+	if np == nil {
+		t.Fatal("no NetworkPolicy rendered")
+	}
+	var got networkingv1.NetworkPolicy
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(np.Object, &got); err != nil {
+		t.Fatal(err)
+	}
+	ports := func(p networkingv1.NetworkPolicy) []string {
+		var out []string
+		for _, r := range p.Spec.Ingress {
+			for _, port := range r.Ports {
+				out = append(out, port.Port.String())
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	if !slices.Equal(ports(got), ports(want)) || !slices.Equal(got.Spec.PolicyTypes, want.Spec.PolicyTypes) {
+		t.Errorf("chart NetworkPolicy admits %v (%v), config/network-policy %v (%v)", ports(got), got.Spec.PolicyTypes, ports(want), want.Spec.PolicyTypes)
 	}
 }

@@ -18,12 +18,16 @@ package e2e
 
 import (
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -124,5 +128,61 @@ func TestShutdownLetsEndpointsGoFirst(t *testing.T) {
 	}
 	if !pdb {
 		t.Error("config/default ships no PodDisruptionBudget")
+	}
+}
+
+// TestHubAPITLSComponent: config/components/hub-api-tls, added to
+// config/default, mounts the TLS Secret and points the operator's TLS flags
+// at the files in it. config/default itself ships a NetworkPolicy.
+func TestHubAPITLSComponent(t *testing.T) {
+	dir := t.TempDir()
+	rel := func(p string) string {
+		r, err := filepath.Rel(dir, filepath.Join(repoRoot, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	kustomization := "resources:\n- " + rel("config/default") + "\ncomponents:\n- " + rel("config/components/hub-api-tls") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := renderedDeployment(t, dir)
+	c := managerContainer(t, d)
+	var mountPath, secret string
+	for _, m := range c.VolumeMounts {
+		if m.Name == "hub-api-tls" {
+			mountPath = m.MountPath
+		}
+	}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == "hub-api-tls" && v.Secret != nil {
+			secret = v.Secret.SecretName
+		}
+	}
+	if secret == "" || mountPath == "" {
+		t.Fatalf("the TLS Secret is not mounted: Secret %q at %q", secret, mountPath)
+	}
+	for _, want := range []string{"--api-tls-cert-file=" + mountPath + "/tls.crt", "--api-tls-key-file=" + mountPath + "/tls.key"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("args %q lack %s", c.Args, want)
+		}
+	}
+
+	var ports []string
+	for _, doc := range renderKustomize(t, "config/default") {
+		np := &networkingv1.NetworkPolicy{}
+		if err := yaml.Unmarshal(doc, np); err != nil || np.Kind != "NetworkPolicy" {
+			continue
+		}
+		for _, r := range np.Spec.Ingress {
+			for _, p := range r.Ports {
+				ports = append(ports, p.Port.String())
+			}
+		}
+	}
+	slices.Sort(ports)
+	if want := []string{"hub-api", "metrics", "probes", "receiver"}; !slices.Equal(ports, want) {
+		t.Errorf("config/default's NetworkPolicy admits ports %v, want %v", ports, want)
 	}
 }

@@ -159,12 +159,16 @@ func TestNamespacedModeIgnoresStoresOutside(t *testing.T) {
 	}
 }
 
-// renderKustomize builds a kustomization of the repository with the
-// kubectl of the control plane, split into YAML documents.
+// renderKustomize builds a kustomization (a directory of the repository,
+// or an absolute path) with the kubectl of the control plane, split into
+// YAML documents.
 func renderKustomize(t *testing.T, dir string) [][]byte {
 	t.Helper()
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(repoRoot, dir)
+	}
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-	out, err := exec.Command(kubectl, "kustomize", filepath.Join(repoRoot, dir)).Output()
+	out, err := exec.Command(kubectl, "kustomize", dir).Output()
 	if err != nil {
 		t.Fatalf("kubectl kustomize %s: %v", dir, err)
 	}
