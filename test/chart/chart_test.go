@@ -431,3 +431,27 @@ func TestNetworkPolicyMatchesKustomize(t *testing.T) {
 		t.Errorf("chart NetworkPolicy admits %v (%v), config/network-policy %v (%v)", ports(got), got.Spec.PolicyTypes, ports(want), want.Spec.PolicyTypes)
 	}
 }
+
+// The chart's leader-election Role is config/rbac's: Leases and events,
+// no ConfigMaps.
+func TestChartLeaderElectionRoleIsConfigs(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "rbac", "leader_election_role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want rbacv1.Role
+	if err := yaml.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	r := find(render(t, "ci/default-values.yaml"), "Role", releaseName+"-leader-election")
+	if r == nil {
+		t.Fatal("no leader-election Role rendered")
+	}
+	var got rbacv1.Role
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(r.Object, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Rules, want.Rules) {
+		t.Errorf("chart's leader-election rules differ from config/rbac/leader_election_role.yaml:\n got %+v\nwant %+v", got.Rules, want.Rules)
+	}
+}
