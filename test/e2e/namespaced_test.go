@@ -44,7 +44,7 @@ import (
 // ServiceAccount holding exactly the RBAC of config/namespaced (its
 // ClusterRole without Secret rules, Secret rights by a RoleBinding in the
 // watched namespace only) with --watch-namespaces. A store in the watched
-// namespace becomes Ready; an identical store elsewhere is ignored
+// namespace becomes Ready and takes sends; an identical store elsewhere is ignored
 // entirely: no status, no key Secret, and the hub API answers 404 for it.
 // Any cache that still listed Secrets cluster-wide would be forbidden and
 // the watched store would never become Ready.
@@ -134,6 +134,15 @@ func TestNamespacedModeIgnoresStoresOutside(t *testing.T) {
 	waitFor(t, 30*time.Second, "the watched store's import", func() bool {
 		l, code := hubStock(t, op, viewer, watched, "store-1")
 		return code == http.StatusOK && l.SKUs == 5
+	})
+
+	// The receiver finds the watched store's route through the
+	// namespace-limited cache: a sale reaches the mirror by its send, well
+	// before the one-minute poll.
+	connectSends(t, s, getStore(t, watched, "store-1"))
+	ringUp(t, s, 3, []string{"1"}, 5, 7)
+	waitFor(t, 30*time.Second, "the sale's send to reach the watched store's mirror", func() bool {
+		return mirrorDiff(t, op, viewer, s, watched, "store-1", "1") == ""
 	})
 
 	st := getStore(t, outside, "store-1")
