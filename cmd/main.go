@@ -54,6 +54,7 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 	"github.com/stocksync/smaregi-operator/internal/storemetrics"
 	"github.com/stocksync/smaregi-operator/internal/storeregistry"
+	"github.com/stocksync/smaregi-operator/internal/watchscope"
 	"github.com/stocksync/smaregi-operator/webhookserver"
 	// +kubebuilder:scaffold:imports
 )
@@ -96,6 +97,7 @@ type config struct {
 	allowedEndpoints     string
 	requestTimeout       time.Duration
 	pushSettlePeriod     time.Duration
+	watchNamespaces      string
 }
 
 func main() {
@@ -120,7 +122,8 @@ func main() {
 		"The most rows (of all tables) one send may carry; more are refused with 413. Bounds the receiver's memory per send.")
 	flag.StringVar(&c.inventoryURL, "inventory", "bolt:///var/lib/smaregi-operator/inventory.db",
 		"Where stock mirrors and accepted sends are kept: bolt:///path/file.db (embedded, one replica) "+
-			"or postgres://user:pass@host/db (several replicas; the schema is created and migrated automatically).")
+			"or postgres://user@host/db (several replicas; the schema is created and migrated automatically). "+
+			"Give the password as PGPASSWORD or in a PGPASSFILE, not in the URL: arguments are visible to whoever may get Pods.")
 	flag.StringVar(&c.apiAddr, "api-bind-address", hubapi.DefaultBindAddress,
 		"The address of the hub API (stock, availability, adjustments; Kubernetes bearer tokens); 0 disables it.")
 	flag.StringVar(&c.apiAudiences, "hub-api-audiences", hubapi.DefaultAudience,
@@ -140,6 +143,10 @@ func main() {
 		"Bound of one Smaregi call of the adjustment pusher.")
 	flag.DurationVar(&c.pushSettlePeriod, "push-settle-period", 5*time.Minute,
 		"After a push ended without a clear answer, how long Smaregi's stock history is re-read before the push is concluded not applied and sent again.")
+	flag.StringVar(&c.watchNamespaces, "watch-namespaces", "",
+		"Comma-separated namespaces the operator acts in: it caches, reconciles, receives for and serves the hub API "+
+			"only there, and reads Secrets only there (RBAC may then grant Secrets by RoleBindings in these namespaces). "+
+			"Empty (the default) is every namespace.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -166,6 +173,10 @@ func run(ctx context.Context, c config) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
+	scope, err := watchscope.Parse(splitList(c.watchNamespaces))
+	if err != nil {
+		return fmt.Errorf("--watch-namespaces: %w", err)
+	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,
@@ -176,11 +187,15 @@ func run(ctx context.Context, c config) error {
 		// The receiver keeps serving while a new leader is elected, so a
 		// fast hand-over on shutdown loses nothing.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(),
+		Cache:                         controllers.CacheOptions(scope.Names()...),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
+	// Uncached reads (credentials Secrets) and the hub API's reads never
+	// leave the watched namespaces: a name outside is NotFound without a
+	// call to the API server.
+	apiReader := scope.Reader(mgr.GetAPIReader())
 	// smaregi_store_* gauges, read from the informer cache at scrape time.
 	if err := storemetrics.Register(mgr.GetCache(), ctrl.Log.WithName("storemetrics")); err != nil {
 		return fmt.Errorf("register store metrics: %w", err)
@@ -205,7 +220,7 @@ func run(ctx context.Context, c config) error {
 	clients := &storeaccess.Clients{Limiters: limiters, Allowed: allowed}
 	reconciler := &controllers.SmaregiStoreReconciler{
 		Client:           mgr.GetClient(),
-		APIReader:        mgr.GetAPIReader(),
+		APIReader:        apiReader,
 		Scheme:           mgr.GetScheme(),
 		Recorder:         mgr.GetEventRecorder("smaregi-operator"),
 		Clock:            clock.RealClock{},
@@ -213,6 +228,7 @@ func run(ctx context.Context, c config) error {
 		ReceiverBaseURL:  c.receiverBaseURL,
 		KeyRotationGrace: c.keyRotationGrace,
 		RecheckInterval:  c.credentialsRecheck,
+		WatchNamespaces:  scope.Names(),
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up SmaregiStore controller: %w", err)
@@ -225,7 +241,7 @@ func run(ctx context.Context, c config) error {
 	if err := (&storeregistry.Controller{Registry: registry}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up store registry: %w", err)
 	}
-	tokens := storeaccess.NewTokens(mgr.GetAPIReader(), mirror.DefaultTokenTTL, clock.RealClock{})
+	tokens := storeaccess.NewTokens(apiReader, mirror.DefaultTokenTTL, clock.RealClock{})
 
 	engine, err := mirror.New(mirror.Options{
 		Inventory: inv,
@@ -291,8 +307,8 @@ func run(ctx context.Context, c config) error {
 		}
 		hub, err := hubapi.New(hubapi.Options{
 			BindAddress: c.apiAddr,
-			Reader:      mgr.GetClient(),
-			APIReader:   mgr.GetAPIReader(),
+			Reader:      scope.Reader(mgr.GetClient()),
+			APIReader:   apiReader,
 			Clients:     clients,
 			Authn:       kube.AuthenticationV1().TokenReviews(),
 			Authz:       kube.AuthorizationV1().SubjectAccessReviews(),
@@ -318,7 +334,7 @@ func run(ctx context.Context, c config) error {
 	}
 
 	setupLog.Info("starting manager", "receiver", c.receiverAddr, "receiverBaseURL", c.receiverBaseURL,
-		"inventory", inventory.RedactURL(c.inventoryURL))
+		"inventory", inventory.RedactURL(c.inventoryURL), "watchNamespaces", scope.Names())
 	return mgr.Start(ctx)
 }
 

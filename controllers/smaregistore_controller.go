@@ -33,6 +33,7 @@ import (
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/storepredicate"
+	"github.com/stocksync/smaregi-operator/internal/watchscope"
 )
 
 // Defaults for the reconciler's intervals.
@@ -49,10 +50,12 @@ const CredentialsSecretIndex = "spec.credentialsRef.name"
 // CacheOptions returns the manager cache options the controller needs:
 // full Secret objects are cached only when labelled as created by this
 // operator (the receiver key Secrets), so the operator never holds every
-// token and certificate of the cluster in memory. cmd/main.go and the tests
-// both use it.
-func CacheOptions() cache.Options {
+// token and certificate of the cluster in memory. With namespaces
+// (--watch-namespaces) every informer lists and watches only there; none
+// means every namespace. cmd/main.go and the tests both use it.
+func CacheOptions(namespaces ...string) cache.Options {
 	return cache.Options{
+		DefaultNamespaces: watchscope.CacheNamespaces(namespaces),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue})},
 		},
@@ -88,6 +91,10 @@ type SmaregiStoreReconciler struct {
 	// configuration error (bad token, function off). A changed token is
 	// checked at once regardless. Default 1h.
 	StalledRecheckInterval time.Duration
+	// WatchNamespaces limits the Secret metadata watch to these namespaces
+	// (--watch-namespaces, the same list as CacheOptions); empty watches
+	// every namespace.
+	WatchNamespaces []string
 
 	states sync.Map // types.NamespacedName -> *storeState
 }
@@ -223,6 +230,9 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	metaCache, err := cache.New(mgr.GetConfig(), cache.Options{
 		HTTPClient: mgr.GetHTTPClient(), Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
 		DefaultTransform: stripToIdentity,
+		// Outside the watched namespaces the operator may have no right
+		// to list Secrets at all (namespaced RBAC).
+		DefaultNamespaces: watchscope.CacheNamespaces(r.WatchNamespaces),
 		// Nothing may read full objects through this cache by accident.
 		ReaderFailOnMissingInformer: true,
 	})

@@ -10,8 +10,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -24,6 +27,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
+
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
+	"github.com/stocksync/smaregi-operator/webhookserver"
 )
 
 func TestHelmLint(t *testing.T) {
@@ -281,4 +287,171 @@ func sortedKinds(objs []*unstructured.Unstructured) []string {
 	}
 	slices.Sort(k)
 	return k
+}
+
+// With watchNamespaces the manager ClusterRole grants no Secret: a Role and
+// RoleBinding per watched namespace do, and the operator is told the list.
+func TestWatchNamespacesGrantSecretsPerNamespace(t *testing.T) {
+	objs := render(t, "ci/default-values.yaml", "--set", "watchNamespaces={shops,outlet}")
+	r := find(objs, "ClusterRole", releaseName+"-manager")
+	if r == nil {
+		t.Fatal("no manager ClusterRole rendered")
+	}
+	var role rbacv1.ClusterRole
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(r.Object, &role); err != nil {
+		t.Fatal(err)
+	}
+	for _, rule := range role.Rules {
+		if slices.Contains(rule.Resources, "secrets") {
+			t.Errorf("the manager ClusterRole still grants Secrets cluster-wide: %+v", rule)
+		}
+	}
+	for _, ns := range []string{"shops", "outlet"} {
+		var gotRole, gotBinding bool
+		for _, o := range objs {
+			if o.GetNamespace() != ns || o.GetName() != releaseName+"-manager-secrets" {
+				continue
+			}
+			switch o.GetKind() {
+			case "Role":
+				var r rbacv1.Role
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err != nil {
+					t.Fatal(err)
+				}
+				gotRole = len(r.Rules) == 1 && slices.Equal(r.Rules[0].Resources, []string{"secrets"})
+			case "RoleBinding":
+				var b rbacv1.RoleBinding
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b); err != nil {
+					t.Fatal(err)
+				}
+				gotBinding = b.RoleRef.Kind == "Role" && len(b.Subjects) == 1 && b.Subjects[0].Namespace == namespace
+			}
+		}
+		if !gotRole || !gotBinding {
+			t.Errorf("namespace %s: Secret Role %v, RoleBinding to the operator %v", ns, gotRole, gotBinding)
+		}
+	}
+	dep := find(objs, "Deployment", releaseName)
+	c := dep.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+	if args := anyStrings(c["args"]); !slices.Contains(args, "--watch-namespaces=shops,outlet") {
+		t.Errorf("args %q lack --watch-namespaces=shops,outlet", args)
+	}
+}
+
+// The Pod stops accepting only after a preStop sleep (its endpoints are
+// removed meanwhile), and the grace period covers the sleep and the
+// servers' drain.
+func TestShutdownLetsEndpointsGoFirst(t *testing.T) {
+	drain := int64(max(webhookserver.DefaultShutdownTimeout, hubapi.DefaultShutdownTimeout) / time.Second)
+	for _, vf := range valuesFiles {
+		dep := find(render(t, vf), "Deployment", releaseName)
+		var d appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(dep.Object, &d); err != nil {
+			t.Fatal(err)
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		var sleep int64
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+			sleep = c.Lifecycle.PreStop.Sleep.Seconds
+		}
+		if sleep < 5 {
+			t.Errorf("%s: preStop sleep %ds; want at least 5 s", vf, sleep)
+		}
+		if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g <= sleep+drain {
+			t.Errorf("%s: terminationGracePeriodSeconds %v must exceed the preStop sleep (%d s) plus the drain (%d s)", vf, g, sleep, drain)
+		}
+	}
+}
+
+// hubApi.tls.secretName mounts the Secret and points the operator's TLS
+// flags at its tls.crt and tls.key; without it neither is rendered.
+func TestHubAPITLSFromASecret(t *testing.T) {
+	container := func(vf string) (appsv1.Deployment, corev1.Container) {
+		var d appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(find(render(t, vf), "Deployment", releaseName).Object, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d, d.Spec.Template.Spec.Containers[0]
+	}
+	d, c := container("ci/ha-postgres-values.yaml")
+	var mountPath string
+	for _, m := range c.VolumeMounts {
+		if m.Name == "hub-api-tls" {
+			mountPath = m.MountPath
+		}
+	}
+	var secret string
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == "hub-api-tls" && v.Secret != nil {
+			secret = v.Secret.SecretName
+		}
+	}
+	if secret != "smaregi-hub-api-tls" || mountPath == "" {
+		t.Fatalf("the TLS Secret is not mounted: volume of Secret %q at %q", secret, mountPath)
+	}
+	for _, want := range []string{"--api-tls-cert-file=" + mountPath + "/tls.crt", "--api-tls-key-file=" + mountPath + "/tls.key"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("args %q lack %s", c.Args, want)
+		}
+	}
+	if _, c := container("ci/default-values.yaml"); slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--api-tls-") }) {
+		t.Errorf("TLS flags without hubApi.tls.secretName: %q", c.Args)
+	}
+}
+
+// The chart's NetworkPolicy admits the same ports as config/network-policy.
+func TestNetworkPolicyMatchesKustomize(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "network-policy", "network_policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want networkingv1.NetworkPolicy
+	if err := yaml.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	np := find(render(t, "ci/default-values.yaml", "--set", "networkPolicy.enabled=true"), "NetworkPolicy", releaseName)
+	if np == nil {
+		t.Fatal("no NetworkPolicy rendered")
+	}
+	var got networkingv1.NetworkPolicy
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(np.Object, &got); err != nil {
+		t.Fatal(err)
+	}
+	ports := func(p networkingv1.NetworkPolicy) []string {
+		var out []string
+		for _, r := range p.Spec.Ingress {
+			for _, port := range r.Ports {
+				out = append(out, port.Port.String())
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	if !slices.Equal(ports(got), ports(want)) || !slices.Equal(got.Spec.PolicyTypes, want.Spec.PolicyTypes) {
+		t.Errorf("chart NetworkPolicy admits %v (%v), config/network-policy %v (%v)", ports(got), got.Spec.PolicyTypes, ports(want), want.Spec.PolicyTypes)
+	}
+}
+
+// The chart's leader-election Role is config/rbac's: Leases and events,
+// no ConfigMaps.
+func TestChartLeaderElectionRoleIsConfigs(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "rbac", "leader_election_role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want rbacv1.Role
+	if err := yaml.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	r := find(render(t, "ci/default-values.yaml"), "Role", releaseName+"-leader-election")
+	if r == nil {
+		t.Fatal("no leader-election Role rendered")
+	}
+	var got rbacv1.Role
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(r.Object, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Rules, want.Rules) {
+		t.Errorf("chart's leader-election rules differ from config/rbac/leader_election_role.yaml:\n got %+v\nwant %+v", got.Rules, want.Rules)
+	}
 }

@@ -169,6 +169,7 @@ type operatorConfig struct {
 	receiverAddr, apiAddr, metricsAddr string
 	inventory                          string   // bolt:// or postgres:// URL; kept across restarts
 	extraArgs                          []string // appended to the command line
+	kubeconfig                         string   // the operator's credentials; empty: the envtest admin's
 }
 
 func newOperatorConfig(t *testing.T) operatorConfig {
@@ -196,7 +197,11 @@ func startOperator(t *testing.T, c operatorConfig) *operator {
 		// The simulators listen on loopback ports.
 		"--allowed-endpoints", "http://127.0.0.1")
 	cmd.Args = append(cmd.Args, c.extraArgs...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	kc := c.kubeconfig
+	if kc == "" {
+		kc = kubeconfig
+	}
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kc)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting the operator: %v", err)
