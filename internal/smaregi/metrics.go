@@ -1,6 +1,8 @@
 package smaregi
 
 import (
+	"errors"
+	"net/http"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +17,9 @@ const (
 	OutcomeAPIError    = "api_error"
 	OutcomeTransient   = "transient"
 	OutcomeAmbiguous   = "ambiguous"
+	// OutcomeThrottled is an answer of HTTP 429: Smaregi refused the call
+	// for its rate (nothing was applied). The SmaregiThrottled alert reads it.
+	OutcomeThrottled = "throttled"
 )
 
 type clientMetrics struct {
@@ -36,7 +41,7 @@ func getMetrics() *clientMetrics {
 		m := &clientMetrics{
 			requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "smaregi_client_requests_total",
-				Help: "Calls to the Smaregi legacy API by proc name and outcome (success, config_error, api_error, transient, ambiguous). Each attempt counts.",
+				Help: "Calls to the Smaregi legacy API by proc name and outcome (success, config_error, api_error, transient, ambiguous, throttled). Each attempt counts.",
 			}, []string{"proc_name", "outcome"}),
 			duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 				Name:    "smaregi_client_request_duration_seconds",
@@ -62,6 +67,8 @@ func outcomeOf(err error) string {
 	switch {
 	case err == nil:
 		return OutcomeSuccess
+	case isThrottled(err):
+		return OutcomeThrottled
 	case IsConfigError(err):
 		return OutcomeConfigError
 	case IsAmbiguous(err):
@@ -71,4 +78,10 @@ func outcomeOf(err error) string {
 	default:
 		return OutcomeAPIError
 	}
+}
+
+// isThrottled reports whether Smaregi answered 429 Too Many Requests.
+func isThrottled(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.HTTPStatus == http.StatusTooManyRequests
 }
