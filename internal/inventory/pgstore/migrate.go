@@ -118,6 +118,8 @@ CREATE INDEX inventory_adjustments_reflected ON inventory_adjustments (store_id,
 CREATE INDEX inventory_adjustments_failed ON inventory_adjustments (store_id, created_at)
 	WHERE state = 'failed';
 `,
+	// 4: resource versions and the change log channels watch (versions.go).
+	migrationVersions,
 }
 
 // migrationLock is the advisory lock key that serialises replicas starting
