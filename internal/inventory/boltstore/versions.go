@@ -79,23 +79,44 @@ func (s *Store) recordChanges(tx *bolt.Tx, key inventory.StoreKey, productIDs []
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		version++
-		if err := lb.Put(u64(version), []byte(id)); err != nil {
+	newVersion := version + uint64(len(ids))
+	newPruned := pruned
+	if newVersion-pruned > inventory.ChangeLogSize {
+		newPruned = newVersion - inventory.ChangeLogSize
+	}
+	switch {
+	case newPruned >= version && version > pruned:
+		// Every kept entry goes (a large full sync): drop the bucket
+		// rather than delete key by key.
+		if err := vb.DeleteBucket(bucketLog); err != nil {
 			return err
 		}
-	}
-	if version-pruned > inventory.ChangeLogSize {
-		pruned = version - inventory.ChangeLogSize
+		if lb, err = vb.CreateBucket(bucketLog); err != nil {
+			return err
+		}
+	case newPruned > pruned:
 		// Deleting under a live cursor can skip keys in bbolt: reposition
-		// after each delete (First is a short descent).
+		// after each delete (First is a short descent). In the steady state
+		// this is one key per change.
 		c := lb.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= pruned; k, _ = c.First() {
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= newPruned; k, _ = c.First() {
 			if err := lb.Delete(k); err != nil {
 				return err
 			}
 		}
 	}
+	// Keys only ever grow: fill pages fully.
+	lb.FillPercent = 1.0
+	for i, id := range ids {
+		v := version + 1 + uint64(i)
+		if v <= newPruned {
+			continue // would be pruned at once
+		}
+		if err := lb.Put(u64(v), []byte(id)); err != nil {
+			return err
+		}
+	}
+	version, pruned = newVersion, newPruned
 	v := make([]byte, 16)
 	binary.BigEndian.PutUint64(v[0:], version)
 	binary.BigEndian.PutUint64(v[8:], pruned)
