@@ -32,6 +32,7 @@ var t0 = time.Date(2026, 11, 26, 0, 1, 21, 0, time.UTC)
 type stockDoc struct {
 	Namespace        string      `json:"namespace"`
 	Name             string      `json:"name"`
+	ResourceVersion  string      `json:"resourceVersion"`
 	SafetyStock      int64       `json:"safetyStock"`
 	SKUs             int64       `json:"skus"`
 	Watermark        *time.Time  `json:"watermark"`

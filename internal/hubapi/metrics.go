@@ -45,6 +45,16 @@ var (
 		Name: "smaregi_hubapi_reviews_total",
 		Help: "Token and access reviews, by kind (token, access) and where the answer came from (cache, api, error, busy: refused with 429 because too many token reviews were in flight).",
 	}, []string{"review", "source"})
+
+	watchersGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "smaregi_hubapi_watchers",
+		Help: "Open stock watches on this replica.",
+	})
+
+	watchCutOff = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "smaregi_hubapi_watch_cutoffs_total",
+		Help: "Watches cut off because their client read too slowly (it fell behind the feed's buffer); the client resumes with a new watch.",
+	})
 )
 
 func init() {
@@ -54,7 +64,7 @@ func init() {
 		}
 	}
 	reviewsTotal.WithLabelValues(reviewToken, sourceBusy)
-	metrics.Registry.MustRegister(requestsTotal, requestDuration, reviewsTotal)
+	metrics.Registry.MustRegister(requestsTotal, requestDuration, reviewsTotal, watchersGauge, watchCutOff)
 }
 
 // methodLabel keeps the method label bounded whatever a client sends.

@@ -119,6 +119,13 @@ type Options struct {
 	// MaxBodyBytes caps a request body; larger ones get 413.
 	MaxBodyBytes int64
 
+	// WatchBookmarkInterval, WatchTimeout, WatchWriteTimeout and WatchRing
+	// tune the live feed (watch.go); zero means the Default… value.
+	WatchBookmarkInterval time.Duration
+	WatchTimeout          time.Duration
+	WatchWriteTimeout     time.Duration
+	WatchRing             int
+
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
@@ -136,6 +143,11 @@ type Server struct {
 	clock    clock.PassiveClock
 	reviewer *reviewer
 	handler  http.Handler
+	watches  *watchHub
+	// stopCtx ends with the context given to Serve: watches end then
+	// instead of holding the shutdown drain.
+	stopCtx context.Context
+	stop    context.CancelFunc
 }
 
 var (
@@ -183,6 +195,12 @@ func New(opts Options) (*Server, error) {
 	defaultDuration(&opts.WriteTimeout, DefaultWriteTimeout)
 	defaultDuration(&opts.IdleTimeout, DefaultIdleTimeout)
 	defaultDuration(&opts.ShutdownTimeout, DefaultShutdownTimeout)
+	defaultDuration(&opts.WatchBookmarkInterval, DefaultWatchBookmarkInterval)
+	defaultDuration(&opts.WatchTimeout, DefaultWatchTimeout)
+	defaultDuration(&opts.WatchWriteTimeout, DefaultWatchWriteTimeout)
+	if opts.WatchRing <= 0 {
+		opts.WatchRing = DefaultWatchRing
+	}
 	if opts.Resolver == nil && opts.APIReader != nil {
 		r, err := NewSmaregiResolver(SmaregiResolverOptions{APIReader: opts.APIReader, Clients: opts.Clients, Clock: opts.Clock})
 		if err != nil {
@@ -196,6 +214,8 @@ func New(opts Options) (*Server, error) {
 		clock:    opts.Clock,
 		reviewer: newReviewer(opts.Authn, opts.Authz, opts.Audiences, opts.Clock, opts.ReviewCacheTTL, opts.ReviewCacheSize, opts.MaxConcurrentTokenReviews),
 	}
+	s.stopCtx, s.stop = context.WithCancel(context.Background())
+	s.watches = newWatchHub(s)
 	if opts.TLSCertFile != "" {
 		// Read now so that a wrong path or a broken pair stops the
 		// operator at start, not at the first request.
@@ -245,6 +265,10 @@ func (s *Server) Start(ctx context.Context) error {
 // waits up to Options.ShutdownTimeout for requests in flight, so that an
 // adjustment being stored during a rollout is still answered. It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		s.stop()
+	}()
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
@@ -322,6 +346,7 @@ const (
 	reasonUnavailable      = "ServiceUnavailable"
 	reasonBadGateway       = "BadGateway"
 	reasonTooManyRequests  = "TooManyRequests"
+	reasonGone             = "Gone"
 	reasonInternal         = "InternalError"
 )
 

@@ -89,16 +89,45 @@ func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, "GET")
 		return
 	}
-	store, ok := s.access(w, r, SubresourceStock, "get")
+	q := r.URL.Query()
+	watch := q.Get("watch") == "true" || q.Get("watch") == "1"
+	verb := "get"
+	if watch {
+		verb = "watch"
+	}
+	store, ok := s.access(w, r, SubresourceStock, verb)
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
 	for k := range q {
-		if k != "productId" {
-			writeError(w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("unknown query parameter %q; the only one is productId", k), nil)
+		switch k {
+		case "productId", "watch", "resourceVersion", "timeoutSeconds", "allowWatchBookmarks":
+		default:
+			writeError(w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("unknown query parameter %q; known are productId, watch, resourceVersion, timeoutSeconds", k), nil)
 			return
 		}
+	}
+	if watch {
+		if r.Method != http.MethodGet || q.Has("productId") {
+			writeError(w, http.StatusBadRequest, reasonBadRequest, "a watch is a GET of the whole store's stock, without productId", nil)
+			return
+		}
+		rv, err := strconv.ParseUint(q.Get("resourceVersion"), 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, reasonBadRequest, "a watch needs resourceVersion: the listing's, or the last event's", nil)
+			return
+		}
+		timeout, ok := s.watchTimeout(q.Get("timeoutSeconds"))
+		if !ok {
+			writeError(w, http.StatusBadRequest, reasonBadRequest, "timeoutSeconds must be a positive number of seconds", nil)
+			return
+		}
+		s.serveWatch(w, r, store, rv, timeout)
+		return
+	}
+	if q.Has("resourceVersion") || q.Has("timeoutSeconds") {
+		writeError(w, http.StatusBadRequest, reasonBadRequest, "resourceVersion and timeoutSeconds go with watch=true; a listing is always current", nil)
+		return
 	}
 	productID := q.Get("productId")
 	if q.Has("productId") && (len(q["productId"]) != 1 || !validProductID(productID)) {
@@ -107,6 +136,15 @@ func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	key := storeKey(store)
+	// The version is read first: every change after it is an event after
+	// it, so a client watching from it misses nothing the pages below may
+	// have read before the change (it may see an event for a row it
+	// already has).
+	version, err := s.opts.Store.StoreVersion(ctx, key)
+	if err != nil {
+		s.storeFailure(w, err, "reading the store's resource version", key)
+		return
+	}
 	sum, err := s.opts.Store.Summary(ctx, key)
 	if err != nil {
 		s.storeFailure(w, err, "reading the mirror summary", key)
@@ -138,7 +176,7 @@ func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	enc := stockEncoder{w: bufio.NewWriterSize(w, 32<<10), safety: store.Spec.SafetyStock, pending: pending}
-	enc.head(store.Namespace, store.Name, sum)
+	enc.head(store.Namespace, store.Name, version, sum)
 	if productID != "" {
 		if one != nil {
 			_ = enc.row(*one) // a write error resurfaces at the final Flush
@@ -186,12 +224,15 @@ type stockEncoder struct {
 	err     error
 }
 
-func (e *stockEncoder) head(ns, name string, sum inventory.Summary) {
+func (e *stockEncoder) head(ns, name string, version uint64, sum inventory.Summary) {
 	b := e.buf[:0]
 	b = append(b, `{"namespace":`...)
 	b = strconv.AppendQuote(b, ns)
 	b = append(b, `,"name":`...)
 	b = strconv.AppendQuote(b, name)
+	b = append(b, `,"resourceVersion":"`...)
+	b = strconv.AppendUint(b, version, 10)
+	b = append(b, '"')
 	b = append(b, `,"safetyStock":`...)
 	b = strconv.AppendInt(b, e.safety, 10)
 	b = append(b, `,"skus":`...)
@@ -215,7 +256,18 @@ func (e *stockEncoder) row(r inventory.Row) error {
 		b = append(b, ',')
 	}
 	e.n++
-	pending := e.pending[r.ProductID]
+	b = appendItem(b, r, e.safety, e.pending[r.ProductID], 0)
+	e.buf = b
+	if _, err := e.w.Write(b); err != nil {
+		e.err = fmt.Errorf("writing the stock listing: %w", err)
+		return e.err
+	}
+	return nil
+}
+
+// appendItem writes one row as listed, and as a watch event's object (with
+// its resourceVersion; 0 leaves it out).
+func appendItem(b []byte, r inventory.Row, safety, pending int64, version uint64) []byte {
 	// Product IDs are digits (Smaregi's rule, enforced by the client that
 	// fills the mirror), but quoting keeps the output valid JSON whatever
 	// the store holds.
@@ -228,16 +280,13 @@ func (e *stockEncoder) row(r inventory.Row) error {
 	b = append(b, `,"pendingAdjustment":`...)
 	b = strconv.AppendInt(b, pending, 10)
 	b = append(b, `,"available":`...)
-	b = strconv.AppendInt(b, Available(r, e.safety, pending), 10)
+	b = strconv.AppendInt(b, Available(r, safety, pending), 10)
 	b = append(b, `,"updDateTime":`...)
 	b = appendTime(b, r.UpdDateTime)
-	b = append(b, '}')
-	e.buf = b
-	if _, err := e.w.Write(b); err != nil {
-		e.err = fmt.Errorf("writing the stock listing: %w", err)
-		return e.err
+	if version != 0 {
+		b = appendVersion(b, version)
 	}
-	return nil
+	return append(b, '}')
 }
 
 func (e *stockEncoder) tail() { _, _ = e.w.WriteString("]}\n") }

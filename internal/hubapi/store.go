@@ -44,4 +44,10 @@ type Store interface {
 	// not yet seen by a later pull); positive ones are left out so that
 	// availability is never overstated.
 	PendingDeltas(ctx context.Context, key inventory.StoreKey) (map[string]int64, error)
+
+	// The change log the live feed reads (inventory.VersionStore).
+	StoreVersion(ctx context.Context, key inventory.StoreKey) (uint64, error)
+	ChangesSince(ctx context.Context, key inventory.StoreKey, version uint64, limit int) ([]inventory.Change, error)
+	RowsByID(ctx context.Context, key inventory.StoreKey, productIDs []string) (map[string]inventory.Row, error)
+	SubscribeVersions(ctx context.Context) <-chan inventory.StoreKey
 }

@@ -230,6 +230,9 @@ func (s *Store) SubmitAdjustment(ctx context.Context, a inventory.Adjustment) (i
 			return err
 		}
 		stored, created = a, true
+		if err := s.recordChanges(tx, a.Key, negativeProducts(nil, a.Lines)); err != nil {
+			return err
+		}
 		return b.pending.Put(pendingKey(a.CreatedAt, a.ID), nil)
 	})
 	if errors.Is(err, inventory.ErrAdjustmentConflict) {
@@ -347,6 +350,7 @@ func (s *Store) MarkAdjustmentsReflected(ctx context.Context, key inventory.Stor
 			return err
 		}
 		var done [][]byte
+		var reflected []string // products whose pending sum changes
 		err = b.unreflected.ForEach(func(k, _ []byte) error {
 			rec, err := getAdj(b.adj, string(k))
 			if err != nil {
@@ -356,6 +360,7 @@ func (s *Store) MarkAdjustmentsReflected(ctx context.Context, key inventory.Stor
 				return nil
 			}
 			if rec != nil {
+				reflected = negativeProducts(reflected, rec.Lines)
 				rec.Reflected = true
 				if err := putAdj(b.adj, rec); err != nil {
 					return err
@@ -376,6 +381,9 @@ func (s *Store) MarkAdjustmentsReflected(ctx context.Context, key inventory.Stor
 			if err := b.unreflected.Delete(k); err != nil {
 				return err
 			}
+		}
+		if err := s.recordChanges(tx, key, reflected); err != nil {
+			return err
 		}
 		marked = len(done)
 		return nil
@@ -567,6 +575,7 @@ func (s *Store) FinishAttempt(ctx context.Context, key inventory.StoreKey, attem
 		for _, id := range a.AdjustmentIDs {
 			mine[id] = true
 		}
+		var uncounted []string // products whose pending sum drops a failed adjustment
 		for id := range res.Failed {
 			if !mine[id] || res.Applied {
 				return fmt.Errorf("cannot fail adjustment %s with attempt %s: %w", id, attemptID, inventory.ErrAttemptConflict)
@@ -590,6 +599,7 @@ func (s *Store) FinishAttempt(ctx context.Context, key inventory.StoreKey, attem
 				}
 			case failed:
 				rec.State, rec.FailureReason = inventory.AdjustmentFailed, reason
+				uncounted = negativeProducts(uncounted, rec.Lines)
 			}
 			if rec.State != inventory.AdjustmentPending {
 				if err := b.pending.Delete(pendingKey(rec.CreatedAt, id)); err != nil {
@@ -614,6 +624,9 @@ func (s *Store) FinishAttempt(ctx context.Context, key inventory.StoreKey, attem
 			return err
 		}
 		if err := b.open.Delete([]byte(attemptID)); err != nil {
+			return err
+		}
+		if err := s.recordChanges(tx, key, uncounted); err != nil {
 			return err
 		}
 		for id, claims := range res.EarlierClaims {

@@ -131,6 +131,7 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 		// Pass 1: mirror rows missing from the listing. Deleting under a
 		// live cursor can skip keys in bbolt, so collect first.
 		var removed [][]byte
+		var changedIDs []string // for the change log (versions.go)
 		c := rb.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if stg.Get(k) != nil {
@@ -180,11 +181,16 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 			if err := rb.Put(bytes.Clone(k), bytes.Clone(v)); err != nil {
 				return err
 			}
+			changedIDs = append(changedIDs, after.ProductID)
 		}
 		for _, k := range removed {
 			if err := rb.Delete(k); err != nil {
 				return err
 			}
+			changedIDs = append(changedIDs, string(k))
+		}
+		if err := f.s.recordChanges(tx, f.key, changedIDs); err != nil {
+			return err
 		}
 		if err := tx.Bucket(bucketStaging).DeleteBucket(u64(f.id)); err != nil {
 			return err

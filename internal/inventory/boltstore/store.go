@@ -96,6 +96,8 @@ type Store struct {
 	feed *dirtyfeed.Feed
 	// adjFeed wakes the pusher on new adjustments.
 	adjFeed *dirtyfeed.Feed
+	// verFeed tells watchers of new resource versions (versions.go).
+	verFeed *dirtyfeed.Feed
 
 	closed    atomic.Bool
 	pruning   atomic.Bool
@@ -137,7 +139,7 @@ func OpenWithOptions(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: initialising %s: %w", path, err)
 	}
-	s := &Store{db: db, opts: opts, feed: dirtyfeed.New(), adjFeed: dirtyfeed.New()}
+	s := &Store{db: db, opts: opts, feed: dirtyfeed.New(), adjFeed: dirtyfeed.New(), verFeed: dirtyfeed.New()}
 	s.lastPrune.Store(time.Now().UnixNano())
 	return s, nil
 }
@@ -157,6 +159,7 @@ func (s *Store) Close() error {
 	}
 	s.feed.Close()
 	s.adjFeed.Close()
+	s.verFeed.Close()
 	s.pruneWG.Wait()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: closing: %w", err)
@@ -279,6 +282,7 @@ func (s *Store) ApplyPull(ctx context.Context, key inventory.StoreKey, rows []in
 	changed := 0
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		changed = 0
+		var changedIDs []string
 		sb, rb, err := storeBucket(tx, key)
 		if err != nil {
 			return err
@@ -305,6 +309,10 @@ func (s *Store) ApplyPull(ctx context.Context, key inventory.StoreKey, rows []in
 				return err
 			}
 			changed++
+			changedIDs = append(changedIDs, r.ProductID)
+		}
+		if err := s.recordChanges(tx, key, changedIDs); err != nil {
+			return err
 		}
 		// An open full sync must see these rows too, or its commit would
 		// put back the older values it staged before this pull.
@@ -499,6 +507,9 @@ func (s *Store) DeleteStore(ctx context.Context, key inventory.StoreKey) error {
 			}
 		}
 		if err := tx.Bucket(bucketAdjustments).DeleteBucket(sk); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		if err := deleteVersions(tx, key); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketDirty).Delete(sk)

@@ -67,6 +67,7 @@ func Run(t *testing.T, newStorage NewStorage) {
 		{"ClosedStoreFails", testClosed},
 	}
 	tests = append(tests, storesTests...)
+	tests = append(tests, versionTests...)
 	for _, tc := range append(tests, adjustmentTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStorage(t))

@@ -95,7 +95,7 @@ func (s *Store) listenOnceConn(ctx context.Context, ready func()) error {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel+"; LISTEN "+adjustmentsChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel+"; LISTEN "+adjustmentsChannel+"; LISTEN "+versionsChannel); err != nil {
 		return err
 	}
 	ready()
@@ -108,9 +108,12 @@ func (s *Store) listenOnceConn(ctx context.Context, ready func()) error {
 		if err != nil {
 			continue
 		}
-		if n.Channel == adjustmentsChannel {
+		switch n.Channel {
+		case adjustmentsChannel:
 			s.adjFeed.Publish(key)
-		} else {
+		case versionsChannel:
+			s.verFeed.Publish(key)
+		default:
 			s.feed.Publish(key)
 		}
 	}

@@ -131,6 +131,8 @@ ALTER TABLE inventory_attempts ADD COLUMN request_deadline timestamptz;
 ALTER TABLE inventory_attempts ADD COLUMN leader text NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX inventory_attempts_one_open ON inventory_attempts (store_id) WHERE state = 'open';
 `,
+	// 6: resource versions and the change log channels watch (versions.go).
+	migrationVersions,
 }
 
 // migrationLock is the advisory lock key that serialises replicas starting

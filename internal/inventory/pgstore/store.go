@@ -76,6 +76,8 @@ type Store struct {
 	feed *dirtyfeed.Feed
 	// adjFeed republishes adjustmentsChannel for SubscribeAdjustments.
 	adjFeed *dirtyfeed.Feed
+	// verFeed republishes versionsChannel for SubscribeVersions.
+	verFeed *dirtyfeed.Feed
 
 	sendCh chan *sendReq
 	stop   chan struct{} // closed by Close: writers, janitor and listener end
@@ -128,6 +130,7 @@ func OpenWithOptions(ctx context.Context, dsn string, opts Options) (*Store, err
 		opts:        opts,
 		feed:        dirtyfeed.New(),
 		adjFeed:     dirtyfeed.New(),
+		verFeed:     dirtyfeed.New(),
 		sendCh:      make(chan *sendReq),
 		stop:        make(chan struct{}),
 		listenReady: make(chan struct{}),
@@ -156,6 +159,7 @@ func (s *Store) Close() error {
 	s.wg.Wait()
 	s.feed.Close()
 	s.adjFeed.Close()
+	s.verFeed.Close()
 	s.pool.Close()
 	return nil
 }

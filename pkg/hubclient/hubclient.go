@@ -1,0 +1,318 @@
+// Package hubclient is a small Go client for the smaregi-operator hub API's
+// stock feed, for channel developers: list a SmaregiStore's stock, then
+// watch it, resuming after every disconnection from the last resourceVersion
+// seen and listing again only when the operator answers 410 Gone (the
+// changes since were no longer kept). It is Kubernetes' list-then-watch;
+// docs/hub-api.md describes the protocol.
+//
+//	c := &hubclient.Client{BaseURL: "https://hub.example.com", TokenFile: "/var/run/secrets/hub/token"}
+//	m := hubclient.NewMirror()
+//	err := c.Sync(ctx, "shops", "shibuya", m) // until ctx ends
+//	item, ok := m.Get("8000001")               // from any goroutine
+package hubclient
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Item is one product's stock and availability, as listed and as carried
+// by an event.
+type Item struct {
+	ProductID          string     `json:"productId"`
+	StockAmount        int64      `json:"stockAmount"`
+	LayawayStockAmount int64      `json:"layawayStockAmount"`
+	PendingAdjustment  int64      `json:"pendingAdjustment"`
+	Available          int64      `json:"available"`
+	UpdDateTime        *time.Time `json:"updDateTime"`
+}
+
+// Stock is a listing.
+type Stock struct {
+	Namespace       string     `json:"namespace"`
+	Name            string     `json:"name"`
+	ResourceVersion uint64     `json:"-"`
+	SafetyStock     int64      `json:"safetyStock"`
+	SKUs            int64      `json:"skus"`
+	Watermark       *time.Time `json:"watermark"`
+	Items           []Item     `json:"items"`
+}
+
+// EventType is the type of a watch event.
+type EventType string
+
+const (
+	Modified EventType = "MODIFIED" // Item is the product's row now
+	Deleted  EventType = "DELETED"  // the product has no row any more; only Item.ProductID is set
+	Bookmark EventType = "BOOKMARK" // no change; ResourceVersion is where the watch is
+)
+
+// Event is one change, in resourceVersion order; versions of MODIFIED and
+// DELETED events grow by exactly one per store.
+type Event struct {
+	Type            EventType
+	Item            Item
+	ResourceVersion uint64
+}
+
+// Handler receives what Sync learns. Calls come from Sync's goroutine, one
+// at a time.
+type Handler interface {
+	// Replace replaces everything known about the store with a listing.
+	Replace(items []Item, resourceVersion uint64)
+	// Apply applies one MODIFIED or DELETED event.
+	Apply(e Event)
+}
+
+// ErrGone is returned by Watch (and surfaced in Sync's loop) when the
+// operator no longer keeps the changes after the version asked for: list
+// again.
+var ErrGone = errors.New("hubclient: resourceVersion too old; list again")
+
+// Client talks to one hub API.
+type Client struct {
+	// BaseURL is where the hub API is, e.g. https://hub.example.com.
+	BaseURL string
+	// Token is the bearer token; TokenFile, if set, is read before every
+	// request instead (a projected ServiceAccount token is rotated).
+	Token     string
+	TokenFile string
+	// HTTP is the client to use; http.DefaultClient when nil. It must not
+	// have a Timeout: a watch is a long request.
+	HTTP *http.Client
+	// Backoff is the pause before reconnecting after a failed request
+	// (doubling to 30s); default 1s.
+	Backoff time.Duration
+	// OnError, if set, is told of every error Sync recovers from.
+	OnError func(error)
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+func (c *Client) token() (string, error) {
+	if c.TokenFile != "" {
+		b, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return "", fmt.Errorf("hubclient: reading the token file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return c.Token, nil
+}
+
+func (c *Client) get(ctx context.Context, ns, name string, q url.Values) (*http.Response, error) {
+	u := strings.TrimRight(c.BaseURL, "/") + "/api/v1/namespaces/" + url.PathEscape(ns) + "/smaregistores/" + url.PathEscape(name) + "/stock"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("hubclient: %w", err)
+	}
+	tok, err := c.token()
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("hubclient: GET stock of %s/%s: %w", ns, name, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode == http.StatusGone {
+		return nil, ErrGone
+	}
+	return nil, &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(body))}
+}
+
+// StatusError is an answer other than 200 (and 410, which is ErrGone).
+type StatusError struct {
+	Code int
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("hubclient: hub API answered %d: %s", e.Code, e.Body)
+}
+
+// List reads the store's whole stock and the resourceVersion to watch from.
+func (c *Client) List(ctx context.Context, ns, name string) (*Stock, error) {
+	resp, err := c.get(ctx, ns, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Stock
+		RV string `json:"resourceVersion"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		// A listing cut off mid-stream does not parse: never a short list.
+		return nil, fmt.Errorf("hubclient: reading the stock of %s/%s: %w", ns, name, err)
+	}
+	st := doc.Stock
+	if st.ResourceVersion, err = strconv.ParseUint(doc.RV, 10, 64); err != nil {
+		return nil, fmt.Errorf("hubclient: listing of %s/%s has no resourceVersion (an operator without the feed?)", ns, name)
+	}
+	return &st, nil
+}
+
+// Watcher is one open watch.
+type Watcher struct {
+	body io.ReadCloser
+	sc   *bufio.Scanner
+}
+
+// Watch opens a watch of the changes after resourceVersion. It returns
+// ErrGone when they are no longer kept.
+func (c *Client) Watch(ctx context.Context, ns, name string, resourceVersion uint64) (*Watcher, error) {
+	resp, err := c.get(ctx, ns, name, url.Values{"watch": {"true"}, "resourceVersion": {strconv.FormatUint(resourceVersion, 10)}})
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	return &Watcher{body: resp.Body, sc: sc}, nil
+}
+
+// Next returns the next event. io.EOF means the server ended the watch (a
+// timeout, a restart, or a slow client cut off): watch again from the last
+// version. ErrGone means list again.
+func (w *Watcher) Next() (Event, error) {
+	for w.sc.Scan() {
+		line := w.sc.Bytes()
+		if len(line) == 0 {
+			continue
+		}
+		var raw struct {
+			Type   string          `json:"type"`
+			Object json.RawMessage `json:"object"`
+		}
+		if err := json.Unmarshal(line, &raw); err != nil {
+			return Event{}, fmt.Errorf("hubclient: malformed event: %w", err)
+		}
+		var obj struct {
+			Item
+			RV   string `json:"resourceVersion"`
+			Code int    `json:"code"`
+		}
+		if err := json.Unmarshal(raw.Object, &obj); err != nil {
+			return Event{}, fmt.Errorf("hubclient: malformed %s event: %w", raw.Type, err)
+		}
+		if raw.Type == "ERROR" {
+			if obj.Code == http.StatusGone {
+				return Event{}, ErrGone
+			}
+			return Event{}, fmt.Errorf("hubclient: watch error %d", obj.Code)
+		}
+		rv, err := strconv.ParseUint(obj.RV, 10, 64)
+		if err != nil {
+			return Event{}, fmt.Errorf("hubclient: %s event without a resourceVersion", raw.Type)
+		}
+		return Event{Type: EventType(raw.Type), Item: obj.Item, ResourceVersion: rv}, nil
+	}
+	if err := w.sc.Err(); err != nil {
+		return Event{}, err
+	}
+	return Event{}, io.EOF
+}
+
+// Close ends the watch.
+func (w *Watcher) Close() error { return w.body.Close() }
+
+// Sync lists the store and then watches it until ctx ends, feeding h. After
+// a disconnection it watches again from the last version it saw (bookmarks
+// included), so h sees every change once; only after 410 Gone does it list
+// again (h.Replace). It returns ctx's error.
+func (c *Client) Sync(ctx context.Context, ns, name string, h Handler) error {
+	var (
+		rv     uint64
+		listed bool
+	)
+	backoff := c.Backoff
+	if backoff <= 0 {
+		backoff = time.Second
+	}
+	pause := backoff
+	fail := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if c.OnError != nil {
+			c.OnError(err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 30*time.Second)
+		return nil
+	}
+	for ctx.Err() == nil {
+		if !listed {
+			st, err := c.List(ctx, ns, name)
+			if err != nil {
+				if err := fail(err); err != nil {
+					return err
+				}
+				continue
+			}
+			h.Replace(st.Items, st.ResourceVersion)
+			rv, listed = st.ResourceVersion, true
+		}
+		w, err := c.Watch(ctx, ns, name, rv)
+		if errors.Is(err, ErrGone) {
+			listed = false
+			continue
+		}
+		if err != nil {
+			if err := fail(err); err != nil {
+				return err
+			}
+			continue
+		}
+		pause = backoff
+		for {
+			e, err := w.Next()
+			if err != nil {
+				_ = w.Close()
+				switch {
+				case errors.Is(err, ErrGone):
+					listed = false
+				case errors.Is(err, io.EOF):
+					// The server ended the watch; resume at once.
+				default:
+					if err := fail(err); err != nil {
+						return err
+					}
+				}
+				break
+			}
+			if e.Type != Bookmark {
+				h.Apply(e)
+			}
+			rv = e.ResourceVersion
+		}
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+	"github.com/stocksync/smaregi-operator/pkg/hubclient"
+)
+
+// feedView is a channel built on pkg/hubclient: a Mirror, plus the checks a
+// channel wants: one listing only (it resumed, never relisted) and event
+// versions following one another with no gap and no duplicate.
+type feedView struct {
+	*hubclient.Mirror
+	mu       sync.Mutex
+	listings int
+	last     uint64
+	problems []string
+}
+
+func (v *feedView) Replace(items []hubclient.Item, rv uint64) {
+	v.mu.Lock()
+	v.listings++
+	v.last = rv
+	v.mu.Unlock()
+	v.Mirror.Replace(items, rv)
+}
+
+func (v *feedView) Apply(e hubclient.Event) {
+	v.mu.Lock()
+	if e.ResourceVersion != v.last+1 {
+		v.problems = append(v.problems, fmt.Sprintf("event %d after %d", e.ResourceVersion, v.last))
+	}
+	v.last = e.ResourceVersion
+	v.mu.Unlock()
+	v.Mirror.Apply(e)
+}
+
+// TestFeedAcrossOperatorRestart: a channel lists and watches a store while
+// sales ring up in the shop and adjustments arrive, and the operator is
+// restarted in the middle. At the end the channel's view equals a fresh
+// listing, and it never had to list again nor skip or repeat a version.
+func TestFeedAcrossOperatorRestart(t *testing.T) {
+	const products = 20
+	s := newShop(t, "e2efeed", []string{"1"}, products)
+	ns := newNamespace(t, "feed")
+	cfg := newOperatorConfig(t)
+	op := startOperator(t, cfg)
+	declareStores(t, ns, s, 10*time.Second, "1")
+	st := waitReady(t, ns, "store-1")
+	connectSends(t, s, st)
+	viewer := bearerToken(t, ns, "channel", "hub-stock-viewer")
+	adjuster := bearerToken(t, ns, "online-shop", "hub-adjuster")
+
+	c := &hubclient.Client{BaseURL: "http://" + op.apiAddr, Token: viewer, Backoff: 100 * time.Millisecond}
+	view := &feedView{Mirror: hubclient.NewMirror()}
+	ctx, cancel := context.WithCancel(context.Background())
+	synced := make(chan error, 1)
+	go func() { synced <- c.Sync(ctx, ns, "store-1", view) }()
+	defer func() {
+		cancel()
+		<-synced
+	}()
+
+	activity := func(round int) {
+		ringUp(t, s, 30, []string{"1"}, products, uint64(round+1))
+		for i := 0; i < 10; i++ {
+			req := adjustmentRequest{ID: fmt.Sprintf("r%d-%d", round, i), Reason: "online order",
+				Lines: []adjustmentLine{{ProductID: strconv.Itoa(smaregisim.FirstProductID + (i*3)%products), Quantity: -1}}}
+			for {
+				code, _, err := postAdjustment(op, adjuster, ns, "store-1", req)
+				if err == nil && code < 300 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond) // the operator is restarting
+			}
+		}
+	}
+	activity(0)
+	op.stop()
+	op = startOperator(t, cfg)
+	activity(1)
+
+	// Converged: the view equals a fresh listing at the same version, and
+	// that listing matches Smaregi.
+	fresh := func() (*hubclient.Stock, error) {
+		lc := &hubclient.Client{BaseURL: "http://" + op.apiAddr, Token: viewer}
+		return lc.List(context.Background(), ns, "store-1")
+	}
+	var last string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last difference: %s", last)
+		}
+	})
+	waitFor(t, 120*time.Second, "the channel's view to equal a fresh listing with Smaregi's stock", func() bool {
+		if diff := mirrorDiff(t, op, viewer, s, ns, "store-1", "1"); diff != "" {
+			last = "mirror: " + diff
+			return false
+		}
+		l, err := fresh()
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		got, rv := view.Snapshot()
+		want := map[string]hubclient.Item{}
+		for _, it := range l.Items {
+			want[it.ProductID] = it
+		}
+		if rv != l.ResourceVersion || !reflect.DeepEqual(got, want) {
+			last = fmt.Sprintf("view at %d, listing at %d", rv, l.ResourceVersion)
+			return false
+		}
+		return true
+	})
+	view.mu.Lock()
+	defer view.mu.Unlock()
+	if view.listings != 1 || len(view.problems) > 0 {
+		t.Fatalf("the channel listed %d times (want 1); version problems: %v", view.listings, view.problems)
+	}
+	t.Logf("the channel followed %d versions across the restart with one listing", view.last)
+}
