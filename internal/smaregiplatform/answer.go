@@ -1,0 +1,155 @@
+package smaregiplatform
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+)
+
+// errorBody is an RFC 7807 problem or an OAuth2 error.
+type errorBody struct {
+	Type             string       `json:"type"`
+	Title            string       `json:"title"`
+	Status           smaregi.Flex `json:"status"`
+	Detail           string       `json:"detail"`
+	Error            string       `json:"error"`
+	ErrorDescription string       `json:"error_description"`
+}
+
+func (c *Client) apiError(call string, resp *http.Response, body []byte) error {
+	ae := &APIError{Call: call, HTTPStatus: resp.StatusCode}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		ae.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
+	}
+	var eb errorBody
+	if looksLikeJSON(body) && json.Unmarshal(body, &eb) == nil && (eb.Title != "" || eb.Detail != "" || eb.Type != "" || eb.Error != "") {
+		ae.Problem = true
+		ae.Type, ae.Title = c.safeText(eb.Type), c.safeText(eb.Title)
+		ae.Detail = c.safeText(eb.Detail)
+		if eb.Error != "" {
+			ae.OAuthError = c.safeText(eb.Error)
+			ae.Detail = c.safeText(eb.ErrorDescription)
+		}
+		return ae
+	}
+	ae.Detail = c.describeOpaque(resp, body)
+	return ae
+}
+
+// describeOpaque summarises a non-JSON answer (a proxy's HTML page) by its
+// title, so an operator sees "502 Bad Gateway" rather than markup.
+func (c *Client) describeOpaque(resp *http.Response, body []byte) string {
+	ct := resp.Header.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	desc := fmt.Sprintf("non-JSON answer (%s, %d bytes)", strings.TrimSpace(ct), len(body))
+	if title := htmlTitle(body); title != "" {
+		desc += ": " + c.safeText(title)
+	}
+	return desc
+}
+
+func htmlTitle(body []byte) string {
+	lower := bytes.ToLower(body[:min(len(body), 4096)])
+	i := bytes.Index(lower, []byte("<title"))
+	if i < 0 {
+		return ""
+	}
+	j := bytes.IndexByte(lower[i:], '>')
+	if j < 0 {
+		return ""
+	}
+	start := i + j + 1
+	end := bytes.Index(lower[start:], []byte("</title"))
+	if end < 0 {
+		return ""
+	}
+	return html.UnescapeString(string(body[start : start+end]))
+}
+
+// safeText makes server-supplied text fit for errors, status and events:
+// the secret removed (a server might echo a header back), one line, bounded.
+func (c *Client) safeText(s string) string {
+	s = c.redact(s)
+	s = strings.Join(strings.Fields(s), " ")
+	const maxLen = 300
+	if len(s) > maxLen {
+		cut := maxLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+func (c *Client) redact(s string) string {
+	for _, secret := range []string{c.secret, strings.TrimPrefix(c.basicAuth, "Basic ")} {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "[redacted]")
+		}
+	}
+	return s
+}
+
+// scrub removes the secret from an error's text while keeping the chain for
+// errors.Is/As.
+func (c *Client) scrub(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if red := c.redact(msg); red != msg {
+		return &scrubbedError{msg: red, err: err}
+	}
+	return err
+}
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+func looksLikeJSON(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && (b[0] == '{' || b[0] == '[')
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
+}
+
+func parseRetryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
