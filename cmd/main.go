@@ -185,6 +185,9 @@ func run(ctx context.Context, c config) error {
 		ReceiverBaseURL:  c.receiverBaseURL,
 		KeyRotationGrace: c.keyRotationGrace,
 		RecheckInterval:  c.credentialsRecheck,
+		// The controller runs on the leader, where the inventory store is
+		// open (bbolt has one replica; PostgreSQL is shared by all).
+		Outbox: controllers.InventoryOutbox{Store: inv, Clock: clock.RealClock{}},
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up SmaregiStore controller: %w", err)

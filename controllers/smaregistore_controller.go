@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -88,6 +89,13 @@ type SmaregiStoreReconciler struct {
 	// configuration error (bad token, function off). A changed token is
 	// checked at once regardless. Default 1h.
 	StalledRecheckInterval time.Duration
+	// Outbox reads (and on request discards) the store's pending
+	// adjustments, so that a deleted store stays until they reached
+	// Smaregi. Required.
+	Outbox Outbox
+	// DeletionRecheckInterval between reads of a deleted store's outbox
+	// while the deletion waits. Default DefaultDeletionRecheckInterval.
+	DeletionRecheckInterval time.Duration
 
 	states sync.Map // types.NamespacedName -> *storeState
 }
@@ -97,6 +105,9 @@ type storeState struct {
 	mu        sync.Mutex
 	check     *checkRecord
 	announced map[string]condKey
+	// deletionPending is the pending count last announced while the
+	// deletion waits, so that the event repeats only when it changes.
+	deletionPending int64
 }
 
 func (r *SmaregiStoreReconciler) state(key types.NamespacedName) *storeState {
@@ -106,6 +117,7 @@ func (r *SmaregiStoreReconciler) state(key types.NamespacedName) *storeState {
 
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -124,8 +136,22 @@ func (r *SmaregiStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 		return ctrl.Result{}, fmt.Errorf("get SmaregiStore %s: %w", req.NamespacedName, err)
 	}
-	if !store.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+	// Design principle 5: a deleted store stays until its outbox has
+	// reached Smaregi (or the user discards it on purpose).
+	var waiting string
+	if store.DeletionTimestamp.IsZero() {
+		if err := r.ensureFinalizer(ctx, store); err != nil {
+			return ctrl.Result{}, err
+		}
+	} else {
+		if !controllerutil.ContainsFinalizer(store, smaregiv1alpha1.OutboxFinalizer) {
+			return ctrl.Result{}, nil
+		}
+		w, err := r.finalize(ctx, store)
+		if err != nil || w == "" {
+			return ctrl.Result{}, err
+		}
+		waiting = w
 	}
 
 	var (
@@ -134,6 +160,9 @@ func (r *SmaregiStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	)
 	defer func() {
 		desired := summarize(store, cred, recv, receiver, r.Clock.Now())
+		if waiting != "" {
+			deletionStatus(&desired, store, waiting, r.Clock.Now())
+		}
 		if err := r.applyStatus(ctx, store, desired); err != nil {
 			result, retErr = ctrl.Result{}, errors.Join(retErr, err)
 			return
@@ -144,13 +173,22 @@ func (r *SmaregiStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 	}()
 
-	recv, receiver = r.reconcileReceiver(ctx, store)
+	if waiting == "" {
+		recv, receiver = r.reconcileReceiver(ctx, store)
+	} else {
+		// A store on its way out gets no new or rotated key.
+		recv = stepResult{keepPrevious: true}
+	}
 	cred = r.reconcileCredentials(ctx, store)
 
 	if err := errors.Join(recv.err, cred.err); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: soonest(recv.requeueAfter, cred.requeueAfter)}, nil
+	next := soonest(recv.requeueAfter, cred.requeueAfter)
+	if waiting != "" {
+		next = soonest(next, r.DeletionRecheckInterval)
+	}
+	return ctrl.Result{RequeueAfter: next}, nil
 }
 
 // soonest returns the smallest positive duration, or 0.
@@ -189,8 +227,8 @@ func stripToIdentity(obj any) (any, error) {
 // the watches: SmaregiStores, the owned key Secrets, and the metadata of
 // every Secret (mapped to the stores whose credentialsRef names it).
 func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Client == nil || r.APIReader == nil || r.Scheme == nil || r.Recorder == nil || r.Checker == nil {
-		return errors.New("smaregistore controller: Client, APIReader, Scheme, Recorder and Checker are required")
+	if r.Client == nil || r.APIReader == nil || r.Scheme == nil || r.Recorder == nil || r.Checker == nil || r.Outbox == nil {
+		return errors.New("smaregistore controller: Client, APIReader, Scheme, Recorder, Checker and Outbox are required")
 	}
 	u, err := url.Parse(r.ReceiverBaseURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -207,6 +245,9 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.StalledRecheckInterval <= 0 {
 		r.StalledRecheckInterval = DefaultStalledRecheckInterval
+	}
+	if r.DeletionRecheckInterval <= 0 {
+		r.DeletionRecheckInterval = DefaultDeletionRecheckInterval
 	}
 
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &smaregiv1alpha1.SmaregiStore{}, CredentialsSecretIndex,

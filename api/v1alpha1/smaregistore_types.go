@@ -55,6 +55,18 @@ const ReceiverPathPrefix = "/smaregi/v1/"
 // the value once that reconcile has finished.
 const ResyncRequestAnnotation = "smaregi.stocksync.io/resync-requested-at"
 
+// OutboxFinalizer holds a deleted SmaregiStore until its outbox is empty:
+// every adjustment other channels submitted has been applied by Smaregi or
+// definitely rejected. Deleting the store earlier would drop orders Smaregi
+// never saw.
+const OutboxFinalizer = "smaregi.stocksync.io/outbox"
+
+// DiscardPendingAdjustmentsAnnotation, set to "true" on a store being
+// deleted, drops its pending adjustments on purpose (they are marked failed
+// and an event names them) so the deletion completes without pushing them.
+// It does nothing on a store that is not being deleted.
+const DiscardPendingAdjustmentsAnnotation = "smaregi.stocksync.io/discard-pending-adjustments"
+
 // ManagedByLabel and ManagedByValue mark objects this operator creates.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
@@ -98,6 +110,9 @@ const (
 	ReasonKeyProvisioned     = "KeyProvisioned"
 	ReasonKeyRotating        = "KeyRotating"
 	ReasonSyncFailed         = "SyncFailed"
+	// ReasonOutboxPending: the store is being deleted and waits for its
+	// pending adjustments to reach Smaregi.
+	ReasonOutboxPending = "OutboxPending"
 )
 
 // SecretKeyReference names one key of a Secret in the store's namespace.
