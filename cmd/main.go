@@ -221,7 +221,9 @@ func run(ctx context.Context, c config) error {
 	// The pusher applies other channels' adjustments to Smaregi exactly once
 	// (leader only), then asks the engine for a pull so the mirror shows them.
 	push, err := pusher.New(pusher.Options{
-		Store:               inv,
+		// An adjustment Smaregi refuses for an unknown store ID turns the
+		// store's CredentialsValid False (the controller watches refusals).
+		Store:               reconciler.WatchRefusals(inv),
 		Targets:             storeregistry.Targets{Registry: registry, Tokens: tokens},
 		Clients:             clients,
 		AdjustmentRetention: c.adjustmentRetention,

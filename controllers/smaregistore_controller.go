@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -98,6 +99,9 @@ type SmaregiStoreReconciler struct {
 	DeletionRecheckInterval time.Duration
 
 	states sync.Map // types.NamespacedName -> *storeState
+	// wake brings a store back into the queue from outside the watches
+	// (NoteUnknownStore).
+	wake chan event.TypedGenericEvent[client.Object]
 }
 
 // storeState is the per-store memory that must not live in the object.
@@ -108,6 +112,10 @@ type storeState struct {
 	// deletionPending is the pending count last announced while the
 	// deletion waits, so that the event repeats only when it changes.
 	deletionPending int64
+	// refusedStore: Smaregi refused an adjustment because the store ID
+	// does not exist (NoteUnknownStore); cleared when a check finds stock
+	// rows for it.
+	refusedStore bool
 }
 
 func (r *SmaregiStoreReconciler) state(key types.NamespacedName) *storeState {
@@ -273,6 +281,7 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(secretMetadataCache{metaCache}); err != nil {
 		return fmt.Errorf("add Secret metadata cache: %w", err)
 	}
+	r.wake = make(chan event.TypedGenericEvent[client.Object], 64)
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 
@@ -290,6 +299,7 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Kind[client.Object](metaCache, secretMeta,
 			handler.EnqueueRequestsFromMapFunc(r.storesForSecret),
 			predicate.ResourceVersionChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }
 

@@ -62,7 +62,7 @@ type countingChecker struct {
 	calls map[string]int
 }
 
-func (c *countingChecker) CheckCredentials(ctx context.Context, t storeaccess.Target) error {
+func (c *countingChecker) CheckCredentials(ctx context.Context, t storeaccess.Target) (bool, error) {
 	c.mu.Lock()
 	c.calls[t.Endpoint]++
 	c.mu.Unlock()

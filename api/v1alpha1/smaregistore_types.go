@@ -113,6 +113,13 @@ const (
 	// ReasonOutboxPending: the store is being deleted and waits for its
 	// pending adjustments to reach Smaregi.
 	ReasonOutboxPending = "OutboxPending"
+	// ReasonNoStockRows: the credentials work but Smaregi has no stock rows
+	// for the store ID (a wrong 店舗ID, or a store whose stock never
+	// changed); CredentialsValid stays True with this reason.
+	ReasonNoStockRows = "NoStockRows"
+	// ReasonUnknownStoreID: Smaregi refused an update because the contract
+	// has no such store.
+	ReasonUnknownStoreID = "UnknownStoreID"
 )
 
 // SecretKeyReference names one key of a Secret in the store's namespace.
