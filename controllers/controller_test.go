@@ -311,17 +311,20 @@ func TestAPIServerRejectsInvalidSpecs(t *testing.T) {
 	if err := patchSpec(`{"storeID":"2"}`); err == nil || !strings.Contains(err.Error(), "storeID is immutable") {
 		t.Errorf("changing storeID: err %v, want rejection", err)
 	}
-	if err := patchSpec(`{"endpoint":"http://10.0.0.1/access/"}`); err == nil || !strings.Contains(err.Error(), "endpoint must use https") {
+	if err := patchSpec(`{"endpoint":"http://10.0.0.1/access/"}`); err == nil || !strings.Contains(err.Error(), "spec.endpoint: Invalid value") ||
+		!strings.Contains(err.Error(), "endpoint must use https") {
 		t.Errorf("changing endpoint to plain http: err %v, want rejection", err)
 	}
 
 	plain := newStore(ns, "plain", "http://webapi.smaregi.jp/access/")
-	if err := live.Create(ctx, plain); err == nil || !strings.Contains(err.Error(), "endpoint must use https") {
+	if err := live.Create(ctx, plain); err == nil || !strings.Contains(err.Error(), "spec.endpoint: Invalid value") ||
+		!strings.Contains(err.Error(), "endpoint must use https") {
 		t.Errorf("http non-loopback endpoint: err %v, want rejection", err)
 	}
 	fast := newStore(ns, "fast", s.endpoint)
 	fast.Spec.Sync.PollInterval = &metav1.Duration{Duration: 5 * time.Second}
-	if err := live.Create(ctx, fast); err == nil || !strings.Contains(err.Error(), "pollInterval must be at least 10s") {
+	if err := live.Create(ctx, fast); err == nil || !strings.Contains(err.Error(), "spec.sync.pollInterval: Invalid value") ||
+		!strings.Contains(err.Error(), "pollInterval must be at least 10s") {
 		t.Errorf("pollInterval 5s: err %v, want rejection", err)
 	}
 	ok := newStore(ns, "ok", s.endpoint)

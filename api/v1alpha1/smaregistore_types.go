@@ -174,9 +174,9 @@ type SyncSpec struct {
 
 // SmaregiStoreSpec declares one Smaregi shop: which contract and store, where
 // its API is, and where its access token is kept.
-// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.pollInterval) || duration(self.sync.pollInterval) >= duration('10s')",message="sync.pollInterval must be at least 10s"
-// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.fullResyncInterval) || duration(self.sync.fullResyncInterval) >= duration('5m')",message="sync.fullResyncInterval must be at least 5m"
-// +kubebuilder:validation:XValidation:rule="self.endpoint.startsWith('https://') || self.endpoint.matches('^http://(127\\\\.[0-9]+\\\\.[0-9]+\\\\.[0-9]+|localhost|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="endpoint must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)"
+// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.pollInterval) || duration(self.sync.pollInterval) >= duration('10s')",message="sync.pollInterval must be at least 10s",fieldPath=".sync.pollInterval",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.fullResyncInterval) || duration(self.sync.fullResyncInterval) >= duration('5m')",message="sync.fullResyncInterval must be at least 5m",fieldPath=".sync.fullResyncInterval",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="self.endpoint.startsWith('https://') || self.endpoint.matches('^http://(127\\\\.[0-9]+\\\\.[0-9]+\\\\.[0-9]+|localhost|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="endpoint must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)",fieldPath=".endpoint",reason=FieldValueInvalid
 type SmaregiStoreSpec struct {
 	// ContractID is the shop's Smaregi contract ID (契約ID), shown in
 	// スマレジAPI設定 > API受信設定. Immutable: create a new SmaregiStore to
@@ -343,7 +343,9 @@ type SmaregiStoreStatus struct {
 // +kubebuilder:printcolumn:name="SKUs",type=integer,JSONPath=`.status.inventory.skus`
 // +kubebuilder:printcolumn:name="Drift",type=integer,JSONPath=`.status.inventory.drift`
 // +kubebuilder:printcolumn:name="Last-Sync",type=date,JSONPath=`.status.inventory.lastPullTime`
-// +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// The wide column shows Ready's reason, not its message: messages are
+// sentences with remedies that would stretch the table; describe shows them.
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SmaregiStore struct {
 	metav1.TypeMeta   `json:",inline"`
