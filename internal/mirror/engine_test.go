@@ -370,7 +370,8 @@ func TestPullMarksAppliedAdjustmentsReflected(t *testing.T) {
 // a restarted leader reading status) asks for nothing.
 func TestResyncRequestRunsOneFullReconcilePerValue(t *testing.T) {
 	h := newHarness(t, nil)
-	e, status := newEngine(t, h, nil)
+	rec := events.NewFakeRecorder(10)
+	e, status := newEngine(t, h, func(o *Options) { o.Recorder = rec })
 	run(t, e)
 	cfg := h.config()
 	e.UpsertStore(cfg)
@@ -396,6 +397,14 @@ func TestResyncRequestRunsOneFullReconcilePerValue(t *testing.T) {
 	if d := mirrorDiff(t, h, testKey, "1"); d != "" {
 		t.Fatalf("mirror differs after the requested reconcile: %s", d)
 	}
+	waitFor(t, 5*time.Second, "a ResyncFinished event naming the request", func() bool {
+		select {
+		case ev := <-rec.Events:
+			return strings.Contains(ev, "ResyncFinished") && strings.Contains(ev, cfg.ResyncRequest)
+		default:
+			return false
+		}
+	})
 	first, _ := e.Snapshot(testKey)
 
 	// The same value again, as a re-list or a restarted leader (which reads

@@ -214,7 +214,7 @@ func (e *Engine) commit(ctx context.Context, p attempt, res pullResult) {
 	}
 	log := e.log.WithValues("store", key.String(), "kind", p.kind, "trigger", p.trig)
 	if p.full() {
-		e.reportFull(log, p.cfg, res, p.initial)
+		e.reportFull(log, p.cfg, res, p.initial, p.resync)
 	} else {
 		log.V(1).Info("pulled", "rows", res.Rows, "changed", res.Changed, "since", res.Since, "watermark", res.Watermark, "duration", res.Duration)
 	}

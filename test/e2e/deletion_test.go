@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 )
 
 // TestDeletionKeepsOrders: a store deleted with an adjustment that has not
@@ -30,7 +31,7 @@ func TestDeletionKeepsOrders(t *testing.T) {
 	declareStores(t, ns, s, 10*time.Second, "1", "2")
 	waitReady(t, ns, "store-1")
 	waitReady(t, ns, "store-2")
-	adjuster := bearerToken(t, ns, "online-shop", "hub-adjuster")
+	adjuster := bearerToken(t, ns, "online-shop", hubapi.AdjusterRole)
 
 	update := func(name string, change func(*smaregiv1alpha1.SmaregiStore)) {
 		t.Helper()

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 )
 
 // TestUnknownStoreID: a store ID the contract does not have is flagged at
@@ -25,7 +26,7 @@ func TestUnknownStoreID(t *testing.T) {
 		t.Errorf("Ready message %q does not say that Smaregi has no stock rows for store 99", c.Message)
 	}
 
-	adjuster := bearerToken(t, ns, "online-shop", "hub-adjuster")
+	adjuster := bearerToken(t, ns, "online-shop", hubapi.AdjusterRole)
 	req := adjustmentRequest{ID: "order-99", Reason: "online order", Lines: []adjustmentLine{{ProductID: "8000001", Quantity: -1}}}
 	if code, _, err := postAdjustment(op, adjuster, ns, "store-99", req); err != nil || code != http.StatusAccepted {
 		t.Fatalf("POST: %d %v, want 202", code, err)
