@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -54,6 +55,7 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/storemetrics"
 	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 	"github.com/stocksync/smaregi-operator/webhookserver"
+	// +kubebuilder:scaffold:imports
 )
 
 var (
@@ -64,6 +66,7 @@ var (
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(smaregiv1alpha1.AddToScheme(scheme))
+	// +kubebuilder:scaffold:scheme
 }
 
 // config is every flag of the operator.
@@ -81,11 +84,16 @@ type config struct {
 	smaregiRateLimit     float64
 	smaregiRateBurst     int
 	receiverMaxBodyBytes int64
+	receiverMaxRows      int
 	inventoryURL         string
 	apiAddr              string
+	apiAudiences         string
+	apiTLSCertFile       string
+	apiTLSKeyFile        string
 	syncWorkers          int
 	adjustmentRetention  time.Duration
 	smaregiSendMemo      bool
+	allowedEndpoints     string
 }
 
 func main() {
@@ -106,16 +114,26 @@ func main() {
 	flag.Float64Var(&c.smaregiRateLimit, "smaregi-rate-limit", 10, "Calls per second to Smaregi per contract ID, shared by all stores of the contract.")
 	flag.IntVar(&c.smaregiRateBurst, "smaregi-rate-burst", 10, "Burst of calls to Smaregi per contract ID.")
 	flag.Int64Var(&c.receiverMaxBodyBytes, "receiver-max-body-bytes", 4<<20, "The largest send the receiver accepts, in bytes.")
+	flag.IntVar(&c.receiverMaxRows, "receiver-max-rows", webhookserver.DefaultMaxRows,
+		"The most rows (of all tables) one send may carry; more are refused with 413. Bounds the receiver's memory per send.")
 	flag.StringVar(&c.inventoryURL, "inventory", "bolt:///var/lib/smaregi-operator/inventory.db",
 		"Where stock mirrors and accepted sends are kept: bolt:///path/file.db (embedded, one replica) "+
 			"or postgres://user:pass@host/db (several replicas; the schema is created and migrated automatically).")
 	flag.StringVar(&c.apiAddr, "api-bind-address", hubapi.DefaultBindAddress,
 		"The address of the hub API (stock, availability, adjustments; Kubernetes bearer tokens); 0 disables it.")
+	flag.StringVar(&c.apiAudiences, "hub-api-audiences", hubapi.DefaultAudience,
+		"Comma-separated token audiences the hub API asks for in TokenReviews; a token must be issued for one "+
+			"(kubectl create token --audience "+hubapi.DefaultAudience+"). Empty accepts tokens for the API server itself, which are full-power.")
+	flag.StringVar(&c.apiTLSCertFile, "api-tls-cert-file", "", "PEM certificate for the hub API; with --api-tls-key-file it serves HTTPS, reloading the files when they change.")
+	flag.StringVar(&c.apiTLSKeyFile, "api-tls-key-file", "", "PEM private key for the hub API's certificate.")
 	flag.DurationVar(&c.adjustmentRetention, "adjustment-retention", 30*24*time.Hour,
 		"How long settled adjustments are kept; this is also how long an adjustment id stays idempotent.")
 	flag.IntVar(&c.syncWorkers, "sync-workers", mirror.DefaultWorkers, "Stores pulled from Smaregi at once.")
 	flag.BoolVar(&c.smaregiSendMemo, "smaregi-send-memo", true, "Write \"smaregi-operator <attempt ID>\" into the memo of each stock_upd row, "+
 		"so that an ambiguous push is decided exactly from StockHistory; set to false for a Smaregi that rejects memo (error 41).")
+	flag.StringVar(&c.allowedEndpoints, "allowed-endpoints", strings.Join(storeaccess.DefaultAllowedEndpoints, ","),
+		"Comma-separated URL prefixes a SmaregiStore's spec.endpoint must match; a store outside them is Stalled "+
+			"(EndpointNotAllowed) and no request is sent, so whoever may edit SmaregiStores cannot send credentials elsewhere.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -174,7 +192,11 @@ func run(ctx context.Context, c config) error {
 
 	// One limiter per contract ID for every caller of Smaregi in the process.
 	limiters := smaregi.NewLimiterRegistry(c.smaregiRateLimit, c.smaregiRateBurst)
-	clients := storeaccess.NewClients(limiters, nil)
+	allowed, err := storeaccess.ParseEndpoints(splitList(c.allowedEndpoints))
+	if err != nil {
+		return fmt.Errorf("--allowed-endpoints: %w", err)
+	}
+	clients := &storeaccess.Clients{Limiters: limiters, Allowed: allowed}
 	reconciler := &controllers.SmaregiStoreReconciler{
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),
@@ -237,6 +259,7 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("add adjustment pusher: %w", err)
 	}
 	registry.Subscribe(push)
+	// +kubebuilder:scaffold:builder
 
 	if err := webhookserver.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("set up receiver indexes: %w", err)
@@ -248,6 +271,7 @@ func run(ctx context.Context, c config) error {
 		// receiver answers 2xx; works on every replica, leader or not.
 		Sink:         webhookserver.NewDurableSink(inv, engine.NoteSend),
 		MaxBodyBytes: c.receiverMaxBodyBytes,
+		MaxRows:      c.receiverMaxRows,
 		Log:          ctrl.Log.WithName("receiver"),
 	})
 	if err != nil {
@@ -271,6 +295,9 @@ func run(ctx context.Context, c config) error {
 			Authz:       kube.AuthorizationV1().SubjectAccessReviews(),
 			Store:       inv,
 			Log:         ctrl.Log.WithName("hub-api"),
+			Audiences:   splitList(c.apiAudiences),
+			TLSCertFile: c.apiTLSCertFile,
+			TLSKeyFile:  c.apiTLSKeyFile,
 		})
 		if err != nil {
 			return fmt.Errorf("create hub API: %w", err)
@@ -290,4 +317,15 @@ func run(ctx context.Context, c config) error {
 	setupLog.Info("starting manager", "receiver", c.receiverAddr, "receiverBaseURL", c.receiverBaseURL,
 		"inventory", inventory.RedactURL(c.inventoryURL))
 	return mgr.Start(ctx)
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

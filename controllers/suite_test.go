@@ -192,7 +192,7 @@ func newNamespace(t *testing.T) string {
 
 func tokenSecret(ns, name, key, token string) *corev1.Secret {
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{smaregiv1alpha1.CredentialsLabel: "true"}},
 		Data:       map[string][]byte{key: []byte(token)},
 	}
 }

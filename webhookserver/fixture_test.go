@@ -40,6 +40,8 @@ const (
 	routeE = "e5d1c2b0-route-e" // custom parameter name
 	routeF = "f0f0a1a1-route-f" // key Secret not labelled as ours
 	routeG = "a9a9b8b8-route-g" // no key Secret yet
+	routeI = "d4d4e5e5-route-i" // labelled key Secret without an owner (planted)
+	routeJ = "b7b7c6c6-route-j" // labelled key Secret owned by another store
 
 	keyA = "key-A-7Qm2vJ9xR4tL8wZ1"
 	keyB = "key-B-3Hn6pK2sD8fG5yU0"
@@ -47,6 +49,8 @@ const (
 	keyD = "key-D-9Zz8Yy7Xx6Ww5Vv4"
 	keyE = "key-E-5Rr4Ss3Tt2Uu1Vv0"
 	keyF = "key-F-0Pp9Oo8Ii7Uu6Yy5"
+	keyI = "key-I-2Ll3Kk4Jj5Hh6Gg7"
+	keyJ = "key-J-8Mm7Nn6Bb5Vv4Cc3"
 )
 
 var testNow = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
@@ -79,11 +83,19 @@ func store(ns, name, contract, storeID, route string) *smaregiv1alpha1.SmaregiSt
 	}
 }
 
-func keySecret(ns, storeName, param, key string) *corev1.Secret {
+// keySecret is a key Secret as the controller makes it: labelled, and
+// controlled by the store whose UID is ownerUID (the fixture's stores have
+// their route as UID).
+func keySecret(ns, storeName, ownerUID, param, key string) *corev1.Secret {
+	yes := true
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns, Name: storeName + "-receiver-key",
 			Labels: map[string]string{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: smaregiv1alpha1.GroupVersion.String(), Kind: "SmaregiStore",
+				Name: storeName, UID: types.UID(ownerUID), Controller: &yes, BlockOwnerDeletion: &yes,
+			}},
 		},
 		Data: map[string][]byte{param: []byte(key)},
 	}
@@ -93,18 +105,25 @@ func fixtureObjects() []client.Object {
 	e := store(nsShops, "store-e", "C3", "1", routeE)
 	e.Spec.Receiver.ParameterName = "shop_key"
 	e.Status.Receiver.ParameterName = "shop_key"
-	f := keySecret(nsShops, "store-f", "goqsystem_key", keyF)
+	f := keySecret(nsShops, "store-f", routeF, "goqsystem_key", keyF)
 	f.Labels = nil
+	// A planted Secret: labelled like the operator's, but no store owns it.
+	planted := keySecret(nsShops, "store-i", routeI, "goqsystem_key", keyI)
+	planted.OwnerReferences = nil
+	// Labelled and owned, but by store-a: the name alone must not bind it.
+	borrowed := keySecret(nsShops, "store-j", routeA, "goqsystem_key", keyJ)
 	unrouted := store(nsShops, "store-h", "C1", "3", "")
 	unrouted.Status.Receiver = nil
 	return []client.Object{
-		store(nsShops, "store-a", "C1", "1", routeA), keySecret(nsShops, "store-a", "goqsystem_key", keyA),
-		store(nsShops, "store-b", "C1", "2", routeB), keySecret(nsShops, "store-b", "goqsystem_key", keyB),
-		store(nsShops, "store-c", "C2", "1", routeC), keySecret(nsShops, "store-c", "goqsystem_key", keyC),
-		store(nsOther, "store-d", "C1", "1", routeD), keySecret(nsOther, "store-d", "goqsystem_key", keyD),
-		e, keySecret(nsShops, "store-e", "shop_key", keyE),
+		store(nsShops, "store-a", "C1", "1", routeA), keySecret(nsShops, "store-a", routeA, "goqsystem_key", keyA),
+		store(nsShops, "store-b", "C1", "2", routeB), keySecret(nsShops, "store-b", routeB, "goqsystem_key", keyB),
+		store(nsShops, "store-c", "C2", "1", routeC), keySecret(nsShops, "store-c", routeC, "goqsystem_key", keyC),
+		store(nsOther, "store-d", "C1", "1", routeD), keySecret(nsOther, "store-d", routeD, "goqsystem_key", keyD),
+		e, keySecret(nsShops, "store-e", routeE, "shop_key", keyE),
 		store(nsShops, "store-f", "C4", "1", routeF), f,
 		store(nsShops, "store-g", "C5", "1", routeG),
+		store(nsShops, "store-i", "C6", "1", routeI), planted,
+		store(nsShops, "store-j", "C7", "1", routeJ), borrowed,
 		// A store of C1 whose route is not published yet: it is still a
 		// routing target for storeId 3.
 		unrouted,

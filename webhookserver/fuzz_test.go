@@ -21,7 +21,7 @@ func FuzzParseParams(f *testing.F) {
 		f.Add(ProcTransactionSend, seed)
 	}
 	f.Fuzz(func(t *testing.T, procName, params string) {
-		p, err := parseParams(procName, params)
+		p, err := parseParams(procName, []byte(params), 0)
 		if err != nil {
 			return
 		}

@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
-	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // errMalformed marks a send whose params do not have the shape Smaregi
 // documents; the receiver answers 400 for it.
 var errMalformed = errors.New("malformed params")
+
+// errTooManyRows marks a send with more rows than Options.MaxRows; the
+// receiver answers 413 for it.
+var errTooManyRows = errors.New("too many rows")
 
 // parsedParams is what the receiver reads out of params before routing.
 type parsedParams struct {
@@ -22,173 +26,488 @@ type parsedParams struct {
 	transactions []TransactionHead
 }
 
-// envelope is the documented params shape of every send:
-// {"data":[{"table_name":"…","rows":[{…}]}]}. Data is a pointer so a missing
-// "data" can be told from an empty one.
-type envelope struct {
-	Data *[]struct {
-		TableName *string          `json:"table_name"`
-		Rows      []map[string]any `json:"rows"`
-	} `json:"data"`
-}
-
-// parseParams decodes the params of a stock_send or transaction_send. It
-// accepts numbers, booleans and nulls where Smaregi documents strings,
-// turning them into their JSON text (null into ""), because refusing a send
-// over a representation detail would make Smaregi mail the shop an error for
-// data the operator does not rely on; nested objects or arrays are refused.
-func parseParams(procName, params string) (parsedParams, error) {
+// parseParams decodes the params of a stock_send or transaction_send,
+// {"data":[{"table_name":"…","rows":[{…}]}]}. It accepts numbers, booleans
+// and nulls where Smaregi documents strings, turning them into their JSON
+// text (null into ""), because refusing a send over a representation detail
+// would make Smaregi mail the shop an error for data the operator does not
+// rely on; nested objects or arrays are refused. More than maxRows rows in
+// all (0: no limit) is errTooManyRows.
+//
+// Memory is the point of this shape: the input is validated once
+// (json.Valid allocates nothing) and then walked in place, each row decoded
+// straight into its typed value. A generic decode cost a map[string]any and
+// a map[string]string per row, over 100 times a send's size; here a row
+// costs its typed struct and its strings, and maxRows bounds the rows.
+// Field names of the envelope match case-insensitively and the last of
+// duplicate keys wins, as with encoding/json.
+func parseParams(procName string, params []byte, maxRows int) (parsedParams, error) {
 	var out parsedParams
-	if params == "" {
+	if len(params) == 0 {
 		return out, fmt.Errorf("%w: params is empty", errMalformed)
 	}
-	dec := json.NewDecoder(bytes.NewReader([]byte(params)))
-	dec.UseNumber()
-	var env envelope
-	if err := dec.Decode(&env); err != nil {
-		return out, fmt.Errorf("%w: %s", errMalformed, jsonProblem(err))
+	if !json.Valid(params) {
+		return out, fmt.Errorf("%w: %s", errMalformed, jsonProblem(params))
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return out, fmt.Errorf("%w: data after the JSON object", errMalformed)
+	w := walker{b: params}
+	w.space()
+	if w.peek() != '{' {
+		return out, fmt.Errorf("%w: not a JSON object", errMalformed)
 	}
-	if env.Data == nil {
+	// The last "data" wins, so only its offset is kept.
+	dataAt := -1
+	if err := w.object(func(key []byte) error {
+		if strings.EqualFold(string(key), "data") {
+			dataAt = w.i
+		}
+		w.skip()
+		return nil
+	}); err != nil {
+		return out, err
+	}
+	if dataAt < 0 {
 		return out, fmt.Errorf("%w: no \"data\" array", errMalformed)
 	}
-
-	storeIDs := map[string]struct{}{}
-	var details []TransactionDetail
-	for ti, table := range *env.Data {
-		if table.TableName == nil || *table.TableName == "" {
-			return out, fmt.Errorf("%w: data[%d] has no table_name", errMalformed, ti)
-		}
-		for ri, raw := range table.Rows {
-			if raw == nil {
-				return out, fmt.Errorf("%w: data[%d].rows[%d] is not an object", errMalformed, ti, ri)
-			}
-			row, err := stringRow(raw)
-			if err != nil {
-				return out, fmt.Errorf("%w: data[%d].rows[%d]: %w", errMalformed, ti, ri, err)
-			}
-			out.rows++
-			if id := row["storeId"]; id != "" {
-				storeIDs[id] = struct{}{}
-			}
-			switch {
-			case procName == ProcStockSend && *table.TableName == TableStock:
-				out.stock = append(out.stock, stockRow(row))
-			case procName == ProcTransactionSend && *table.TableName == TableTransactionHead:
-				out.transactions = append(out.transactions, transactionHead(row))
-			case procName == ProcTransactionSend && *table.TableName == TableTransactionDetail:
-				details = append(details, transactionDetail(row))
-			}
-		}
+	w.i = dataAt
+	switch w.peek() {
+	case 'n':
+		return out, fmt.Errorf("%w: no \"data\" array", errMalformed)
+	case '[':
+	default:
+		return out, fmt.Errorf("%w: wrong type at data", errMalformed)
 	}
-	out.transactions = attachDetails(out.transactions, details)
 
-	out.storeIDs = make([]string, 0, len(storeIDs))
-	for id := range storeIDs {
+	p := rowParser{procName: procName, maxRows: maxRows, storeIDs: map[string]struct{}{}}
+	ti := 0
+	if err := w.array(func() error {
+		err := p.table(&w, ti)
+		ti++
+		return err
+	}); err != nil {
+		return out, err
+	}
+	out.rows = p.rows
+	out.stock = p.stock
+	out.transactions = attachDetails(p.heads, p.details)
+	out.storeIDs = make([]string, 0, len(p.storeIDs))
+	for id := range p.storeIDs {
 		out.storeIDs = append(out.storeIDs, id)
 	}
 	sort.Strings(out.storeIDs)
 	return out, nil
 }
 
-// jsonProblem describes a decode error without echoing the input: params may
+// jsonProblem describes invalid JSON without echoing the input: params may
 // carry customer data, which does not belong in a response or a log.
-func jsonProblem(err error) string {
+func jsonProblem(params []byte) string {
+	var v struct{}
+	err := json.Unmarshal(params, &v)
 	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return "not JSON at offset " + strconv.FormatInt(syn.Offset, 10)
-	case errors.As(err, &typ):
-		if typ.Field != "" {
-			return "wrong type at " + typ.Field
+	if errors.As(err, &syn) {
+		if syn.Offset >= int64(len(params)) {
+			return "truncated JSON"
 		}
-		return "not a JSON object"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "truncated JSON"
+		return fmt.Sprintf("not JSON at offset %d", syn.Offset)
+	}
+	return "not JSON"
+}
+
+// tableKind says where a table's rows go.
+type tableKind int
+
+const (
+	tableCounted tableKind = iota // rows only counted (and their storeId noted)
+	tableStock
+	tableHead
+	tableDetail
+)
+
+// rowParser accumulates the rows of one params.
+type rowParser struct {
+	procName string
+	maxRows  int
+	rows     int
+	storeIDs map[string]struct{}
+	stock    []StockSendRow
+	heads    []TransactionHead
+	details  []TransactionDetail
+}
+
+// table decodes data[ti]: it finds table_name and the last "rows" first (a
+// table's keys may come in any order), then decodes the rows in place.
+func (p *rowParser) table(w *walker, ti int) error {
+	switch w.peek() {
+	case '{':
+	case 'n':
+		return fmt.Errorf("%w: data[%d] has no table_name", errMalformed, ti)
 	default:
-		return "not JSON"
+		return fmt.Errorf("%w: wrong type at data.table_name", errMalformed)
 	}
-}
-
-// stringRow flattens one row to strings; see parseParams for why non-string
-// scalars are accepted.
-func stringRow(raw map[string]any) (map[string]string, error) {
-	row := make(map[string]string, len(raw))
-	for k, v := range raw {
-		switch v := v.(type) {
-		case string:
-			row[k] = v
-		case json.Number:
-			row[k] = v.String()
-		case bool:
-			row[k] = strconv.FormatBool(v)
-		case nil:
-			row[k] = ""
+	nameAt, rowsAt := -1, -1
+	if err := w.object(func(key []byte) error {
+		switch {
+		case strings.EqualFold(string(key), "table_name"):
+			nameAt = w.i
+		case strings.EqualFold(string(key), "rows"):
+			rowsAt = w.i
+		}
+		w.skip()
+		return nil
+	}); err != nil {
+		return err
+	}
+	end := w.i
+	var name string
+	if nameAt >= 0 {
+		w.i = nameAt
+		switch w.peek() {
+		case '"':
+			name = w.str()
+		case 'n':
 		default:
-			return nil, fmt.Errorf("column %q is not a scalar", k)
+			return fmt.Errorf("%w: wrong type at data.table_name", errMalformed)
 		}
 	}
-	return row, nil
+	if name == "" {
+		return fmt.Errorf("%w: data[%d] has no table_name", errMalformed, ti)
+	}
+	if rowsAt >= 0 {
+		w.i = rowsAt
+		switch w.peek() {
+		case 'n':
+		case '[':
+			kind := p.kindOf(name)
+			ri := 0
+			if err := w.array(func() error {
+				err := p.row(w, kind, ti, ri)
+				ri++
+				return err
+			}); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: wrong type at data.rows", errMalformed)
+		}
+	}
+	w.i = end
+	return nil
 }
 
-// take removes and returns one column, so that what is left is Other.
-func take(row map[string]string, key string) string {
-	v := row[key]
-	delete(row, key)
-	return v
+func (p *rowParser) kindOf(table string) tableKind {
+	switch {
+	case p.procName == ProcStockSend && table == TableStock:
+		return tableStock
+	case p.procName == ProcTransactionSend && table == TableTransactionHead:
+		return tableHead
+	case p.procName == ProcTransactionSend && table == TableTransactionDetail:
+		return tableDetail
+	}
+	return tableCounted
 }
 
-func other(row map[string]string) map[string]string {
-	if len(row) == 0 {
+// row decodes one row into the typed value of its table. Named columns go
+// to their fields; the others to Other, allocated only when there are any.
+func (p *rowParser) row(w *walker, kind tableKind, ti, ri int) error {
+	switch w.peek() {
+	case '{':
+	case 'n':
+		return fmt.Errorf("%w: data[%d].rows[%d] is not an object", errMalformed, ti, ri)
+	default:
+		return fmt.Errorf("%w: wrong type at data.rows", errMalformed)
+	}
+	p.rows++
+	if p.maxRows > 0 && p.rows > p.maxRows {
+		return fmt.Errorf("%w: more than %d rows in one send", errTooManyRows, p.maxRows)
+	}
+	var (
+		storeID string
+		other   map[string]string
+		sr      StockSendRow
+		th      TransactionHead
+		td      TransactionDetail
+	)
+	err := w.object(func(key []byte) error {
+		var v string
+		switch w.peek() {
+		case '"':
+			v = w.str()
+		case 't':
+			v = "true"
+			w.i += 4
+		case 'f':
+			v = "false"
+			w.i += 5
+		case 'n':
+			w.i += 4
+		case '{', '[':
+			return fmt.Errorf("%w: data[%d].rows[%d]: column %q is not a scalar", errMalformed, ti, ri, unquote(key))
+		default:
+			v = w.number()
+		}
+		k := key
+		if needsDecoding(k) {
+			k = []byte(unquote(key)) // rare: Smaregi sends plain names
+		}
+		if string(k) == "storeId" {
+			storeID = v
+		}
+		var named bool
+		switch kind {
+		case tableStock:
+			named = sr.set(k, v)
+		case tableHead:
+			named = th.set(k, v)
+		case tableDetail:
+			named = td.set(k, v)
+		default:
+			return nil
+		}
+		if !named {
+			if other == nil {
+				other = map[string]string{}
+			}
+			other[string(k)] = v
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if storeID != "" {
+		if _, ok := p.storeIDs[storeID]; !ok {
+			p.storeIDs[storeID] = struct{}{}
+		}
+	}
+	switch kind {
+	case tableStock:
+		sr.Other = other
+		p.stock = append(p.stock, sr)
+	case tableHead:
+		th.Other = other
+		p.heads = append(p.heads, th)
+	case tableDetail:
+		td.Other = other
+		p.details = append(p.details, td)
+	}
+	return nil
+}
+
+// set assigns a named column and reports whether k is one.
+// Switching on string(k) compares without allocating a string.
+func (r *StockSendRow) set(k []byte, v string) bool {
+	switch string(k) {
+	case "storeId":
+		r.StoreID = v
+	case "productId":
+		r.ProductID = v
+	case "amount":
+		r.Amount = v
+	case "stockAmount":
+		r.StockAmount = v
+	case "layawayStockAmount":
+		r.LayawayStockAmount = v
+	case "stockDivision":
+		r.StockDivision = v
+	case "fromStoreId":
+		r.FromStoreID = v
+	case "toStoreId":
+		r.ToStoreID = v
+	case "updDateTime":
+		r.UpdDateTime = v
+	default:
+		return false
+	}
+	return true
+}
+
+func (h *TransactionHead) set(k []byte, v string) bool {
+	switch string(k) {
+	case "transactionHeadId":
+		h.TransactionHeadID = v
+	case "transactionDateTime":
+		h.TransactionDateTime = v
+	case "transactionHeadDivision":
+		h.TransactionHeadDivision = v
+	case "cancelDivision":
+		h.CancelDivision = v
+	case "disposeDivision":
+		h.DisposeDivision = v
+	case "storeId":
+		h.StoreID = v
+	default:
+		return false
+	}
+	return true
+}
+
+func (d *TransactionDetail) set(k []byte, v string) bool {
+	switch string(k) {
+	case "transactionHeadId":
+		d.TransactionHeadID = v
+	case "transactionDetailId":
+		d.TransactionDetailID = v
+	case "transactionDetailDivision":
+		d.TransactionDetailDivision = v
+	case "productId":
+		d.ProductID = v
+	case "productCode":
+		d.ProductCode = v
+	case "quantity":
+		d.Quantity = v
+	case "storeId":
+		d.StoreID = v
+	default:
+		return false
+	}
+	return true
+}
+
+// needsDecoding reports whether a JSON string's contents differ from their
+// decoded value: escapes, or invalid UTF-8 (which encoding/json turns into
+// U+FFFD).
+func needsDecoding(raw []byte) bool {
+	return bytes.IndexByte(raw, '\\') >= 0 || !utf8.Valid(raw)
+}
+
+// unquote decodes the contents of a JSON string (without its quotes).
+func unquote(raw []byte) string {
+	if !needsDecoding(raw) {
+		return string(raw)
+	}
+	q := make([]byte, 0, len(raw)+2)
+	q = append(append(append(q, '"'), raw...), '"')
+	var s string
+	if err := json.Unmarshal(q, &s); err != nil {
+		// Unreachable for input json.Valid accepted.
+		return string(raw)
+	}
+	return s
+}
+
+// walker steps through JSON that json.Valid has accepted, so it checks only
+// the types the caller asks about, never the syntax.
+type walker struct {
+	b []byte
+	i int
+}
+
+func (w *walker) space() {
+	for w.i < len(w.b) {
+		switch w.b[w.i] {
+		case ' ', '\t', '\r', '\n':
+			w.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the first byte of the next value, after white space.
+func (w *walker) peek() byte {
+	w.space()
+	if w.i >= len(w.b) {
+		return 0
+	}
+	return w.b[w.i]
+}
+
+// rawString consumes a string and returns its contents, escapes undecoded.
+func (w *walker) rawString() []byte {
+	w.space()
+	w.i++ // opening quote
+	start := w.i
+	for w.b[w.i] != '"' {
+		if w.b[w.i] == '\\' {
+			w.i++
+		}
+		w.i++
+	}
+	raw := w.b[start:w.i]
+	w.i++
+	return raw
+}
+
+// str consumes a string value and returns it decoded, as a new string.
+func (w *walker) str() string { return unquote(w.rawString()) }
+
+// number consumes a number and returns its text.
+func (w *walker) number() string {
+	start := w.i
+	for w.i < len(w.b) && isNumberByte(w.b[w.i]) {
+		w.i++
+	}
+	return string(w.b[start:w.i])
+}
+
+func isNumberByte(c byte) bool {
+	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
+}
+
+// object consumes an object, calling each with the raw key while the walker
+// stands at the key's value; each must consume the value.
+func (w *walker) object(each func(key []byte) error) error {
+	w.space()
+	w.i++ // {
+	if w.peek() == '}' {
+		w.i++
 		return nil
 	}
-	return row
+	for {
+		key := w.rawString()
+		w.space()
+		w.i++ // :
+		w.space()
+		if err := each(key); err != nil {
+			return err
+		}
+		w.space()
+		if w.b[w.i] == '}' {
+			w.i++
+			return nil
+		}
+		w.i++ // ,
+	}
 }
 
-func stockRow(row map[string]string) StockSendRow {
-	r := StockSendRow{
-		StoreID:            take(row, "storeId"),
-		ProductID:          take(row, "productId"),
-		Amount:             take(row, "amount"),
-		StockAmount:        take(row, "stockAmount"),
-		LayawayStockAmount: take(row, "layawayStockAmount"),
-		StockDivision:      take(row, "stockDivision"),
-		FromStoreID:        take(row, "fromStoreId"),
-		ToStoreID:          take(row, "toStoreId"),
-		UpdDateTime:        take(row, "updDateTime"),
+// array consumes an array, calling each with the walker at every element;
+// each must consume the element.
+func (w *walker) array(each func() error) error {
+	w.space()
+	w.i++ // [
+	if w.peek() == ']' {
+		w.i++
+		return nil
 	}
-	r.Other = other(row)
-	return r
+	for {
+		w.space()
+		if err := each(); err != nil {
+			return err
+		}
+		w.space()
+		if w.b[w.i] == ']' {
+			w.i++
+			return nil
+		}
+		w.i++ // ,
+	}
 }
 
-func transactionHead(row map[string]string) TransactionHead {
-	h := TransactionHead{
-		TransactionHeadID:       take(row, "transactionHeadId"),
-		TransactionDateTime:     take(row, "transactionDateTime"),
-		TransactionHeadDivision: take(row, "transactionHeadDivision"),
-		CancelDivision:          take(row, "cancelDivision"),
-		DisposeDivision:         take(row, "disposeDivision"),
-		StoreID:                 take(row, "storeId"),
+// skip consumes one value of any type.
+func (w *walker) skip() {
+	switch w.peek() {
+	case '"':
+		w.rawString()
+	case '{':
+		_ = w.object(func([]byte) error { w.skip(); return nil })
+	case '[':
+		_ = w.array(func() error { w.skip(); return nil })
+	case 't', 'n':
+		w.i += 4
+	case 'f':
+		w.i += 5
+	default:
+		w.number()
 	}
-	h.Other = other(row)
-	return h
-}
-
-func transactionDetail(row map[string]string) TransactionDetail {
-	d := TransactionDetail{
-		TransactionHeadID:         take(row, "transactionHeadId"),
-		TransactionDetailID:       take(row, "transactionDetailId"),
-		TransactionDetailDivision: take(row, "transactionDetailDivision"),
-		ProductID:                 take(row, "productId"),
-		ProductCode:               take(row, "productCode"),
-		Quantity:                  take(row, "quantity"),
-		StoreID:                   take(row, "storeId"),
-	}
-	d.Other = other(row)
-	return d
 }
 
 // attachDetails puts each detail under the head with its transactionHeadId.

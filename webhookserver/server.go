@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,8 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,8 +38,13 @@ import (
 
 // Defaults for Options left zero.
 const (
-	DefaultBindAddress       = ":8082"
-	DefaultMaxBodyBytes      = 4 << 20
+	DefaultBindAddress  = ":8082"
+	DefaultMaxBodyBytes = 4 << 20
+	// DefaultMaxRows caps the rows of one send. A real stock row is over
+	// 200 bytes once form-encoded, so a send within DefaultMaxBodyBytes
+	// has fewer than 20,000; the cap bounds the memory of sends made of
+	// tiny rows, which cost their typed value each.
+	DefaultMaxRows           = 20_000
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
@@ -66,6 +74,9 @@ type Options struct {
 	// MaxBodyBytes caps a request body; larger ones get 413. Defaults to
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MaxRows caps the rows (of all tables) in one send's params; more get
+	// 413. Defaults to DefaultMaxRows.
+	MaxRows int
 	// Log receives one line per refusal (V(1)) and per sink failure. It
 	// never receives the key or the route. Defaults to the controller-runtime
 	// logger named "smaregi-receiver".
@@ -107,6 +118,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("webhookserver: Options.MaxBodyBytes is negative (%d)", opts.MaxBodyBytes)
+	}
+	if opts.MaxRows < 0 {
+		return nil, fmt.Errorf("webhookserver: Options.MaxRows is negative (%d)", opts.MaxRows)
+	}
+	if opts.MaxRows == 0 {
+		opts.MaxRows = DefaultMaxRows
 	}
 	if opts.SecretReader == nil {
 		opts.SecretReader = opts.Reader
@@ -216,7 +233,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 		return refuse(http.StatusRequestEntityTooLarge, ResultTooLarge, "request body too large")
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-	if err := r.ParseForm(); err != nil {
+	form, params, err := readForm(r, s.opts.MaxBodyBytes)
+	if err != nil {
 		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
 			log.V(1).Info("refused a send: body too large")
 			return refuse(http.StatusRequestEntityTooLarge, ResultTooLarge, "request body too large")
@@ -227,11 +245,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 		return refuse(http.StatusBadRequest, ResultBadRequest, "malformed form")
 	}
 
-	if out, ok := s.authenticate(ctx, log, store, r); !ok {
+	if out, ok := s.authenticate(ctx, log, store, form); !ok {
 		return out
 	}
 
-	procName := r.Form.Get("proc_name")
+	procName := form.Get("proc_name")
 	if procName == "" {
 		log.V(1).Info("refused a send: no proc_name")
 		return refuse(http.StatusBadRequest, ResultBadRequest, "missing proc_name")
@@ -241,8 +259,12 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 		return outcome{status: http.StatusOK, result: ResultIgnored, message: "proc_name not used by this receiver"}
 	}
 
-	params := r.Form.Get("params")
-	parsed, err := parseParams(procName, params)
+	parsed, err := parseParams(procName, params, s.opts.MaxRows)
+	if errors.Is(err, errTooManyRows) {
+		log.V(1).Info("refused a send: too many rows", "procName", procName, "maxRows", s.opts.MaxRows)
+		return refuse(http.StatusRequestEntityTooLarge, ResultTooLarge, fmt.Sprintf(
+			"more than %d rows in one send; the receiver's --receiver-max-rows limits it", s.opts.MaxRows))
+	}
 	if err != nil {
 		log.V(1).Info("refused a send: malformed params", "procName", procName, "problem", err.Error())
 		return refuse(http.StatusBadRequest, ResultBadRequest, err.Error())
@@ -304,10 +326,10 @@ func (s *Server) lookupRoute(ctx context.Context, routeID string) (*smaregiv1alp
 }
 
 // authenticate checks the key parameter against the store's key Secret.
-func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smaregiv1alpha1.SmaregiStore, r *http.Request) (outcome, bool) {
+func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smaregiv1alpha1.SmaregiStore, form url.Values) (outcome, bool) {
 	unauthorized := refuse(http.StatusUnauthorized, ResultUnauthorized, "missing or wrong key parameter")
 	param, secretName, secretKey := store.ReceiverKeyLocation()
-	got := r.Form.Get(param)
+	got := form.Get(param)
 	if got == "" {
 		log.V(1).Info("refused a send: no key parameter", "parameter", param)
 		return unauthorized, false
@@ -322,10 +344,17 @@ func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smare
 		log.Error(err, "cannot read the receiver key Secret", "secret", secretName)
 		return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
 	}
-	// Only a Secret the operator made may authenticate sends, so that
-	// whoever can create a Secret of that name cannot plant a key.
+	// Only a Secret the operator made for this very store may authenticate
+	// sends. The label alone is not proof (anyone who may create Secrets in
+	// the namespace can set it, e.g. before the controller first runs); the
+	// controller reference to the store's UID is set by the operator and
+	// names one store object, not a name that can be re-created.
 	if secret.Labels[smaregiv1alpha1.ManagedByLabel] != smaregiv1alpha1.ManagedByValue {
 		log.Info("refused a send: the receiver key Secret is not managed by the operator", "secret", secretName)
+		return unauthorized, false
+	}
+	if !controlledBy(&secret, store) {
+		log.Info("refused a send: the receiver key Secret is not controlled by this SmaregiStore", "secret", secretName)
 		return unauthorized, false
 	}
 
@@ -343,6 +372,18 @@ func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smare
 		log.V(1).Info("accepted the previous receiver key; the shop has not entered the rotated one yet")
 	}
 	return outcome{}, true
+}
+
+// controlledBy reports whether obj's controller reference names store by
+// UID (and kind and group, so that another resource with a colliding UID in
+// a hand-written reference does not count).
+func controlledBy(obj metav1.Object, store *smaregiv1alpha1.SmaregiStore) bool {
+	ref := metav1.GetControllerOfNoCopy(obj)
+	if ref == nil || store.UID == "" || ref.UID != store.UID || ref.Kind != "SmaregiStore" {
+		return false
+	}
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	return err == nil && gv.Group == smaregiv1alpha1.GroupVersion.Group
 }
 
 // keyMatches compares digests, so the comparison takes the same time
@@ -412,13 +453,13 @@ func canonicalStoreID(id string) string {
 	return id
 }
 
-func sendID(namespace, contractID, procName, params string) string {
+func sendID(namespace, contractID, procName string, params []byte) string {
 	h := sha256.New()
 	for _, part := range []string{namespace, contractID, procName} {
 		h.Write([]byte(part))
 		h.Write([]byte("\n"))
 	}
-	h.Write([]byte(params))
+	h.Write(params)
 	return hex.EncodeToString(h.Sum(nil))
 }
 

@@ -70,6 +70,10 @@ func TestRefusalsHandOnNothing(t *testing.T) {
 			sendForm(ProcStockSend, stockParams, "goqsystem_key", keyE), false, http.StatusUnauthorized, ResultUnauthorized},
 		{"key Secret not made by the operator", http.MethodPost, smaregiv1alpha1.ReceiverPathPrefix + routeF,
 			sendForm(ProcStockSend, stockParams, "goqsystem_key", keyF), false, http.StatusUnauthorized, ResultUnauthorized},
+		{"labelled key Secret that no store controls (planted)", http.MethodPost, smaregiv1alpha1.ReceiverPathPrefix + routeI,
+			sendForm(ProcStockSend, stockParams, "goqsystem_key", keyI), false, http.StatusUnauthorized, ResultUnauthorized},
+		{"labelled key Secret controlled by another store", http.MethodPost, smaregiv1alpha1.ReceiverPathPrefix + routeJ,
+			sendForm(ProcStockSend, stockParams, "goqsystem_key", keyJ), false, http.StatusUnauthorized, ResultUnauthorized},
 		{"no key Secret yet", http.MethodPost, smaregiv1alpha1.ReceiverPathPrefix + routeG,
 			sendForm(ProcStockSend, stockParams, "goqsystem_key", ""+keyA), false, http.StatusUnauthorized, ResultUnauthorized},
 		{"too large with Content-Length", http.MethodPost, smaregiv1alpha1.ReceiverPathPrefix + routeA,
@@ -466,6 +470,9 @@ func TestLogsCarryNoKeyOrRoute(t *testing.T) {
 	postForm(t, h.url(routeA)+"?goqsystem_key=%zz", sendForm(ProcStockSend, stockParams, "", ""))
 	postForm(t, h.url("unknown-route-xyz"), sendForm(ProcStockSend, stockParams, "goqsystem_key", keyA))
 	postForm(t, h.url(routeF), sendForm(ProcStockSend, stockParams, "goqsystem_key", keyF))
+	// A "?" smuggled into the path as %3F, with a key after it.
+	postForm(t, h.url(routeA+"%3Fgoqsystem_key="+keyB), sendForm(ProcStockSend, stockParams, "", ""))
+	postForm(t, h.url(routeA)+"?proc_name=stock_send&goqsystem_key="+keyB, url.Values{"params": {stockParams}})
 	if logs.Len() == 0 {
 		t.Fatal("nothing was logged; the check below would prove nothing")
 	}
@@ -473,6 +480,10 @@ func TestLogsCarryNoKeyOrRoute(t *testing.T) {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("logs carry %q:\n%s", secret, logs.String())
 		}
+	}
+	// No log line carries a request's query (issue 9 §8).
+	if strings.Contains(logs.String(), "?") {
+		t.Errorf("logs carry a query string:\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), "store-a") {
 		t.Errorf("logs do not name the store:\n%s", logs.String())
@@ -575,15 +586,15 @@ func TestSecretReaderReadsTheKeys(t *testing.T) {
 // The dedupe key keeps a resend of the same send equal, and two shops whose
 // sends happen to be byte-identical apart.
 func TestSendIDSeparatesNamespacesAndContracts(t *testing.T) {
-	base := sendID("shops", "C1", ProcStockSend, stockParams)
-	if again := sendID("shops", "C1", ProcStockSend, stockParams); again != base {
+	base := sendID("shops", "C1", ProcStockSend, []byte(stockParams))
+	if again := sendID("shops", "C1", ProcStockSend, []byte(stockParams)); again != base {
 		t.Fatal("the same send got two IDs: a resend would not be recognised")
 	}
 	for _, other := range []string{
-		sendID("shops", "C2", ProcStockSend, stockParams),
-		sendID("other", "C1", ProcStockSend, stockParams),
-		sendID("shops", "C1", ProcTransactionSend, stockParams),
-		sendID("shopsC1", "", ProcStockSend, stockParams), // no ambiguity from concatenation
+		sendID("shops", "C2", ProcStockSend, []byte(stockParams)),
+		sendID("other", "C1", ProcStockSend, []byte(stockParams)),
+		sendID("shops", "C1", ProcTransactionSend, []byte(stockParams)),
+		sendID("shopsC1", "", ProcStockSend, []byte(stockParams)), // no ambiguity from concatenation
 	} {
 		if other == base {
 			t.Fatal("two different shops' sends share a dedupe key")

@@ -67,6 +67,12 @@ const OutboxFinalizer = "smaregi.stocksync.io/outbox"
 // It does nothing on a store that is not being deleted.
 const DiscardPendingAdjustmentsAnnotation = "smaregi.stocksync.io/discard-pending-adjustments"
 
+// CredentialsLabel must be "true" on a Secret that credentialsRef names: the
+// operator, which may read Secrets in every watched namespace, reads and
+// sends only Secrets that opt in, so a SmaregiStore cannot make it send
+// another Secret's value (a database password, say) to an endpoint.
+const CredentialsLabel = "smaregi.stocksync.io/credentials"
+
 // ManagedByLabel and ManagedByValue mark objects this operator creates.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
@@ -100,6 +106,8 @@ const (
 	ReasonSuspended          = "Suspended"
 	ReasonSecretNotFound     = "SecretNotFound"
 	ReasonSecretKeyNotFound  = "SecretKeyNotFound"
+	ReasonSecretNotLabelled  = "SecretNotLabelled"
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
 	ReasonInvalidAccessToken = "InvalidAccessToken"
 	ReasonInvalidContractID  = "InvalidContractID"
 	ReasonFunctionDisabled   = "FunctionDisabled"
@@ -219,9 +227,11 @@ type SmaregiStoreSpec struct {
 
 	// SafetyStock is held back from every product when the hub API reports
 	// what may be sold online: available = stock - layaway - safetyStock
-	// (never below 0). Defaults to 0.
+	// (never below 0). Defaults to 0; at most 1,000,000,000 (far above any
+	// shop's stock, and far from int64 overflow in that subtraction).
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000000
 	// +optional
 	SafetyStock int64 `json:"safetyStock,omitempty"`
 

@@ -181,7 +181,8 @@ func run(ctx context.Context, o options) error {
 		"--receiver-bind-address", o.receiverAddr, "--receiver-base-url", "http://"+o.receiverAddr,
 		"--api-bind-address", o.apiAddr,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--inventory", "bolt://"+filepath.Join(state, "inventory.db"))
+		"--inventory", "bolt://"+filepath.Join(state, "inventory.db"),
+		"--allowed-endpoints", "http://"+o.simAddr+"/") // the simulator is the demo's Smaregi
 	if err != nil {
 		return err
 	}
@@ -355,6 +356,7 @@ func waitListening(ctx context.Context, addr string) error {
 func applySamples(ctx context.Context, kube client.Client, simAddr string) error {
 	secret := &corev1.Secret{}
 	secret.Namespace, secret.Name = "default", "skdemo-smaregi"
+	secret.Labels = map[string]string{smaregiv1alpha1.CredentialsLabel: "true"}
 	secret.StringData = map[string]string{smaregiv1alpha1.DefaultCredentialsKey: "demo-token"}
 	if err := kube.Create(ctx, secret); err != nil {
 		return fmt.Errorf("create Secret: %w", err)

@@ -1,5 +1,6 @@
-// Command smaregi-sim runs the Smaregi legacy API simulator: POST /access/
-// for API clients and /_sim/ for the control API (see docs/simulator.md).
+// Command smaregi-sim runs the Smaregi simulator: the legacy API (POST
+// /access/), the Platform API (/app/{contract}/token, /{contract}/pos/…) over
+// the same shop, and /_sim/ for the control API (see docs/simulator.md).
 package main
 
 import (
@@ -45,6 +46,16 @@ func run(args []string) error {
 	retryInterval := fs.Duration("send-retry-interval", time.Second, "pause before an automatic retry")
 	inQuery := fs.Bool("send-params-in-query", false, "put the send's extra parameters in the query string")
 	memo := fs.String("memo", smaregisim.MemoKept, "what stock_upd does with a row's memo: kept (returned in StockHistory), ignored (accepted, not kept), rejected (error 41, no memo column)")
+	clientID := fs.String("client-id", "", "Platform app client ID (empty: every token request is invalid_client)")
+	clientSecret := fs.String("client-secret", "", "Platform app client secret (or the SMAREGI_SIM_CLIENT_SECRET environment variable)")
+	scopes := fs.String("platform-scopes", strings.Join(smaregisim.DefaultPlatformScopes, " "), "space-separated scopes granted to the Platform app")
+	installed := fs.String("platform-installed", "", "comma-separated contracts that installed the Platform app (default: --contract)")
+	tokenLife := fs.Duration("token-lifetime", time.Hour, "lifetime (expires_in) of Platform access tokens")
+	reads := fs.Int("platform-reads-per-second", smaregisim.DefaultPlatformReadsPerSecond, "Platform reads (and token calls) per second per app and contract (negative: unlimited)")
+	writes := fs.Int("platform-writes-per-second", smaregisim.DefaultPlatformWritesPerSecond, "Platform writes per second per app and contract (negative: unlimited)")
+	paging := fs.String("platform-paging", smaregisim.PagingPage, "how Platform lists page: page (page=N) or link (Link: rel=\"next\")")
+	hookDelay := fs.Duration("webhook-delay", 0, "hold every Platform webhook and bulk callback this long")
+	hookDup := fs.Float64("webhook-duplicate-rate", 0, "probability that a Platform webhook is posted twice")
 	quiet := fs.Bool("quiet", false, "log only errors")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -54,6 +65,13 @@ func run(args []string) error {
 	}
 	if *token == "" {
 		return errors.New("--token (or SMAREGI_SIM_TOKEN) is required")
+	}
+	if *clientSecret == "" {
+		*clientSecret = os.Getenv("SMAREGI_SIM_CLIENT_SECRET")
+	}
+	var installedList []string
+	if *installed != "" {
+		installedList = strings.Split(*installed, ",")
 	}
 	level := slog.LevelInfo
 	if *quiet {
@@ -69,6 +87,12 @@ func run(args []string) error {
 			ErrorCodeAsString: *codeString, RawUnicode: *rawUnicode, EchoAPIWrites: *echo,
 			MaxUpdateRows: *maxRows, SendRetries: *retries, SendRetryInterval: *retryInterval,
 			ExtraParamsInQuery: *inQuery, Memo: *memo,
+		},
+		Platform: smaregisim.PlatformOptions{
+			ClientID: *clientID, ClientSecret: *clientSecret, Scopes: strings.Fields(*scopes),
+			Installed: installedList, TokenLifetime: *tokenLife,
+			ReadsPerSecond: *reads, WritesPerSecond: *writes, Paging: *paging,
+			WebhookDelay: *hookDelay, WebhookDuplicateRate: *hookDup,
 		},
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package hubapi
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -67,10 +68,22 @@ type authResult struct {
 	user          authnv1.UserInfo
 }
 
+// errReviewsBusy is returned when the bound on concurrent uncached
+// TokenReviews is reached; the server answers 429.
+var errReviewsBusy = errors.New("too many token reviews in flight")
+
 // reviewer authenticates bearer tokens with TokenReview and authorises
 // requests with SubjectAccessReview, caching both answers briefly so that a
 // busy caller does not cost two API calls per request. Failed calls to the
 // API server are never cached.
+//
+// Anyone who can reach the port can make up tokens, and each new one costs
+// a TokenReview, so two things keep that from hurting the API server and
+// real callers: at most cap(reviewSlots) TokenReviews run at once (beyond
+// that the caller gets errReviewsBusy at once, without waiting), and
+// rejected tokens are remembered in their own small cache, so a flood of
+// bogus tokens can evict only other bogus tokens, never a real caller's
+// cached identity.
 type reviewer struct {
 	authn     authnv1client.TokenReviewInterface
 	authz     authzv1client.SubjectAccessReviewInterface
@@ -78,8 +91,10 @@ type reviewer struct {
 	clock     clock.PassiveClock
 	ttl       time.Duration
 
-	users     *ttlCache[tokenKey, authResult]
-	decisions *ttlCache[decisionKey, bool]
+	users       *ttlCache[tokenKey, authResult] // authenticated tokens only
+	rejected    *ttlCache[tokenKey, struct{}]   // tokens the API server refused
+	decisions   *ttlCache[decisionKey, bool]
+	reviewSlots chan struct{}
 	// flights collapses concurrent identical reviews (a burst of requests
 	// with one new token) into one API call.
 	flights singleflight.Group
@@ -90,25 +105,47 @@ type decisionKey struct {
 	attrs attributes
 }
 
+// rejectedCacheSize bounds the cache of refused tokens relative to the
+// positive one: it only spares the API server repeats of one bad token.
+func rejectedCacheSize(maxEntries int) int { return max(maxEntries/10, 1) }
+
 func newReviewer(authn authnv1client.TokenReviewInterface, authz authzv1client.SubjectAccessReviewInterface,
-	audiences []string, clk clock.PassiveClock, ttl time.Duration, maxEntries int) *reviewer {
+	audiences []string, clk clock.PassiveClock, ttl time.Duration, maxEntries, maxConcurrentReviews int) *reviewer {
 	return &reviewer{
 		authn: authn, authz: authz, audiences: audiences, clock: clk, ttl: ttl,
-		users:     newTTLCache[tokenKey, authResult](maxEntries),
-		decisions: newTTLCache[decisionKey, bool](maxEntries),
+		users:       newTTLCache[tokenKey, authResult](maxEntries),
+		rejected:    newTTLCache[tokenKey, struct{}](rejectedCacheSize(maxEntries)),
+		decisions:   newTTLCache[decisionKey, bool](maxEntries),
+		reviewSlots: make(chan struct{}, maxConcurrentReviews),
 	}
 }
 
 // authenticate returns who the token belongs to. ok is false when the API
-// server rejected the token; err is set only when it could not be asked.
-// Errors never contain the token.
+// server rejected the token; err is set only when it could not be asked,
+// and is errReviewsBusy when too many reviews are in flight. Errors never
+// contain the token.
 func (r *reviewer) authenticate(ctx context.Context, token string) (authnv1.UserInfo, tokenKey, bool, error) {
 	key := hashToken(token)
-	if res, hit := r.users.get(key, r.clock.Now()); hit {
+	now := r.clock.Now()
+	if res, hit := r.users.get(key, now); hit {
 		reviewsTotal.WithLabelValues(reviewToken, sourceCache).Inc()
 		return res.user, key, res.authenticated, nil
 	}
+	if _, hit := r.rejected.get(key, now); hit {
+		reviewsTotal.WithLabelValues(reviewToken, sourceCache).Inc()
+		return authnv1.UserInfo{}, key, false, nil
+	}
 	v, err, _ := r.flights.Do("authn\x00"+string(key[:]), func() (any, error) {
+		// One slot per distinct token under review (the flight already
+		// merges repeats). Not waiting for a slot keeps a flood from
+		// queueing goroutines behind the API server.
+		select {
+		case r.reviewSlots <- struct{}{}:
+			defer func() { <-r.reviewSlots }()
+		default:
+			reviewsTotal.WithLabelValues(reviewToken, sourceBusy).Inc()
+			return nil, errReviewsBusy
+		}
 		// The flight is shared: one caller giving up must not fail the
 		// others, so the call gets its own deadline instead of ctx's.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reviewTimeout)
@@ -124,7 +161,11 @@ func (r *reviewer) authenticate(ctx context.Context, token string) (authnv1.User
 		}
 		reviewsTotal.WithLabelValues(reviewToken, sourceAPI).Inc()
 		res := authResult{authenticated: tr.Status.Authenticated && r.audienceOK(tr.Status.Audiences), user: tr.Status.User}
-		r.users.put(key, res, r.clock.Now(), r.ttl)
+		if res.authenticated {
+			r.users.put(key, res, r.clock.Now(), r.ttl)
+		} else {
+			r.rejected.put(key, struct{}{}, r.clock.Now(), r.ttl)
+		}
 		return res, nil
 	})
 	if err != nil {

@@ -126,6 +126,11 @@ type fixtureOpts struct {
 	clock       clock.PassiveClock
 	log         logr.Logger
 	store       Store // default the fixture's memStore
+	maxReviews  int   // Options.MaxConcurrentTokenReviews
+	cacheSize   int   // Options.ReviewCacheSize
+	audiences   []string
+	tlsCert     string // Options.TLSCertFile; the fixture's base stays http://
+	tlsKey      string
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -165,6 +170,8 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	opts := Options{
 		BindAddress: "127.0.0.1:0", Reader: k8s, Authn: o.authn, Authz: o.authz,
 		Store: o.store, Resolver: o.resolver, MaxBodyBytes: o.maxBody, Clock: o.clock, Log: o.log,
+		MaxConcurrentTokenReviews: o.maxReviews, ReviewCacheSize: o.cacheSize, Audiences: o.audiences,
+		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey,
 	}
 	if o.apiReader {
 		opts.APIReader = k8s

@@ -22,6 +22,9 @@ const (
 	sourceCache  = "cache"
 	sourceAPI    = "api"
 	sourceError  = "error"
+	// sourceBusy counts token reviews refused because the bound on
+	// concurrent uncached reviews was reached (the caller got 429).
+	sourceBusy = "busy"
 )
 
 var (
@@ -40,7 +43,7 @@ var (
 
 	reviewsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "smaregi_hubapi_reviews_total",
-		Help: "Token and access reviews, by kind (token, access) and where the answer came from (cache, api, error).",
+		Help: "Token and access reviews, by kind (token, access) and where the answer came from (cache, api, error, busy: refused with 429 because too many token reviews were in flight).",
 	}, []string{"review", "source"})
 )
 
@@ -50,6 +53,7 @@ func init() {
 			reviewsTotal.WithLabelValues(r, s)
 		}
 	}
+	reviewsTotal.WithLabelValues(reviewToken, sourceBusy)
 	metrics.Registry.MustRegister(requestsTotal, requestDuration, reviewsTotal)
 }
 

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	testingclock "k8s.io/utils/clock/testing"
 
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 )
 
@@ -29,7 +30,7 @@ func simShop(t *testing.T) (*smaregisim.Server, string) {
 func putCredentials(t *testing.T, f *fixture, token string) {
 	t.Helper()
 	must(t, k8s.Create(context.Background(), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "smaregi-credentials"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "smaregi-credentials", Labels: map[string]string{smaregiv1alpha1.CredentialsLabel: "true"}},
 		Data:       map[string][]byte{"accessToken": []byte(token)},
 	}))
 }

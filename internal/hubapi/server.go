@@ -8,6 +8,7 @@ package hubapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authzv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -35,10 +37,20 @@ import (
 
 // Defaults for Options left zero.
 const (
-	DefaultBindAddress       = ":8083"
-	DefaultMaxBodyBytes      = 1 << 20
-	DefaultReviewCacheTTL    = 10 * time.Second
-	DefaultReviewCacheSize   = 10_000
+	DefaultBindAddress  = ":8083"
+	DefaultMaxBodyBytes = 1 << 20
+	// DefaultAudience is the token audience the operator asks for: callers
+	// get tokens with `kubectl create token --audience smaregi-operator-hub`
+	// (or a projected token with that audience), good for this API only.
+	DefaultAudience        = "smaregi-operator-hub"
+	DefaultReviewCacheTTL  = 10 * time.Second
+	DefaultReviewCacheSize = 10_000
+	// DefaultMaxConcurrentTokenReviews bounds uncached TokenReviews in
+	// flight per replica: enough for many new callers at once, small
+	// enough that made-up tokens cannot flood the API server.
+	DefaultMaxConcurrentTokenReviews = 16
+	// tokenReviewRetryAfter is the Retry-After of a 429 for that bound.
+	tokenReviewRetryAfter    = "1"
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	// DefaultWriteTimeout leaves room for a 100,000-row listing (about
@@ -52,9 +64,16 @@ const (
 // Options configure a Server. Reader, Authn, Authz and Store are required.
 type Options struct {
 	// BindAddress is the TCP address Start listens on; defaults to
-	// DefaultBindAddress. Serve TLS in front of it (Ingress, Gateway or a
-	// service mesh): bearer tokens must not cross a network in clear text.
+	// DefaultBindAddress. Bearer tokens must not cross a network in clear
+	// text: set TLSCertFile and TLSKeyFile, or end TLS in front of it
+	// (Ingress, Gateway or a service mesh).
 	BindAddress string
+	// TLSCertFile and TLSKeyFile, when both set, make the API serve HTTPS
+	// with this PEM certificate and key. The files are watched and the
+	// certificate is reloaded when they change (a cert-manager renewal of
+	// a mounted Secret), without a restart.
+	TLSCertFile string
+	TLSKeyFile  string
 	// Reader reads SmaregiStores; in the operator, the manager's cache.
 	Reader client.Reader
 	// APIReader and Clients build the default Resolver when Resolver is
@@ -70,7 +89,9 @@ type Options struct {
 	Authz authzv1client.SubjectAccessReviewInterface
 	// Audiences, if set, are asked for in every TokenReview and one must be
 	// granted; empty accepts tokens for the API server's own audiences,
-	// which is what `kubectl create token` issues.
+	// which is what `kubectl create token` issues without --audience: any
+	// token the caller holds for the API server, with all its power, would
+	// then work here. The operator sets DefaultAudience.
 	Audiences []string
 	// Store is the inventory store.
 	Store Store
@@ -87,8 +108,14 @@ type Options struct {
 	// is reused; defaults to DefaultReviewCacheTTL. A revoked token or role
 	// stops working at most this much later.
 	ReviewCacheTTL time.Duration
-	// ReviewCacheSize bounds each review cache (entries).
+	// ReviewCacheSize bounds each review cache (entries). Rejected tokens
+	// are kept apart in a cache a tenth of this size, so they never evict
+	// an authenticated caller.
 	ReviewCacheSize int
+	// MaxConcurrentTokenReviews bounds TokenReviews in flight (distinct
+	// tokens not in a cache); a request beyond it gets 429 with
+	// Retry-After. Defaults to DefaultMaxConcurrentTokenReviews.
+	MaxConcurrentTokenReviews int
 	// MaxBodyBytes caps a request body; larger ones get 413.
 	MaxBodyBytes int64
 
@@ -104,6 +131,7 @@ type Options struct {
 // http.Handler.
 type Server struct {
 	opts     Options
+	certs    *certwatcher.CertWatcher // nil without TLS
 	log      logr.Logger
 	clock    clock.PassiveClock
 	reviewer *reviewer
@@ -128,6 +156,8 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("hubapi: Options.Store is required")
 	case opts.MaxBodyBytes < 0:
 		return nil, fmt.Errorf("hubapi: Options.MaxBodyBytes is negative (%d)", opts.MaxBodyBytes)
+	case (opts.TLSCertFile == "") != (opts.TLSKeyFile == ""):
+		return nil, errors.New("hubapi: set both TLSCertFile and TLSKeyFile, or neither")
 	}
 	if opts.BindAddress == "" {
 		opts.BindAddress = DefaultBindAddress
@@ -143,6 +173,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.ReviewCacheSize <= 0 {
 		opts.ReviewCacheSize = DefaultReviewCacheSize
+	}
+	if opts.MaxConcurrentTokenReviews <= 0 {
+		opts.MaxConcurrentTokenReviews = DefaultMaxConcurrentTokenReviews
 	}
 	defaultDuration(&opts.ReviewCacheTTL, DefaultReviewCacheTTL)
 	defaultDuration(&opts.ReadHeaderTimeout, DefaultReadHeaderTimeout)
@@ -161,7 +194,16 @@ func New(opts Options) (*Server, error) {
 		opts:     opts,
 		log:      opts.Log,
 		clock:    opts.Clock,
-		reviewer: newReviewer(opts.Authn, opts.Authz, opts.Audiences, opts.Clock, opts.ReviewCacheTTL, opts.ReviewCacheSize),
+		reviewer: newReviewer(opts.Authn, opts.Authz, opts.Audiences, opts.Clock, opts.ReviewCacheTTL, opts.ReviewCacheSize, opts.MaxConcurrentTokenReviews),
+	}
+	if opts.TLSCertFile != "" {
+		// Read now so that a wrong path or a broken pair stops the
+		// operator at start, not at the first request.
+		cw, err := certwatcher.New(opts.TLSCertFile, opts.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("hubapi: load the TLS certificate: %w", err)
+		}
+		s.certs = cw
 	}
 	mux := http.NewServeMux()
 	// Methods are checked in the handlers rather than in the patterns so
@@ -210,6 +252,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      s.opts.WriteTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
+	}
+	if s.certs != nil {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			if err := s.certs.Start(wctx); err != nil {
+				s.log.Error(err, "watching the hub API's TLS certificate failed; the loaded one stays in use")
+			}
+		}()
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.GetCertificate}
+		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	return httpserve.Serve(ctx, srv, ln, s.opts.ShutdownTimeout, "the hub API", s.log)
 }
@@ -268,6 +321,7 @@ const (
 	reasonMethodNotAllowed = "MethodNotAllowed"
 	reasonUnavailable      = "ServiceUnavailable"
 	reasonBadGateway       = "BadGateway"
+	reasonTooManyRequests  = "TooManyRequests"
 	reasonInternal         = "InternalError"
 )
 
@@ -320,13 +374,21 @@ func (s *Server) access(w http.ResponseWriter, r *http.Request, subresource, ver
 		return nil, false
 	}
 	user, tk, authenticated, err := s.reviewer.authenticate(r.Context(), token)
+	if errors.Is(err, errReviewsBusy) {
+		s.log.V(1).Info("refused a hub API request: too many token reviews in flight", "route", r.Pattern)
+		w.Header().Set("Retry-After", tokenReviewRetryAfter)
+		writeError(w, http.StatusTooManyRequests, reasonTooManyRequests, "too many new tokens are being checked; retry shortly", nil)
+		return nil, false
+	}
 	if err != nil {
 		s.log.Error(err, "authenticating a hub API caller")
 		writeError(w, http.StatusServiceUnavailable, reasonUnavailable, "the Kubernetes API server could not check the token; retry later", nil)
 		return nil, false
 	}
 	if !authenticated {
-		s.log.V(1).Info("refused a hub API request: token not authenticated", "path", r.URL.Path)
+		// The route pattern, not the path: a path can carry a "?" and a
+		// secret after it as %3F, and a query is never logged.
+		s.log.V(1).Info("refused a hub API request: token not authenticated", "route", r.Pattern)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="smaregi-operator hub API", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, reasonUnauthorized, "the bearer token is invalid or expired", nil)
 		return nil, false

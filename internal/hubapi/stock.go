@@ -3,6 +3,7 @@ package hubapi
 import (
 	"bufio"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -18,12 +19,42 @@ import (
 //
 // pending is the sum of the product's negative pending quantities, as
 // Store.PendingDeltas reports it (0 or less).
+//
+// The arithmetic saturates: stock rows come from Smaregi and safetyStock
+// from the CRD, and a wrapped int64 would turn a huge deduction into a huge
+// availability, the one error that oversells.
 func Available(r inventory.Row, safetyStock, pending int64) int64 {
-	a := r.StockAmount - r.LayawayStockAmount - safetyStock
+	a := subSat(r.StockAmount, r.LayawayStockAmount)
+	a = subSat(a, safetyStock)
 	if pending < 0 {
-		a += pending
+		a = addSat(a, pending)
 	}
 	return max(a, 0)
+}
+
+// addSat returns a+b clamped to the int64 range.
+func addSat(a, b int64) int64 {
+	s := a + b
+	// Overflow happened iff a and b share a sign that s does not have.
+	if (a >= 0) == (b >= 0) && (s >= 0) != (a >= 0) {
+		if a >= 0 {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	return s
+}
+
+// subSat returns a-b clamped to the int64 range.
+func subSat(a, b int64) int64 {
+	if b == math.MinInt64 {
+		// -b does not exist; a - MinInt64 is at least 0 for a >= -1.
+		if a >= 0 {
+			return math.MaxInt64
+		}
+		return a + math.MaxInt64 + 1
+	}
+	return addSat(a, -b)
 }
 
 // maxProductIDLen is Smaregi's limit on productId (digits).

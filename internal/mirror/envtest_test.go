@@ -36,7 +36,8 @@ func TestEngineAgainstKubeAPIServer(t *testing.T) {
 		}
 	}
 	must(live.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testKey.Namespace}}))
-	must(live.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testKey.Namespace, Name: "smaregi-credentials"},
+	must(live.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testKey.Namespace, Name: "smaregi-credentials",
+		Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}},
 		Data: map[string][]byte{"accessToken": []byte(testToken)}}))
 	store := &v1alpha1.SmaregiStore{ObjectMeta: metav1.ObjectMeta{Namespace: testKey.Namespace, Name: testKey.Name},
 		Spec: v1alpha1.SmaregiStoreSpec{ContractID: testContract, StoreID: "1", Endpoint: h.endpoint,
@@ -138,7 +139,8 @@ func TestFixedSecretLiftsTheBackoffAgainstKubeAPIServer(t *testing.T) {
 	})
 	generation := store.Generation
 
-	must(live.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testKey.Namespace, Name: "smaregi-credentials"},
+	must(live.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testKey.Namespace, Name: "smaregi-credentials",
+		Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}},
 		Data: map[string][]byte{"accessToken": []byte(testToken)}}))
 	credentialsValid(metav1.ConditionTrue, v1alpha1.ReasonSucceeded)
 	waitFor(t, 30*time.Second, "the import once the credentials are valid", func() bool {

@@ -113,7 +113,8 @@ func TestApplyObjectClaimsOnlyTheEnginesFields(t *testing.T) {
 // TestClassifyCredentialsErrors: a missing Secret or key, read through the
 // operator's one token cache, is a configuration error of the pull.
 func TestClassifyCredentialsErrors(t *testing.T) {
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "smaregi-credentials"},
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "smaregi-credentials",
+		Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}},
 		Data: map[string][]byte{"accessToken": []byte(testToken + "\n")}}
 	c := fake.NewClientBuilder().WithObjects(sec).Build()
 	ts := storeaccess.NewTokens(c, time.Minute, clocktesting.NewFakeClock(time.Now()))

@@ -96,6 +96,8 @@ func Render(w io.Writer, in Input) error {
 	g.more("Put the access token into the Secret this store reads (spec.credentialsRef), replacing the placeholder:")
 	g.more("  kubectl create secret generic %s -n %s --from-literal=%s='<アクセストークン>' --dry-run=client -o yaml | kubectl apply -f -",
 		st.Spec.CredentialsRef.Name, st.Namespace, st.CredentialsKey())
+	g.more("  kubectl label secret %s -n %s %s=true --overwrite   # the operator reads only Secrets that opt in",
+		st.Spec.CredentialsRef.Name, st.Namespace, smaregiv1alpha1.CredentialsLabel)
 	g.more("To keep the token out of your shell history, run  read -rs SMAREGI_TOKEN  (paste, Enter) and use")
 	g.more("--from-literal=%s=\"$SMAREGI_TOKEN\" instead. Never put the token in chat, tickets or git.", st.CredentialsKey())
 	g.more("Issuing a token again replaces this one at once: update the Secret right after.")

@@ -63,7 +63,10 @@ type Options struct {
 	ContractID  string
 	AccessToken string
 	// HTTPClient sends the calls; defaults to a client with its own pooled
-	// transport. Its Timeout, if set, applies on top of RequestTimeout.
+	// transport. Its Timeout, if set, applies on top of RequestTimeout. The
+	// client uses a copy whose CheckRedirect never follows a redirect (the
+	// caller's value is not modified): a redirect would carry
+	// X_access_token to wherever the Location points.
 	HTTPClient *http.Client
 	// Limiters, if set, throttles calls through the contract's shared limiter.
 	Limiters *LimiterRegistry
@@ -149,6 +152,10 @@ func New(opts Options) (*Client, error) {
 	}
 	if c.http == nil {
 		c.http = defaultHTTPClient()
+	} else {
+		hc := *c.http
+		hc.CheckRedirect = noRedirects
+		c.http = &hc
 	}
 	if opts.Limiters != nil {
 		c.limiter = opts.Limiters.For(opts.ContractID)
@@ -186,8 +193,14 @@ var sharedTransport = func() *http.Transport {
 }()
 
 func defaultHTTPClient() *http.Client {
-	return &http.Client{Transport: sharedTransport}
+	return &http.Client{Transport: sharedTransport, CheckRedirect: noRedirects}
 }
+
+// noRedirects makes the client hand a 3xx back instead of following it:
+// Go copies custom headers such as X_access_token to the redirect target,
+// even to another host or from https to http. The legacy API never
+// redirects, so a 3xx is reported as an error (see exchange).
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // attemptResult is what one HTTP exchange produced besides its error.
 type attemptResult struct {
@@ -304,6 +317,12 @@ func (c *Client) exchange(ctx context.Context, proc string, params []byte, buf *
 	}
 	body := buf.Bytes()
 
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		// The Location is left out on purpose: it may carry a token or
+		// point at an attacker's host, and this text can reach status.
+		return res, &APIError{ProcName: proc, HTTPStatus: resp.StatusCode,
+			Message: "redirect not followed (the legacy API never redirects; check spec.endpoint)"}
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return res, c.apiError(proc, resp, body)
 	}

@@ -48,9 +48,7 @@ func (s *Server) serveAccess(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("access", "fault", "error", "status", http.StatusServiceUnavailable)
 		return
 	case s.chance(f.HTMLErrorRate):
-		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
-		w.WriteHeader(http.StatusBadGateway)
-		_, _ = w.Write([]byte("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"))
+		writeHTMLBadGateway(w)
 		s.log.Info("access", "fault", "html502", "status", http.StatusBadGateway)
 		return
 	}
@@ -85,6 +83,14 @@ func (s *Server) serveAccess(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+}
+
+// writeHTMLBadGateway answers the HTML 502 page of a proxy in front of a
+// broken server (the htmlErrorRate fault of both APIs).
+func writeHTMLBadGateway(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+	w.WriteHeader(http.StatusBadGateway)
+	_, _ = w.Write([]byte("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"))
 }
 
 func errCode(e *apiError) int {

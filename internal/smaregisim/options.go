@@ -37,9 +37,11 @@ type Options struct {
 	// Logger receives one line per request and per send; never secrets.
 	// Default: discard.
 	Logger *slog.Logger
-	// SendClient posts the outgoing sends. Default: a client with a 10s
-	// timeout.
+	// SendClient posts the outgoing sends, and the Platform webhooks and
+	// bulk callbacks. Default: a client with a 10s timeout.
 	SendClient *http.Client
+	// Platform configures the Platform API served beside /access/.
+	Platform PlatformOptions
 }
 
 // Limit handling when a query asks for more than MaxLimit rows.

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -49,48 +48,24 @@ const reorderWait = 200 * time.Millisecond
 
 // sender posts sends one at a time, in queue order, from one goroutine.
 type sender struct {
+	postLoop
 	srv    *Server
 	client *http.Client
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
 
-	mu      sync.Mutex
+	// Guarded by postLoop.mu:
 	rng     *rand.Rand
 	cfg     SendConfig
 	queue   []*SendRecord
 	busy    bool
 	records []*SendRecord
 	byID    map[string]*SendRecord
-	changed chan struct{} // closed and replaced on every change
-	closed  bool
 }
 
 func newSender(srv *Server, client *http.Client, rng *rand.Rand) *sender {
-	ctx, cancel := context.WithCancel(context.Background())
-	sd := &sender{srv: srv, client: client, ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		rng: rng, byID: map[string]*SendRecord{}, changed: make(chan struct{})}
+	sd := &sender{srv: srv, client: client, rng: rng, byID: map[string]*SendRecord{}}
+	sd.init()
 	go sd.loop()
 	return sd
-}
-
-// notify wakes waiters. The caller holds mu.
-func (sd *sender) notify() {
-	close(sd.changed)
-	sd.changed = make(chan struct{})
-}
-
-func (sd *sender) close() {
-	sd.mu.Lock()
-	if sd.closed {
-		sd.mu.Unlock()
-		return
-	}
-	sd.closed = true
-	sd.notify()
-	sd.mu.Unlock()
-	sd.cancel()
-	<-sd.done
 }
 
 // SetSendConfig replaces the admin screen's send settings.

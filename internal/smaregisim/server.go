@@ -38,6 +38,7 @@ type Server struct {
 	nextTx   int64
 
 	sender *sender
+	plat   *platform
 }
 
 // New builds a simulator with its products and initial stock, and starts the
@@ -101,10 +102,17 @@ func New(o Options) (*Server, error) {
 			}
 		}
 	}
+	plat, err := newPlatform(s, o.Platform, o.Contract, o.SendClient, o.Seed)
+	if err != nil {
+		return nil, err
+	}
+	s.plat = plat
 	s.sender = newSender(s, o.SendClient, rand.New(rand.NewPCG(uint64(o.Seed), 0x5e4d)))
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/access/", s.serveAccess)
 	s.routeControl(s.mux)
+	s.routePlatformControl(s.mux)
+	s.mux.Handle("/", s.platformHandler())
 	return s, nil
 }
 
@@ -148,12 +156,15 @@ func janCheckDigit(d string) int {
 	return (10 - sum%10) % 10
 }
 
-// Handler serves /access/ (the Smaregi API) and /_sim/ (the control API).
+// Handler serves /access/ (the legacy API), /_sim/ (the control API), and
+// the Platform API (/app/{contract}/token, /{contract}/pos/…).
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// Close stops the sender. Queued sends that were not posted are abandoned.
+// Close stops the sender and the webhook outbox. Queued sends, webhooks and
+// bulk jobs that were not posted are abandoned.
 func (s *Server) Close() error {
 	s.sender.close()
+	s.plat.out.close()
 	return nil
 }
 

@@ -97,6 +97,7 @@ func (s *Server) Sale(storeID string, lines []SaleLine) (string, error) {
 	s.mu.Unlock()
 	s.enqueue("transaction_send", txParams)
 	s.sendStock(hist)
+	s.saleWebhooks(WebhookActionCreated, tx.id, ss.idStr, hist)
 	return tx.id, nil
 }
 
@@ -122,6 +123,7 @@ func (s *Server) Void(transactionHeadID string) error {
 	s.mu.Unlock()
 	s.enqueue("transaction_send", txParams)
 	s.sendStock(hist)
+	s.saleWebhooks(WebhookActionCanceled, tx.id, tx.store.idStr, hist)
 	return nil
 }
 
@@ -161,6 +163,7 @@ func (s *Server) StockMovement(m StockMovement) (HistoryRow, error) {
 		division: m.StockDivision, from: m.FromStoreID, to: m.ToStoreID, memo: m.Memo}, s.clock())
 	s.mu.Unlock()
 	s.sendStock([]*historyRow{h})
+	s.stockWebhook(WebhookActionEdited, []*historyRow{h})
 	return h.HistoryRow, nil
 }
 

@@ -62,6 +62,12 @@ func ReadToken(ctx context.Context, r client.Reader, ref CredentialsRef) (string
 	if err != nil {
 		return "", fmt.Errorf("reading credentials Secret %s/%s: %w", ref.Namespace, ref.Secret, err)
 	}
+	if sec.Labels[v1alpha1.CredentialsLabel] != "true" {
+		return "", &ConfigError{Reason: v1alpha1.ReasonSecretNotLabelled, Message: fmt.Sprintf(
+			"Secret %q (spec.credentialsRef) is not labelled %s=true: the operator reads only Secrets that opt in. "+
+				"Label it: kubectl label secret -n %s %s %s=true", ref.Secret, v1alpha1.CredentialsLabel,
+			ref.Namespace, ref.Secret, v1alpha1.CredentialsLabel)}
+	}
 	token := CleanToken(sec.Data[ref.Key])
 	if token == "" {
 		return "", &ConfigError{Reason: v1alpha1.ReasonSecretKeyNotFound, Message: fmt.Sprintf(

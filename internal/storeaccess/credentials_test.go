@@ -17,7 +17,8 @@ import (
 )
 
 func secret(name string, data map[string]string) *corev1.Secret {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}, Data: map[string][]byte{}}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name,
+		Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}}, Data: map[string][]byte{}}
 	for k, v := range data {
 		s.Data[k] = []byte(v)
 	}
@@ -29,6 +30,8 @@ func TestReadToken(t *testing.T) {
 		secret("from-file", map[string]string{"accessToken": "tok-123\n"}),
 		secret("crlf", map[string]string{"accessToken": "  tok-456\r\n"}),
 		secret("blank", map[string]string{"accessToken": " \n"}),
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db-creds"},
+			Data: map[string][]byte{"password": []byte("hunter2")}},
 	).Build()
 	ctx := context.Background()
 	ref := func(name string) CredentialsRef {
@@ -50,6 +53,10 @@ func TestReadToken(t *testing.T) {
 		{ref("missing"), v1alpha1.ReasonSecretNotFound, `"missing"`},
 		{ref("blank"), v1alpha1.ReasonSecretKeyNotFound, `"accessToken"`},
 		{CredentialsRef{Namespace: "shop", Secret: "from-file", Key: "token"}, v1alpha1.ReasonSecretKeyNotFound, "spec.credentialsRef.key"},
+		// A Secret that did not opt in is never read for its value: a
+		// namespace editor cannot make the operator send db-creds away.
+		{CredentialsRef{Namespace: "shop", Secret: "db-creds", Key: "password"}, v1alpha1.ReasonSecretNotLabelled,
+			"kubectl label secret -n shop db-creds smaregi.stocksync.io/credentials=true"},
 	}
 	for _, c := range cases {
 		_, err := ReadToken(ctx, r, c.ref)
@@ -59,6 +66,9 @@ func TestReadToken(t *testing.T) {
 		}
 		if !IsConfigError(err) {
 			t.Errorf("%+v: IsConfigError = false", c.ref)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%+v: the error carries the Secret's value", c.ref)
 		}
 	}
 }

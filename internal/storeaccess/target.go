@@ -30,6 +30,9 @@ type Clients struct {
 	Limiters *smaregi.LimiterRegistry
 	// HTTPClient sends every call; nil gives the smaregi package's default.
 	HTTPClient *http.Client
+	// Allowed is the endpoint allowlist; a target outside it gets no client
+	// (a *ConfigError), so no request leaves. The zero value allows all.
+	Allowed Endpoints
 }
 
 // NewClients returns a factory drawing from limiters.
@@ -42,6 +45,11 @@ func NewClients(limiters *smaregi.LimiterRegistry, hc *http.Client) *Clients {
 // limiter and HTTP client are always the target's and the factory's. The
 // error never contains the token.
 func (c *Clients) Client(t Target, tune smaregi.Options) (*smaregi.Client, error) {
+	if c != nil {
+		if err := c.Allowed.Check(t.Endpoint); err != nil {
+			return nil, err
+		}
+	}
 	o := tune
 	o.Endpoint, o.ContractID, o.AccessToken = t.Endpoint, t.ContractID, t.AccessToken
 	if c != nil {

@@ -68,7 +68,7 @@ func TestRegistryNotifiesAndResolvesTargets(t *testing.T) {
 	rec := &recorder{}
 	reg.Subscribe(rec)
 	secrets := fake.NewClientBuilder().WithObjects(&corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "creds"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "creds", Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}},
 		Data:       map[string][]byte{"accessToken": []byte("tok-1\n")},
 	}).Build()
 	targets := Targets{Registry: reg, Tokens: storeaccess.NewTokens(secrets, time.Minute, nil)}

@@ -21,11 +21,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
@@ -47,7 +52,7 @@ func TestTokenWithTrailingNewline(t *testing.T) {
 	op := startOperator(t, newOperatorConfig(t))
 	ctx := context.Background()
 
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-file"},
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-file", Labels: map[string]string{smaregiv1alpha1.CredentialsLabel: "true"}},
 		Data: map[string][]byte{"accessToken": []byte(s.token + "\n")}}
 	if err := kube.Create(ctx, secret); err != nil {
 		t.Fatal(err)
@@ -128,5 +133,74 @@ func kubectlAnnotate(t *testing.T, ns, name, key, value string) {
 	st.Annotations[key] = value
 	if err := kube.Update(context.Background(), st); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNothingLeavesForForeignEndpointsOrUnlabelledSecrets: a namespace
+// editor cannot make the operator send a Secret's value to a server of
+// their choosing. An endpoint outside --allowed-endpoints (the harness
+// allows http://127.0.0.1; localhost is another host) and a Secret without
+// the credentials label each stall the store with a precise reason, and
+// not one request reaches the server.
+func TestNothingLeavesForForeignEndpointsOrUnlabelledSecrets(t *testing.T) {
+	ctx := context.Background()
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		http.Error(w, "should never be called", http.StatusTeapot)
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+
+	ns := newNamespace(t, "allowlist")
+	startOperator(t, newOperatorConfig(t))
+	labelled := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smaregi",
+		Labels: map[string]string{smaregiv1alpha1.CredentialsLabel: "true"}},
+		StringData: map[string]string{"accessToken": "tok"}}
+	dbCreds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-creds"},
+		StringData: map[string]string{"password": "hunter2"}}
+	for _, s := range []*corev1.Secret{labelled, dbCreds} {
+		if err := kube.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stores := map[string]struct {
+		endpoint, secret, key, reason string
+	}{
+		"foreign":    {"http://localhost:" + port + "/access/", "smaregi", "accessToken", smaregiv1alpha1.ReasonEndpointNotAllowed},
+		"unlabelled": {"http://127.0.0.1:" + port + "/access/", "db-creds", "password", smaregiv1alpha1.ReasonSecretNotLabelled},
+	}
+	for name, c := range stores {
+		st := &smaregiv1alpha1.SmaregiStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		st.Spec.ContractID, st.Spec.StoreID, st.Spec.Endpoint = "sk1", "1", c.endpoint
+		st.Spec.CredentialsRef.Name, st.Spec.CredentialsRef.Key = c.secret, c.key
+		if err := kube.Create(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, c := range stores {
+		waitFor(t, 30*time.Second, name+" to stall with "+c.reason, func() bool {
+			st := getStore(t, ns, name)
+			cv := apimeta.FindStatusCondition(st.Status.Conditions, smaregiv1alpha1.CredentialsValidCondition)
+			return cv != nil && cv.Reason == c.reason &&
+				apimeta.IsStatusConditionTrue(st.Status.Conditions, smaregiv1alpha1.StalledCondition)
+		})
+	}
+	// The engine's pulls were refused as well, on their own schedule.
+	for name, c := range stores {
+		waitFor(t, 30*time.Second, name+" InventorySynced "+c.reason, func() bool {
+			cv := apimeta.FindStatusCondition(getStore(t, ns, name).Status.Conditions, smaregiv1alpha1.InventorySyncedCondition)
+			return cv != nil && cv.Reason == c.reason
+		})
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("%d requests reached the server", n)
+	}
+	for name := range stores {
+		for _, cond := range getStore(t, ns, name).Status.Conditions {
+			if strings.Contains(cond.Message, "hunter2") {
+				t.Errorf("%s: condition %s carries the Secret's value", name, cond.Type)
+			}
+		}
 	}
 }

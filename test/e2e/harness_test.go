@@ -52,6 +52,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 	"github.com/stocksync/smaregi-operator/internal/testenv"
 )
@@ -177,7 +178,9 @@ func startOperator(t *testing.T, c operatorConfig) *operator {
 		"--api-bind-address", c.apiAddr,
 		"--metrics-bind-address", c.metricsAddr, "--metrics-secure=false",
 		"--health-probe-bind-address", "0",
-		"--inventory", c.inventory)
+		"--inventory", c.inventory,
+		// The simulators listen on loopback ports.
+		"--allowed-endpoints", "http://127.0.0.1")
 	cmd.Args = append(cmd.Args, c.extraArgs...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -311,7 +314,7 @@ func newNamespace(t *testing.T, prefix string) string {
 func declareStores(t *testing.T, ns string, s *shop, poll time.Duration, ids ...string) {
 	t.Helper()
 	ctx := context.Background()
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smaregi-credentials"},
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smaregi-credentials", Labels: map[string]string{smaregiv1alpha1.CredentialsLabel: "true"}},
 		StringData: map[string]string{"accessToken": s.token}}
 	if err := kube.Create(ctx, secret); err != nil {
 		t.Fatal(err)
@@ -382,7 +385,10 @@ func bearerToken(t *testing.T, ns, sa, clusterRole string) string {
 			t.Fatal(err)
 		}
 	}
-	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	// The hub API refuses tokens not issued for its audience (--hub-api-audiences).
+	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{hubapi.DefaultAudience}},
+	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("TokenRequest for %s: %v", sa, err)
 	}

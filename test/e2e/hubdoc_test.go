@@ -43,7 +43,8 @@ func TestHubAPIDocRunsAsWritten(t *testing.T) {
 	ctx := context.Background()
 	s := newShop(t, "skdemo", []string{"1", "2"}, 20)
 	op := startOperator(t, newOperatorConfig(t))
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "skdemo-smaregi"},
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "skdemo-smaregi",
+		Labels: map[string]string{smaregiv1alpha1.CredentialsLabel: "true"}},
 		StringData: map[string]string{"accessToken": s.token}}
 	if err := kube.Create(ctx, secret); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,65 @@
+package storeaccess
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
+)
+
+func TestEndpointAllowlist(t *testing.T) {
+	allowed, err := ParseEndpoints([]string{"https://webapi.smaregi.jp/", "http://127.0.0.1", " "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := range []string{"https://webapi.smaregi.jp/access/", "https://WEBAPI.smaregi.jp/access/", "http://127.0.0.1:9080/access/"} {
+		if err := allowed.Check(ok); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{
+		"https://webapi.smaregi.jp.evil.test/access/", // a prefix of the host is not the host
+		"http://webapi.smaregi.jp/access/",            // https only, as listed
+		"https://evil.test/access/",
+		"https://user:pw@webapi.smaregi.jp/access/",
+		"http://127.0.0.2:9080/access/",
+		"::not a url",
+	} {
+		var ce *ConfigError
+		if err := allowed.Check(bad); !errors.As(err, &ce) || ce.Reason != v1alpha1.ReasonEndpointNotAllowed {
+			t.Errorf("%s: err = %v, want EndpointNotAllowed", bad, err)
+		}
+	}
+	if err := (Endpoints{}).Check("https://anything.test/"); err != nil {
+		t.Errorf("the zero allowlist refused: %v", err)
+	}
+	for _, bad := range []string{"webapi.smaregi.jp", "ftp://x/", "https://x/?a=1"} {
+		if _, err := ParseEndpoints([]string{bad}); err == nil {
+			t.Errorf("ParseEndpoints(%q) accepted it", bad)
+		}
+	}
+}
+
+// TestClientsSendNothingOutsideTheAllowlist: the token never leaves for an
+// endpoint outside the list, since no client is built for it.
+func TestClientsSendNothingOutsideTheAllowlist(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	allowed, err := ParseEndpoints([]string{"https://webapi.smaregi.jp/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := &Clients{Allowed: allowed}
+	_, err = clients.Client(Target{Endpoint: srv.URL + "/access/", ContractID: "sk1", AccessToken: "tok"}, smaregi.Options{})
+	if d := Explain(err, Subject{}); d.Reason != v1alpha1.ReasonEndpointNotAllowed || !d.Config {
+		t.Fatalf("Client outside the allowlist: %v (%+v)", err, d)
+	}
+	if hits.Load() != 0 {
+		t.Errorf("%d requests reached the endpoint", hits.Load())
+	}
+}
