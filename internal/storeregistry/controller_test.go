@@ -70,7 +70,8 @@ func TestDeletingStoreStillPushes(t *testing.T) {
 		Spec: v1alpha1.SmaregiStoreSpec{ContractID: "sk1", StoreID: "1",
 			CredentialsRef: v1alpha1.SecretKeyReference{Name: "creds"}},
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "creds"},
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "creds",
+		Labels: map[string]string{v1alpha1.CredentialsLabel: "true"}},
 		Data: map[string][]byte{"accessToken": []byte("tok-1")}}
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(store, secret).Build()
 	reg := New()
