@@ -145,10 +145,14 @@ func idList(ids []string) string {
 	return fmt.Sprintf("%s and %d more", strings.Join(ids[:most], ", "), len(ids)-most)
 }
 
-// releaseFinalizer removes the outbox finalizer, letting the deletion
-// complete (the key Secret then goes with the garbage collector, the
-// inventory data with the sync engine).
+// releaseFinalizer takes the store off its contract's key Secret (deleting
+// the Secret with the last store of the contract) and removes the outbox
+// finalizer, letting the deletion complete (the inventory data goes with the
+// sync engine).
 func (r *SmaregiStoreReconciler) releaseFinalizer(ctx context.Context, store *smaregiv1alpha1.SmaregiStore) error {
+	if err := r.leaveContractKey(ctx, store); err != nil {
+		return err
+	}
 	patch := client.MergeFromWithOptions(store.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(store, smaregiv1alpha1.OutboxFinalizer)
 	if err := r.Client.Patch(ctx, store, patch); client.IgnoreNotFound(err) != nil {

@@ -126,7 +126,7 @@ func (r *SmaregiStoreReconciler) state(key types.NamespacedName) *storeState {
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -295,7 +295,9 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.AnnotationChangedPredicate{},
 			inventorySyncedChanged(),
 		))).
-		Owns(&corev1.Secret{}).
+		// The contract's key Secret has every store of the contract as an
+		// owner (no controller): a change to it concerns all of them.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &smaregiv1alpha1.SmaregiStore{})).
 		WatchesRawSource(source.Kind[client.Object](metaCache, secretMeta,
 			handler.EnqueueRequestsFromMapFunc(r.storesForSecret),
 			predicate.ResourceVersionChangedPredicate{})).

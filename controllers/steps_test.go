@@ -94,8 +94,9 @@ func TestBackoffAndJitter(t *testing.T) {
 
 func keySecretFor(param string, key []byte) *corev1.Secret {
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "shop-receiver-key", Namespace: "ns",
-			Labels: map[string]string{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue}},
+		ObjectMeta: metav1.ObjectMeta{Name: smaregiv1alpha1.ContractKeySecretName("sk1"), Namespace: "ns",
+			Labels:      map[string]string{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue},
+			Annotations: map[string]string{smaregiv1alpha1.ParameterNameAnnotation: param}},
 		Data: map[string][]byte{param: key},
 	}
 }

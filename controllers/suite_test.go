@@ -332,7 +332,8 @@ func assertNoSecretLeak(t *testing.T, ns, name string, secrets ...string) {
 func keySecret(t *testing.T, ns, name string) *corev1.Secret {
 	t.Helper()
 	sec := &corev1.Secret{}
-	if err := live.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name + "-receiver-key"}, sec); err != nil {
+	contract := getStore(t, ns, name).Spec.ContractID
+	if err := live.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: smaregiv1alpha1.ContractKeySecretName(contract)}, sec); err != nil {
 		t.Fatalf("get key Secret: %v", err)
 	}
 	return sec

@@ -17,6 +17,10 @@ limitations under the License.
 package v1alpha1
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -248,13 +252,15 @@ type ReceiverStatus struct {
 	// +optional
 	URL string `json:"url,omitempty"`
 
-	// RouteID is the last path segment of URL. It is stable for the life of
-	// this object and is not derived from the key.
+	// RouteID is the last path segment of URL, the same for every
+	// SmaregiStore of the contract in this namespace. It is stable while any
+	// of them exists and is not derived from the key.
 	// +optional
 	RouteID string `json:"routeID,omitempty"`
 
 	// KeySecretRef names the Secret and key holding the value to enter for
-	// ParameterName in パラメータ情報.
+	// ParameterName in パラメータ情報: one Secret per contract and namespace,
+	// owned by all of the contract's SmaregiStores.
 	// +optional
 	KeySecretRef *SecretKeyReference `json:"keySecretRef,omitempty"`
 
@@ -398,8 +404,30 @@ func (in *SmaregiStore) EndpointURL() string {
 	return in.Spec.Endpoint
 }
 
-// ReceiverKeySecretName is the Secret holding the generated receiver key.
+// ReceiverKeySecretName is the per-store key Secret of operator versions
+// before one key per contract. The receiver still accepts it on the store's
+// own route (its UID) while the store exists, so that a Smaregi configured
+// then keeps working until the shop enters the contract's URL once.
 func (in *SmaregiStore) ReceiverKeySecretName() string { return in.Name + "-receiver-key" }
+
+// ContractKeySecretName is the Secret holding the one receiver key of every
+// SmaregiStore of contractID in a namespace (Smaregi has one send URL and
+// parameter per contract). The contract ID is lowered and its underscores
+// turned into dashes to make a Secret name; the hash of the exact ID keeps
+// "AB" and "ab" apart.
+func ContractKeySecretName(contractID string) string {
+	sum := sha256.Sum256([]byte(contractID))
+	name := strings.ToLower(strings.ReplaceAll(contractID, "_", "-"))
+	return "smaregi-receiver-" + name + "-" + hex.EncodeToString(sum[:4])
+}
+
+// ContractIDAnnotation on a contract key Secret holds the exact contract ID
+// (label values cannot hold every contract ID).
+const ContractIDAnnotation = "smaregi.stocksync.io/contract-id"
+
+// ParameterNameAnnotation on a contract key Secret names the send parameter
+// its key answers: one per contract, like the key.
+const ParameterNameAnnotation = "smaregi.stocksync.io/parameter-name"
 
 // ReceiverKeyLocation says where the receiver key is: the send parameter that
 // carries it, and the Secret and key holding its value. What status publishes
