@@ -273,6 +273,11 @@ func run(ctx context.Context, c config) error {
 		MaxBodyBytes: c.receiverMaxBodyBytes,
 		MaxRows:      c.receiverMaxRows,
 		Log:          ctrl.Log.WithName("receiver"),
+		// Sends with a wrong (or the previous) key show on the contract's
+		// stores as SendsHealthy and a Warning event, not only as 401s in
+		// Smaregi's send history.
+		Status:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("smaregi-operator-receiver"),
 	})
 	if err != nil {
 		return fmt.Errorf("create receiver: %w", err)

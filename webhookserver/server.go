@@ -27,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -92,14 +93,24 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// SinkTimeout bounds one Sink.Accept call.
 	SinkTimeout time.Duration
+
+	// Status writes the SendsHealthy condition of the stores whose sends
+	// arrive with a wrong or previous key, and Recorder the matching
+	// events; either may be nil (then that report is not made).
+	Status   client.Client
+	Recorder events.EventRecorder
+	// ReportInterval between repeated reports of a continuing bad verdict
+	// per contract. Defaults to DefaultReportInterval.
+	ReportInterval time.Duration
 }
 
 // Server is the receiver. It is a manager.Runnable that every replica runs
 // (Smaregi may reach any of them through the Service), and an http.Handler.
 type Server struct {
-	opts  Options
-	log   logr.Logger
-	clock clock.PassiveClock
+	opts   Options
+	log    logr.Logger
+	clock  clock.PassiveClock
+	health *sendHealth
 }
 
 var (
@@ -146,7 +157,10 @@ func New(opts Options) (*Server, error) {
 	defaultDuration(&opts.IdleTimeout, DefaultIdleTimeout)
 	defaultDuration(&opts.ShutdownTimeout, DefaultShutdownTimeout)
 	defaultDuration(&opts.SinkTimeout, DefaultSinkTimeout)
-	return &Server{opts: opts, log: opts.Log, clock: opts.Clock}, nil
+	defaultDuration(&opts.ReportInterval, DefaultReportInterval)
+	health := &sendHealth{status: opts.Status, recorder: opts.Recorder, interval: opts.ReportInterval, log: opts.Log,
+		now: opts.Clock.Now, last: map[string]healthRecord{}}
+	return &Server{opts: opts, log: opts.Log, clock: opts.Clock, health: health}, nil
 }
 
 func defaultDuration(d *time.Duration, def time.Duration) {
@@ -364,27 +378,29 @@ func (s *Server) authenticate(ctx context.Context, log logr.Logger, rt route, fo
 	got := form.Get(param)
 	if got == "" {
 		log.V(1).Info("refused a send: no key parameter", "parameter", param)
+		s.health.note(rt, verdictWrong)
 		return unauthorized, false
 	}
 	gotSum := sha256.Sum256([]byte(got))
 	if rt.legacy != nil {
 		// The store's own key Secret of operator versions before one key
 		// per contract, controlled by that store.
-		switch ok, err := s.matchKey(ctx, log, gotSum, rt.legacy.Namespace, rt.legacy.ReceiverKeySecretName(), param,
+		switch m, err := s.matchKey(ctx, log, gotSum, rt.legacy.Namespace, rt.legacy.ReceiverKeySecretName(), param,
 			func(secret *corev1.Secret) bool { return controlledBy(secret, rt.legacy) }); {
 		case err != nil:
 			return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
-		case ok:
+		case m != verdictWrong:
 			log.V(1).Info("accepted a send on a store's pre-contract URL; the shop should enter the contract's URL once")
 			return outcome{}, true
 		}
 	}
-	ok, err := s.matchKey(ctx, log, gotSum, store.Namespace, secretName, secretKey,
+	m, err := s.matchKey(ctx, log, gotSum, store.Namespace, secretName, secretKey,
 		func(secret *corev1.Secret) bool { return ownedByOneOf(secret, rt.stores) })
 	if err != nil {
 		return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
 	}
-	if !ok {
+	s.health.note(rt, m)
+	if m == verdictWrong {
 		return unauthorized, false
 	}
 	return outcome{}, true
@@ -394,15 +410,15 @@ func (s *Server) authenticate(ctx context.Context, log logr.Logger, rt route, fo
 // valid, the previous key in the named Secret, if the Secret is the
 // operator's (label) and owned as owns says. A missing Secret is no match.
 func (s *Server) matchKey(ctx context.Context, log logr.Logger, gotSum [sha256.Size]byte, ns, secretName, secretKey string,
-	owns func(*corev1.Secret) bool) (bool, error) {
+	owns func(*corev1.Secret) bool) (verdict, error) {
 	var secret corev1.Secret
 	if err := s.opts.SecretReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: secretName}, &secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			log.Info("refused a send: the receiver key Secret does not exist (yet)", "secret", secretName)
-			return false, nil
+			return verdictWrong, nil
 		}
 		log.Error(err, "cannot read the receiver key Secret", "secret", secretName)
-		return false, err
+		return verdictWrong, err
 	}
 	// Only a Secret the operator made for these very stores may
 	// authenticate sends. The label alone is not proof (anyone who may
@@ -412,25 +428,26 @@ func (s *Server) matchKey(ctx context.Context, log logr.Logger, gotSum [sha256.S
 	// re-created.
 	if secret.Labels[smaregiv1alpha1.ManagedByLabel] != smaregiv1alpha1.ManagedByValue {
 		log.Info("refused a send: the receiver key Secret is not managed by the operator", "secret", secretName)
-		return false, nil
+		return verdictWrong, nil
 	}
 	if !owns(&secret) {
 		log.Info("refused a send: the receiver key Secret is not owned by the route's SmaregiStores", "secret", secretName)
-		return false, nil
+		return verdictWrong, nil
 	}
 	current := keyMatches(gotSum, secret.Data[secretKey])
 	previous := false
 	if s.previousKeyValid(log, &secret) {
 		previous = keyMatches(gotSum, secret.Data[secretKey+smaregiv1alpha1.PreviousKeySuffix])
 	}
-	if !current && !previous {
-		log.V(1).Info("refused a send: wrong key")
-		return false, nil
+	if current {
+		return verdictCurrent, nil
 	}
-	if previous && !current {
+	if previous {
 		log.V(1).Info("accepted the previous receiver key; the shop has not entered the rotated one yet")
+		return verdictPrevious, nil
 	}
-	return true, nil
+	log.V(1).Info("refused a send: wrong key")
+	return verdictWrong, nil
 }
 
 // ownedByOneOf reports whether obj has an owner reference (controller or

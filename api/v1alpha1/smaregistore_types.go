@@ -99,6 +99,12 @@ const (
 	// ReceiverReadyCondition reports that the receiver key exists and the
 	// receiver URL is published.
 	ReceiverReadyCondition = "ReceiverReady"
+	// SendsHealthyCondition reports what the receiver sees of Smaregi's
+	// sends for the store's contract: False when sends arrive with a wrong
+	// key (Smaregi's パラメータ情報 is out of date), True with reason
+	// PreviousKey while they still carry a rotated-out key in its grace.
+	// Written by the receiver (every replica, rate-limited).
+	SendsHealthyCondition = "SendsHealthy"
 	// InventorySyncedCondition reports whether the stock mirror is current.
 	InventorySyncedCondition = "InventorySynced"
 )
@@ -129,6 +135,14 @@ const (
 	// for the store ID (a wrong 店舗ID, or a store whose stock never
 	// changed); CredentialsValid stays True with this reason.
 	ReasonNoStockRows = "NoStockRows"
+	// ReasonWrongKey: sends for the contract arrive with a key the
+	// receiver refuses.
+	ReasonWrongKey = "WrongKey"
+	// ReasonPreviousKey: sends arrive with the rotated-out key, accepted
+	// until it expires.
+	ReasonPreviousKey = "PreviousKey"
+	// ReasonSendsAccepted: the last sends arrived with the current key.
+	ReasonSendsAccepted = "SendsAccepted"
 	// ReasonUnknownStoreID: Smaregi refused an update because the contract
 	// has no such store.
 	ReasonUnknownStoreID = "UnknownStoreID"
