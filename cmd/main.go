@@ -229,6 +229,9 @@ func run(ctx context.Context, c config) error {
 		KeyRotationGrace: c.keyRotationGrace,
 		RecheckInterval:  c.credentialsRecheck,
 		WatchNamespaces:  scope.Names(),
+		// The controller runs on the leader, where the inventory store is
+		// open (bbolt has one replica; PostgreSQL is shared by all).
+		Outbox: controllers.InventoryOutbox{Store: inv, Clock: clock.RealClock{}},
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up SmaregiStore controller: %w", err)
@@ -262,7 +265,9 @@ func run(ctx context.Context, c config) error {
 	// The pusher applies other channels' adjustments to Smaregi exactly once
 	// (leader only), then asks the engine for a pull so the mirror shows them.
 	push, err := pusher.New(pusher.Options{
-		Store:               inv,
+		// An adjustment Smaregi refuses for an unknown store ID turns the
+		// store's CredentialsValid False (the controller watches refusals).
+		Store:               reconciler.WatchRefusals(inv),
 		Targets:             storeregistry.Targets{Registry: registry, Tokens: tokens},
 		Clients:             clients,
 		AdjustmentRetention: c.adjustmentRetention,
@@ -292,6 +297,11 @@ func run(ctx context.Context, c config) error {
 		MaxBodyBytes: c.receiverMaxBodyBytes,
 		MaxRows:      c.receiverMaxRows,
 		Log:          ctrl.Log.WithName("receiver"),
+		// Sends with a wrong (or the previous) key show on the contract's
+		// stores as SendsHealthy and a Warning event, not only as 401s in
+		// Smaregi's send history.
+		Status:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("smaregi-operator-receiver"),
 	})
 	if err != nil {
 		return fmt.Errorf("create receiver: %w", err)

@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
@@ -31,11 +33,25 @@ const (
 	checkRequestTimeout = 10 * time.Second
 )
 
-// CheckCredentials implements CredentialChecker.
-func (c *SmaregiChecker) CheckCredentials(ctx context.Context, t storeaccess.Target) error {
-	cl, err := c.Clients.Client(t, smaregi.Options{MaxReadAttempts: checkAttempts, RequestTimeout: checkRequestTimeout})
+// errFirstPage stops a stock stream after its first page.
+var errFirstPage = errors.New("first page read")
+
+// CheckCredentials implements CredentialChecker with a one-row stock_ref of
+// the store. The legacy API has no store list among the functions a shop
+// enables (only stock_ref and stock_upd), so whether Smaregi holds stock
+// rows for the store ID is all it can tell about the store's existence.
+func (c *SmaregiChecker) CheckCredentials(ctx context.Context, t storeaccess.Target) (bool, error) {
+	cl, err := c.Clients.Client(t, smaregi.Options{MaxReadAttempts: checkAttempts, RequestTimeout: checkRequestTimeout, PageSize: 1})
 	if err != nil {
-		return err // never carries the token
+		return false, err // never carries the token
 	}
-	return cl.CheckCredentials(ctx, t.StoreID)
+	var rows bool
+	err = cl.StreamStock(ctx, smaregi.StockQuery{StoreID: t.StoreID}, func(page []smaregi.StockRow) error {
+		rows = rows || len(page) > 0
+		return errFirstPage
+	})
+	if err != nil && !errors.Is(err, errFirstPage) {
+		return false, fmt.Errorf("check credentials for store %s: %w", t.StoreID, err)
+	}
+	return rows, nil
 }

@@ -44,20 +44,21 @@ func TestGoodTokenBecomesReady(t *testing.T) {
 	if rs == nil {
 		t.Fatal("status.receiver not published")
 	}
-	if rs.RouteID != string(st.UID) || rs.URL != receiverBase+"/smaregi/v1/"+string(st.UID) {
-		t.Errorf("receiver url %q routeID %q, want routeID = UID %q", rs.URL, rs.RouteID, st.UID)
-	}
-	if rs.ParameterName != "goqsystem_key" || rs.KeySecretRef == nil ||
-		rs.KeySecretRef.Name != "shop-receiver-key" || rs.KeySecretRef.Key != "goqsystem_key" {
-		t.Errorf("receiver %+v, want parameter goqsystem_key in Secret shop-receiver-key", rs)
-	}
-
 	sec := keySecret(t, ns, "shop")
-	if sec.Labels[smaregiv1alpha1.ManagedByLabel] != smaregiv1alpha1.ManagedByValue {
-		t.Errorf("key Secret labels %v, want managed-by", sec.Labels)
+	if rs.RouteID != string(sec.UID) || rs.URL != receiverBase+"/smaregi/v1/"+string(sec.UID) {
+		t.Errorf("receiver url %q routeID %q, want routeID = the contract key Secret's UID %q", rs.URL, rs.RouteID, sec.UID)
 	}
-	if !metav1.IsControlledBy(sec, st) {
-		t.Errorf("key Secret owners %+v, want controlled by the store", sec.OwnerReferences)
+	wantSecret := smaregiv1alpha1.ContractKeySecretName(simContract)
+	if rs.ParameterName != "goqsystem_key" || rs.KeySecretRef == nil ||
+		rs.KeySecretRef.Name != wantSecret || rs.KeySecretRef.Key != "goqsystem_key" {
+		t.Errorf("receiver %+v, want parameter goqsystem_key in Secret %s", rs, wantSecret)
+	}
+	if sec.Labels[smaregiv1alpha1.ManagedByLabel] != smaregiv1alpha1.ManagedByValue ||
+		sec.Annotations[smaregiv1alpha1.ContractIDAnnotation] != simContract {
+		t.Errorf("key Secret labels %v annotations %v, want managed-by and the contract", sec.Labels, sec.Annotations)
+	}
+	if len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].UID != st.UID {
+		t.Errorf("key Secret owners %+v, want the store", sec.OwnerReferences)
 	}
 	key := sec.Data["goqsystem_key"]
 	raw, err := base64.RawURLEncoding.DecodeString(string(key))
@@ -311,17 +312,20 @@ func TestAPIServerRejectsInvalidSpecs(t *testing.T) {
 	if err := patchSpec(`{"storeID":"2"}`); err == nil || !strings.Contains(err.Error(), "storeID is immutable") {
 		t.Errorf("changing storeID: err %v, want rejection", err)
 	}
-	if err := patchSpec(`{"endpoint":"http://10.0.0.1/access/"}`); err == nil || !strings.Contains(err.Error(), "endpoint must use https") {
+	if err := patchSpec(`{"endpoint":"http://10.0.0.1/access/"}`); err == nil || !strings.Contains(err.Error(), "spec.endpoint: Invalid value") ||
+		!strings.Contains(err.Error(), "endpoint must use https") {
 		t.Errorf("changing endpoint to plain http: err %v, want rejection", err)
 	}
 
 	plain := newStore(ns, "plain", "http://webapi.smaregi.jp/access/")
-	if err := live.Create(ctx, plain); err == nil || !strings.Contains(err.Error(), "endpoint must use https") {
+	if err := live.Create(ctx, plain); err == nil || !strings.Contains(err.Error(), "spec.endpoint: Invalid value") ||
+		!strings.Contains(err.Error(), "endpoint must use https") {
 		t.Errorf("http non-loopback endpoint: err %v, want rejection", err)
 	}
 	fast := newStore(ns, "fast", s.endpoint)
 	fast.Spec.Sync.PollInterval = &metav1.Duration{Duration: 5 * time.Second}
-	if err := live.Create(ctx, fast); err == nil || !strings.Contains(err.Error(), "pollInterval must be at least 10s") {
+	if err := live.Create(ctx, fast); err == nil || !strings.Contains(err.Error(), "spec.sync.pollInterval: Invalid value") ||
+		!strings.Contains(err.Error(), "pollInterval must be at least 10s") {
 		t.Errorf("pollInterval 5s: err %v, want rejection", err)
 	}
 	ok := newStore(ns, "ok", s.endpoint)
@@ -421,7 +425,7 @@ func TestForeignKeySecretIsNotOverwritten(t *testing.T) {
 	s := startSim(t)
 	ns := newNamespace(t)
 	foreign := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-receiver-key"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: smaregiv1alpha1.ContractKeySecretName(simContract)},
 		Data:       map[string][]byte{"goqsystem_key": []byte("someone-elses-value-123")},
 	}
 	mustCreate(t, foreign)

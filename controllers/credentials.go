@@ -22,8 +22,11 @@ import (
 // cheapest call that proves it (a one-row stock_ref, which also proves that
 // 在庫情報参照 is switched on). Errors are classified with the helpers of
 // internal/smaregi (IsConfigError, ErrorCode, IsTransient).
+//
+// stockRows says whether Smaregi holds any stock row for the store ID: the
+// legacy API's only hint about whether the store exists.
 type CredentialChecker interface {
-	CheckCredentials(ctx context.Context, target storeaccess.Target) error
+	CheckCredentials(ctx context.Context, target storeaccess.Target) (stockRows bool, err error)
 }
 
 // checkTimeout bounds one credential check so a hanging Smaregi cannot hold
@@ -116,16 +119,16 @@ func (r *SmaregiStoreReconciler) reconcileCredentials(ctx context.Context, store
 	rec := st.check
 	st.mu.Unlock()
 	if rec != nil && rec.fingerprint == fp && now.Before(rec.nextCheck) {
-		res := rec.result
+		res := r.withRefusal(store, rec.result)
 		res.requeueAfter = rec.nextCheck.Sub(now)
 		return res
 	}
 
 	checkCtx, cancel := context.WithTimeout(ctx, checkTimeout)
-	err = r.Checker.CheckCredentials(checkCtx, target)
+	rows, err := r.Checker.CheckCredentials(checkCtx, target)
 	cancel()
 
-	res := classifyCheck(err, store, redactor(token))
+	res := classifyCheck(err, rows, store, redactor(token))
 	next := &checkRecord{fingerprint: fp, result: res}
 	var delay time.Duration
 	switch res.outcome {
@@ -150,25 +153,58 @@ func (r *SmaregiStoreReconciler) reconcileCredentials(ctx context.Context, store
 
 	st.mu.Lock()
 	st.check = next
+	if err == nil && rows {
+		// Stock rows exist: whatever refused an update earlier, the store
+		// does now.
+		st.refusedStore = false
+	}
 	st.mu.Unlock()
+	return r.withRefusal(store, res)
+}
+
+// withRefusal turns a check that found no stock rows False once Smaregi
+// has refused an adjustment for the store ID (NoteUnknownStore): then the
+// store definitely does not exist.
+func (r *SmaregiStoreReconciler) withRefusal(store *smaregiv1alpha1.SmaregiStore, res stepResult) stepResult {
+	if res.status != metav1.ConditionTrue || res.reason != smaregiv1alpha1.ReasonNoStockRows {
+		return res
+	}
+	st := r.state(client.ObjectKeyFromObject(store))
+	st.mu.Lock()
+	refused := st.refusedStore
+	st.mu.Unlock()
+	if !refused {
+		return res
+	}
+	res.status, res.reason, res.outcome = metav1.ConditionFalse, smaregiv1alpha1.ReasonUnknownStoreID, outcomeStalled
+	res.message = storeaccess.UnknownStore(subjectOf(store))
 	return res
+}
+
+// subjectOf names the store's credential check for storeaccess.
+func subjectOf(store *smaregiv1alpha1.SmaregiStore) storeaccess.Subject {
+	return storeaccess.Subject{
+		Call: smaregi.ProcStockRef, Endpoint: store.EndpointURL(), ContractID: store.Spec.ContractID,
+		StoreID: store.Spec.StoreID, Credentials: storeaccess.CredentialsRefOf(store),
+	}
 }
 
 // classifyCheck maps a credential check's error to the CredentialsValid
 // condition, with storeaccess's one table of reasons and remedies. redact
 // removes the token from any text that came from elsewhere (defence in
 // depth: the client already keeps it out of its errors).
-func classifyCheck(err error, store *smaregiv1alpha1.SmaregiStore, redact func(string) string) stepResult {
+func classifyCheck(err error, stockRows bool, store *smaregiv1alpha1.SmaregiStore, redact func(string) string) stepResult {
+	if err == nil && !stockRows {
+		return stepResult{status: metav1.ConditionTrue, reason: smaregiv1alpha1.ReasonNoStockRows, outcome: outcomeOK,
+			message: storeaccess.NoStockRows(subjectOf(store))}
+	}
 	if err == nil {
 		return stepResult{
 			status: metav1.ConditionTrue, reason: smaregiv1alpha1.ReasonSucceeded, outcome: outcomeOK,
 			message: fmt.Sprintf("Smaregi accepted the access token for contract %q, store %q (stock_ref)", store.Spec.ContractID, store.Spec.StoreID),
 		}
 	}
-	d := storeaccess.Explain(err, storeaccess.Subject{
-		Call: smaregi.ProcStockRef, Endpoint: store.EndpointURL(), ContractID: store.Spec.ContractID,
-		StoreID: store.Spec.StoreID, Credentials: storeaccess.CredentialsRefOf(store),
-	})
+	d := storeaccess.Explain(err, subjectOf(store))
 	res := stepResult{status: metav1.ConditionFalse, reason: d.Reason, message: redact(d.Message), outcome: outcomeRetrying}
 	switch {
 	case d.Config:

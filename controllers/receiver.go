@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 )
@@ -48,20 +47,30 @@ type keyAction struct {
 	reason, action, note string
 }
 
-// reconcileReceiver owns the ReceiverReady condition and status.receiver:
-// it creates the key Secret once, keeps its layout in line with the spec
-// (parameter name, rotation, expiry of the previous key) and publishes the
-// URL. It runs even while suspended: sends that arrive are still recorded.
+// rotatedForKey is the annotation of the contract key Secret that records,
+// per store, the rotate-key value the current key answers: each store's
+// annotation asks for its own rotations of the one shared key.
+func rotatedForKey(uid types.UID) string { return RotatedForAnnotation + "." + string(uid) }
+
+// reconcileReceiver owns the ReceiverReady condition and status.receiver.
+// Smaregi has one send URL and parameter per contract, so every store of a
+// (namespace, contract) shares one key Secret (ContractKeySecretName) and
+// one route: the Secret's UID, stable while it lives. The Secret is owned by
+// every store of the contract (plain owner references, no controller), so
+// the garbage collector removes it with the last one, and a store that
+// joins says that Smaregi needs nothing more. The step keeps the Secret's
+// layout in line with the spec (parameter name, rotation, expiry of the
+// previous key) and runs even while suspended: sends are still recorded.
 func (r *SmaregiStoreReconciler) reconcileReceiver(ctx context.Context, store *smaregiv1alpha1.SmaregiStore) (stepResult, *smaregiv1alpha1.ReceiverStatus) {
 	param := store.ReceiverParameterName()
-	name := store.ReceiverKeySecretName()
+	name := smaregiv1alpha1.ContractKeySecretName(store.Spec.ContractID)
 	now := r.Clock.Now()
 
 	var secret corev1.Secret
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: store.Namespace, Name: name}, &secret)
 	switch {
 	case apierrors.IsNotFound(err):
-		created, res, ok := r.createKeySecret(ctx, store, param)
+		created, res, ok := r.createKeySecret(ctx, store, name, param)
 		if !ok {
 			return res, nil
 		}
@@ -69,19 +78,47 @@ func (r *SmaregiStoreReconciler) reconcileReceiver(ctx context.Context, store *s
 	case err != nil:
 		return retrying(fmt.Errorf("get key Secret %s/%s: %w", store.Namespace, name, err)), nil
 	}
-	if !metav1.IsControlledBy(&secret, store) {
+	contract, err := r.contractStores(ctx, store)
+	if err != nil {
+		return retrying(err), nil
+	}
+	if !keySecretOfContract(&secret, store, contract) {
 		return stepResult{
 			status: metav1.ConditionFalse, reason: ReasonKeySecretConflict, outcome: outcomeStalled,
 			requeueAfter: jitter(r.StalledRecheckInterval),
-			message: fmt.Sprintf("Secret %q exists but is not controlled by this SmaregiStore; the operator will not overwrite it: "+
-				"delete or rename it", name),
+			message: fmt.Sprintf("Secret %q exists but is not the receiver key of contract %q made by this operator (label, "+
+				"annotation %s and an owner among the contract's SmaregiStores); the operator will not overwrite it: delete or rename it",
+				name, store.Spec.ContractID, smaregiv1alpha1.ContractIDAnnotation),
 		}, nil
 	}
 
-	actions := layoutKeySecret(&secret, store, param, now, r.KeyRotationGrace)
+	var actions []keyAction
+	if !ownedBy(&secret, store.UID) {
+		// Joining a contract that already has its key: the shop already
+		// entered this URL and value in Smaregi, if the contract is set up.
+		// The store's current rotate-key value is taken as answered, so
+		// joining never rotates the key the shop uses.
+		secret.OwnerReferences = append(secret.OwnerReferences, ownerRef(store))
+		if v := store.Annotations[smaregiv1alpha1.RotateKeyAnnotation]; v != "" {
+			metav1.SetMetaDataAnnotation(&secret.ObjectMeta, rotatedForKey(store.UID), v)
+		}
+		actions = append(actions, keyAction{"KeyShared", "JoinContractKey", fmt.Sprintf(
+			"this store shares the receiver URL and key of contract %q (Secret %q) with %d other SmaregiStore(s): "+
+				"if Smaregi is already set up for the contract, nothing more is needed there", store.Spec.ContractID, name, len(contract)-1)})
+	}
+	if cur := secretParameter(&secret); cur != param && len(contract) > 1 && otherOwners(&secret, store.UID, contract) {
+		return stepResult{
+			status: metav1.ConditionFalse, reason: ReasonKeySecretConflict, outcome: outcomeStalled,
+			requeueAfter: jitter(r.StalledRecheckInterval),
+			message: fmt.Sprintf("spec.receiver.parameterName %q differs from %q used by the other SmaregiStores of contract %q: "+
+				"Smaregi sends one parameter per contract, so set the same name on all of them", param, cur, store.Spec.ContractID),
+		}, nil
+	}
+	actions = append(actions, layoutKeySecret(&secret, store, param, now, r.KeyRotationGrace)...)
 	if len(actions) > 0 {
 		// Update carries the resourceVersion we read: a stale cache or a
-		// concurrent writer gets a conflict instead of a double rotation.
+		// concurrent writer (another store of the contract) gets a conflict
+		// instead of a double rotation or a lost owner.
 		if err := r.Client.Update(ctx, &secret); err != nil {
 			return retrying(fmt.Errorf("update key Secret %s/%s: %w", store.Namespace, name, err)), nil
 		}
@@ -91,16 +128,17 @@ func (r *SmaregiStoreReconciler) reconcileReceiver(ctx context.Context, store *s
 	}
 
 	status := &smaregiv1alpha1.ReceiverStatus{
-		URL:           strings.TrimRight(r.ReceiverBaseURL, "/") + smaregiv1alpha1.ReceiverPathPrefix + string(store.UID),
-		RouteID:       string(store.UID),
+		URL:           strings.TrimRight(r.ReceiverBaseURL, "/") + smaregiv1alpha1.ReceiverPathPrefix + string(secret.UID),
+		RouteID:       string(secret.UID),
 		KeySecretRef:  &smaregiv1alpha1.SecretKeyReference{Name: name, Key: param},
 		ParameterName: param,
-		LastRotation:  secret.Annotations[RotatedForAnnotation],
+		LastRotation:  secret.Annotations[rotatedForKey(store.UID)],
 	}
 	res := stepResult{
 		status: metav1.ConditionTrue, reason: smaregiv1alpha1.ReasonKeyProvisioned, outcome: outcomeOK,
-		message: fmt.Sprintf("in Smaregi's API送信設定 set 送信URL to %s and add パラメータ情報 %q with the value of key %q in Secret %q",
-			status.URL, param, param, name),
+		message: fmt.Sprintf("in Smaregi's API送信設定 set 送信URL to %s and add パラメータ情報 %q with the value of key %q in Secret %q; "+
+			"this URL and key serve every SmaregiStore of contract %q in namespace %s", status.URL, param, param, name,
+			store.Spec.ContractID, store.Namespace),
 	}
 	if _, ok := secret.Data[param+smaregiv1alpha1.PreviousKeySuffix]; ok {
 		// layoutKeySecret removed an expired or unreadable expiry, so this
@@ -108,32 +146,104 @@ func (r *SmaregiStoreReconciler) reconcileReceiver(ctx context.Context, store *s
 		exp, _ := time.Parse(time.RFC3339, secret.Annotations[smaregiv1alpha1.PreviousKeyExpiresAnnotation])
 		status.PreviousKeyExpiresAt = &metav1.Time{Time: exp}
 		res.reason = smaregiv1alpha1.ReasonKeyRotating
-		res.message = fmt.Sprintf("receiver key rotated: put the new value of key %q in Secret %q into パラメータ情報 %q in Smaregi's "+
-			"API送信設定 before %s, when the previous key stops being accepted", param, name, param, exp.Format(time.RFC3339))
+		res.message = fmt.Sprintf("the receiver key of contract %q (shared by its %d SmaregiStore(s) here) was rotated: put the new "+
+			"value of key %q in Secret %q into パラメータ情報 %q in Smaregi's API送信設定 before %s, when the previous key stops being accepted",
+			store.Spec.ContractID, len(contract), param, name, param, exp.Format(time.RFC3339))
 		// Come back when the previous key expires to remove it.
 		res.requeueAfter = exp.Sub(now) + time.Second
 	}
 	return res, status
 }
 
-// createKeySecret creates <name>-receiver-key with a fresh key. ok is false
-// when the step must stop with res.
-func (r *SmaregiStoreReconciler) createKeySecret(ctx context.Context, store *smaregiv1alpha1.SmaregiStore, param string) (_ *corev1.Secret, res stepResult, ok bool) {
+// contractStores lists the SmaregiStores of the store's contract in its
+// namespace (the store itself included), from the cache.
+func (r *SmaregiStoreReconciler) contractStores(ctx context.Context, store *smaregiv1alpha1.SmaregiStore) ([]smaregiv1alpha1.SmaregiStore, error) {
+	var list smaregiv1alpha1.SmaregiStoreList
+	if err := r.Client.List(ctx, &list, client.InNamespace(store.Namespace)); err != nil {
+		return nil, fmt.Errorf("list the SmaregiStores of contract %s in %s: %w", store.Spec.ContractID, store.Namespace, err)
+	}
+	out := []smaregiv1alpha1.SmaregiStore{*store}
+	for _, s := range list.Items {
+		if s.Spec.ContractID == store.Spec.ContractID && s.UID != store.UID {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// keySecretOfContract reports whether secret is the operator's key Secret of
+// the store's contract: labelled, annotated with the exact contract ID and
+// owned by one of the contract's stores. A Secret that only has the right
+// name (planted, or left from something else) is never adopted.
+func keySecretOfContract(secret *corev1.Secret, store *smaregiv1alpha1.SmaregiStore, contract []smaregiv1alpha1.SmaregiStore) bool {
+	if secret.Labels[smaregiv1alpha1.ManagedByLabel] != smaregiv1alpha1.ManagedByValue ||
+		secret.Annotations[smaregiv1alpha1.ContractIDAnnotation] != store.Spec.ContractID {
+		return false
+	}
+	for i := range contract {
+		if ownedBy(secret, contract[i].UID) {
+			return true
+		}
+	}
+	return false
+}
+
+// otherOwners reports whether another live store of the contract owns the
+// Secret besides uid.
+func otherOwners(secret *corev1.Secret, uid types.UID, contract []smaregiv1alpha1.SmaregiStore) bool {
+	for i := range contract {
+		if contract[i].UID != uid && ownedBy(secret, contract[i].UID) {
+			return true
+		}
+	}
+	return false
+}
+
+// ownedBy reports whether obj has an owner reference to the SmaregiStore
+// with uid.
+func ownedBy(obj metav1.Object, uid types.UID) bool {
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.UID == uid && ref.Kind == "SmaregiStore" {
+			return true
+		}
+	}
+	return false
+}
+
+// ownerRef is the owner reference a store puts on its contract's key
+// Secret: not a controller reference (several stores own the Secret).
+func ownerRef(store *smaregiv1alpha1.SmaregiStore) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: smaregiv1alpha1.GroupVersion.String(), Kind: "SmaregiStore", Name: store.Name, UID: store.UID}
+}
+
+// secretParameter is the send parameter the contract key Secret answers.
+func secretParameter(secret *corev1.Secret) string {
+	if p := secret.Annotations[smaregiv1alpha1.ParameterNameAnnotation]; p != "" {
+		return p
+	}
+	return smaregiv1alpha1.DefaultReceiverParameterName
+}
+
+// createKeySecret creates the contract's key Secret with a fresh key,
+// owned by store. ok is false when the step must stop with res.
+func (r *SmaregiStoreReconciler) createKeySecret(ctx context.Context, store *smaregiv1alpha1.SmaregiStore, name, param string) (_ *corev1.Secret, res stepResult, ok bool) {
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      store.ReceiverKeySecretName(),
+			Name:      name,
 			Namespace: store.Namespace,
 			Labels:    map[string]string{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue},
+			Annotations: map[string]string{
+				smaregiv1alpha1.ContractIDAnnotation:    store.Spec.ContractID,
+				smaregiv1alpha1.ParameterNameAnnotation: param,
+			},
+			OwnerReferences: []metav1.OwnerReference{ownerRef(store)},
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{param: newReceiverKey()},
 	}
 	// A fresh key already answers any rotation asked for so far.
 	if v := store.Annotations[smaregiv1alpha1.RotateKeyAnnotation]; v != "" {
-		secret.Annotations = map[string]string{RotatedForAnnotation: v}
-	}
-	if err := controllerutil.SetControllerReference(store, secret, r.Scheme); err != nil {
-		return nil, retrying(fmt.Errorf("set owner of key Secret: %w", err)), false
+		secret.Annotations[rotatedForKey(store.UID)] = v
 	}
 	err := r.Client.Create(ctx, secret)
 	if apierrors.IsAlreadyExists(err) {
@@ -149,8 +259,46 @@ func (r *SmaregiStoreReconciler) createKeySecret(ctx context.Context, store *sma
 		return nil, retrying(fmt.Errorf("create key Secret %s/%s: %w", secret.Namespace, secret.Name, err)), false
 	}
 	r.Recorder.Eventf(store, secret, corev1.EventTypeNormal, smaregiv1alpha1.ReasonKeyProvisioned, "ProvisionKey",
-		"created receiver key in Secret %q under key %q", secret.Name, param)
+		"created the receiver key of contract %q in Secret %q under key %q", store.Spec.ContractID, secret.Name, param)
 	return secret, stepResult{}, true
+}
+
+// leaveContractKey removes the store from the owners of its contract's key
+// Secret when it is deleted, and deletes the Secret with the last owner (the
+// garbage collector would too, but only eventually, and not at all where
+// none runs).
+func (r *SmaregiStoreReconciler) leaveContractKey(ctx context.Context, store *smaregiv1alpha1.SmaregiStore) error {
+	name := smaregiv1alpha1.ContractKeySecretName(store.Spec.ContractID)
+	var secret corev1.Secret
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: store.Namespace, Name: name}, &secret); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !ownedBy(&secret, store.UID) {
+		return nil
+	}
+	refs := secret.OwnerReferences[:0]
+	stores := 0
+	for _, ref := range secret.OwnerReferences {
+		if ref.UID == store.UID {
+			continue
+		}
+		if ref.Kind == "SmaregiStore" {
+			stores++
+		}
+		refs = append(refs, ref)
+	}
+	if stores == 0 {
+		if err := r.Client.Delete(ctx, &secret, client.Preconditions{UID: &secret.UID, ResourceVersion: &secret.ResourceVersion}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("delete key Secret %s/%s with its last store: %w", store.Namespace, name, err)
+		}
+		return nil
+	}
+	secret.OwnerReferences = refs
+	delete(secret.Annotations, rotatedForKey(store.UID))
+	if err := r.Client.Update(ctx, &secret); err != nil {
+		return fmt.Errorf("remove %s from the owners of key Secret %s/%s: %w", store.Name, store.Namespace, name, err)
+	}
+	return nil
 }
 
 // layoutKeySecret brings the Secret in line with the spec and the clock and
@@ -182,6 +330,7 @@ func layoutKeySecret(secret *corev1.Secret, store *smaregiv1alpha1.SmaregiStore,
 				secret.Data[prevKey] = prev
 				delete(secret.Data, old+smaregiv1alpha1.PreviousKeySuffix)
 			}
+			metav1.SetMetaDataAnnotation(&secret.ObjectMeta, smaregiv1alpha1.ParameterNameAnnotation, param)
 			actions = append(actions, keyAction{"KeyMoved", "MoveKey",
 				fmt.Sprintf("receiver key moved from key %q to %q after spec.receiver.parameterName changed", old, param)})
 		} else {
@@ -191,17 +340,25 @@ func layoutKeySecret(secret *corev1.Secret, store *smaregiv1alpha1.SmaregiStore,
 		}
 	}
 
-	if want := store.Annotations[smaregiv1alpha1.RotateKeyAnnotation]; want != "" && want != secret.Annotations[RotatedForAnnotation] {
+	if want := store.Annotations[smaregiv1alpha1.RotateKeyAnnotation]; want != "" && want != secret.Annotations[rotatedForKey(store.UID)] {
 		expires := now.Add(grace).UTC().Truncate(time.Second)
 		secret.Data[prevKey] = secret.Data[param]
 		secret.Data[param] = newReceiverKey()
 		if secret.Annotations == nil {
 			secret.Annotations = map[string]string{}
 		}
-		secret.Annotations[RotatedForAnnotation] = want
+		secret.Annotations[rotatedForKey(store.UID)] = want
 		secret.Annotations[smaregiv1alpha1.PreviousKeyExpiresAnnotation] = expires.Format(time.RFC3339)
 		actions = append(actions, keyAction{"KeyRotated", "RotateKey",
-			fmt.Sprintf("receiver key rotated (rotate-key %q); the previous key stays valid under %q until %s", want, prevKey, expires.Format(time.RFC3339))})
+			fmt.Sprintf("the receiver key of contract %q rotated (rotate-key %q on this store); every SmaregiStore of the contract uses "+
+				"the new key, and the previous one stays valid under %q until %s", store.Spec.ContractID, want, prevKey, expires.Format(time.RFC3339))})
+	}
+
+	if secret.Annotations[smaregiv1alpha1.ParameterNameAnnotation] != param {
+		metav1.SetMetaDataAnnotation(&secret.ObjectMeta, smaregiv1alpha1.ParameterNameAnnotation, param)
+		if len(actions) == 0 {
+			actions = append(actions, keyAction{"KeyMoved", "MoveKey", fmt.Sprintf("the receiver key now answers parameter %q", param)})
+		}
 	}
 
 	if _, ok := secret.Data[prevKey]; ok {

@@ -25,6 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -95,8 +97,18 @@ type SmaregiStoreReconciler struct {
 	// (--watch-namespaces, the same list as CacheOptions); empty watches
 	// every namespace.
 	WatchNamespaces []string
+	// Outbox reads (and on request discards) the store's pending
+	// adjustments, so that a deleted store stays until they reached
+	// Smaregi. Required.
+	Outbox Outbox
+	// DeletionRecheckInterval between reads of a deleted store's outbox
+	// while the deletion waits. Default DefaultDeletionRecheckInterval.
+	DeletionRecheckInterval time.Duration
 
 	states sync.Map // types.NamespacedName -> *storeState
+	// wake brings a store back into the queue from outside the watches
+	// (NoteUnknownStore).
+	wake chan event.TypedGenericEvent[client.Object]
 }
 
 // storeState is the per-store memory that must not live in the object.
@@ -104,6 +116,13 @@ type storeState struct {
 	mu        sync.Mutex
 	check     *checkRecord
 	announced map[string]condKey
+	// deletionPending is the pending count last announced while the
+	// deletion waits, so that the event repeats only when it changes.
+	deletionPending int64
+	// refusedStore: Smaregi refused an adjustment because the store ID
+	// does not exist (NoteUnknownStore); cleared when a check finds stock
+	// rows for it.
+	refusedStore bool
 }
 
 func (r *SmaregiStoreReconciler) state(key types.NamespacedName) *storeState {
@@ -113,7 +132,8 @@ func (r *SmaregiStoreReconciler) state(key types.NamespacedName) *storeState {
 
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=smaregistores/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -131,8 +151,22 @@ func (r *SmaregiStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 		return ctrl.Result{}, fmt.Errorf("get SmaregiStore %s: %w", req.NamespacedName, err)
 	}
-	if !store.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+	// Design principle 5: a deleted store stays until its outbox has
+	// reached Smaregi (or the user discards it on purpose).
+	var waiting string
+	if store.DeletionTimestamp.IsZero() {
+		if err := r.ensureFinalizer(ctx, store); err != nil {
+			return ctrl.Result{}, err
+		}
+	} else {
+		if !controllerutil.ContainsFinalizer(store, smaregiv1alpha1.OutboxFinalizer) {
+			return ctrl.Result{}, nil
+		}
+		w, err := r.finalize(ctx, store)
+		if err != nil || w == "" {
+			return ctrl.Result{}, err
+		}
+		waiting = w
 	}
 
 	var (
@@ -141,6 +175,9 @@ func (r *SmaregiStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	)
 	defer func() {
 		desired := summarize(store, cred, recv, receiver, r.Clock.Now())
+		if waiting != "" {
+			deletionStatus(&desired, store, waiting, r.Clock.Now())
+		}
 		if err := r.applyStatus(ctx, store, desired); err != nil {
 			result, retErr = ctrl.Result{}, errors.Join(retErr, err)
 			return
@@ -151,13 +188,22 @@ func (r *SmaregiStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 	}()
 
-	recv, receiver = r.reconcileReceiver(ctx, store)
+	if waiting == "" {
+		recv, receiver = r.reconcileReceiver(ctx, store)
+	} else {
+		// A store on its way out gets no new or rotated key.
+		recv = stepResult{keepPrevious: true}
+	}
 	cred = r.reconcileCredentials(ctx, store)
 
 	if err := errors.Join(recv.err, cred.err); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: soonest(recv.requeueAfter, cred.requeueAfter)}, nil
+	next := soonest(recv.requeueAfter, cred.requeueAfter)
+	if waiting != "" {
+		next = soonest(next, r.DeletionRecheckInterval)
+	}
+	return ctrl.Result{RequeueAfter: next}, nil
 }
 
 // soonest returns the smallest positive duration, or 0.
@@ -196,8 +242,8 @@ func stripToIdentity(obj any) (any, error) {
 // the watches: SmaregiStores, the owned key Secrets, and the metadata of
 // every Secret (mapped to the stores whose credentialsRef names it).
 func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Client == nil || r.APIReader == nil || r.Scheme == nil || r.Recorder == nil || r.Checker == nil {
-		return errors.New("smaregistore controller: Client, APIReader, Scheme, Recorder and Checker are required")
+	if r.Client == nil || r.APIReader == nil || r.Scheme == nil || r.Recorder == nil || r.Checker == nil || r.Outbox == nil {
+		return errors.New("smaregistore controller: Client, APIReader, Scheme, Recorder, Checker and Outbox are required")
 	}
 	u, err := url.Parse(r.ReceiverBaseURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -214,6 +260,9 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.StalledRecheckInterval <= 0 {
 		r.StalledRecheckInterval = DefaultStalledRecheckInterval
+	}
+	if r.DeletionRecheckInterval <= 0 {
+		r.DeletionRecheckInterval = DefaultDeletionRecheckInterval
 	}
 
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &smaregiv1alpha1.SmaregiStore{}, CredentialsSecretIndex,
@@ -242,6 +291,7 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(secretMetadataCache{metaCache}); err != nil {
 		return fmt.Errorf("add Secret metadata cache: %w", err)
 	}
+	r.wake = make(chan event.TypedGenericEvent[client.Object], 64)
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 
@@ -255,10 +305,13 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.AnnotationChangedPredicate{},
 			inventorySyncedChanged(),
 		))).
-		Owns(&corev1.Secret{}).
+		// The contract's key Secret has every store of the contract as an
+		// owner (no controller): a change to it concerns all of them.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &smaregiv1alpha1.SmaregiStore{})).
 		WatchesRawSource(source.Kind[client.Object](metaCache, secretMeta,
 			handler.EnqueueRequestsFromMapFunc(r.storesForSecret),
 			predicate.ResourceVersionChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }
 

@@ -96,6 +96,10 @@ func summarize(store *smaregiv1alpha1.SmaregiStore, cred, recv stepResult, recei
 			break
 		}
 	}
+	if ready.Status == metav1.ConditionTrue && cv.Reason == smaregiv1alpha1.ReasonNoStockRows {
+		// Usable, but the store ID may be wrong: say so where users look.
+		ready.Message = cv.Message
+	}
 	if store.Spec.Suspend {
 		ready.Status = metav1.ConditionFalse
 		ready.Reason = smaregiv1alpha1.ReasonSuspended

@@ -32,27 +32,29 @@ func TestClassifyCheck(t *testing.T) {
 	cases := []struct {
 		name    string
 		err     error
+		noRows  bool
 		status  metav1.ConditionStatus
 		reason  string
 		outcome outcome
 		hint    string
 	}{
-		{"ok", nil, metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded, outcomeOK, ""},
-		{"13", apiErr(400, 13), metav1.ConditionFalse, smaregiv1alpha1.ReasonInvalidAccessToken, outcomeStalled, "アクセストークン"},
-		{"21", apiErr(400, 21), metav1.ConditionFalse, smaregiv1alpha1.ReasonInvalidAccessToken, outcomeStalled, `"shop-token"`},
-		{"14", apiErr(400, 14), metav1.ConditionFalse, smaregiv1alpha1.ReasonInvalidContractID, outcomeStalled, "契約ID"},
-		{"22", apiErr(400, 22), metav1.ConditionFalse, smaregiv1alpha1.ReasonAccountLocked, outcomeStalled, "locked"},
-		{"23", apiErr(400, 23), metav1.ConditionFalse, smaregiv1alpha1.ReasonFunctionDisabled, outcomeStalled, "15 在庫情報参照"},
-		{"24", apiErr(400, 24), metav1.ConditionFalse, smaregiv1alpha1.ReasonIPNotAllowed, outcomeStalled, "IP"},
-		{"5xx", apiErr(503, 0), metav1.ConditionUnknown, smaregiv1alpha1.ReasonUnreachable, outcomeRetrying, ""},
+		{"ok", nil, false, metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded, outcomeOK, ""},
+		{"no stock rows", nil, true, metav1.ConditionTrue, smaregiv1alpha1.ReasonNoStockRows, outcomeOK, `no stock rows for store ID "1"`},
+		{"13", apiErr(400, 13), false, metav1.ConditionFalse, smaregiv1alpha1.ReasonInvalidAccessToken, outcomeStalled, "アクセストークン"},
+		{"21", apiErr(400, 21), false, metav1.ConditionFalse, smaregiv1alpha1.ReasonInvalidAccessToken, outcomeStalled, `"shop-token"`},
+		{"14", apiErr(400, 14), false, metav1.ConditionFalse, smaregiv1alpha1.ReasonInvalidContractID, outcomeStalled, "契約ID"},
+		{"22", apiErr(400, 22), false, metav1.ConditionFalse, smaregiv1alpha1.ReasonAccountLocked, outcomeStalled, "locked"},
+		{"23", apiErr(400, 23), false, metav1.ConditionFalse, smaregiv1alpha1.ReasonFunctionDisabled, outcomeStalled, "15 在庫情報参照"},
+		{"24", apiErr(400, 24), false, metav1.ConditionFalse, smaregiv1alpha1.ReasonIPNotAllowed, outcomeStalled, "IP"},
+		{"5xx", apiErr(503, 0), false, metav1.ConditionUnknown, smaregiv1alpha1.ReasonUnreachable, outcomeRetrying, ""},
 		{"dial", &smaregi.TransportError{ProcName: smaregi.ProcStockRef, Err: errors.New("connection refused")},
-			metav1.ConditionUnknown, smaregiv1alpha1.ReasonUnreachable, outcomeRetrying, "connection refused"},
-		{"other code", apiErr(400, 43), metav1.ConditionFalse, smaregiv1alpha1.ReasonSmaregiError, outcomeRetrying, "error_code 43"},
-		{"leaky", errors.New("weird failure with " + token), metav1.ConditionFalse, smaregiv1alpha1.ReasonSmaregiError, outcomeRetrying, "[redacted]"},
+			false, metav1.ConditionUnknown, smaregiv1alpha1.ReasonUnreachable, outcomeRetrying, "connection refused"},
+		{"other code", apiErr(400, 43), false, metav1.ConditionFalse, smaregiv1alpha1.ReasonSmaregiError, outcomeRetrying, "error_code 43"},
+		{"leaky", errors.New("weird failure with " + token), false, metav1.ConditionFalse, smaregiv1alpha1.ReasonSmaregiError, outcomeRetrying, "[redacted]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := classifyCheck(c.err, testStore(), redactor(token))
+			got := classifyCheck(c.err, !c.noRows, testStore(), redactor(token))
 			if got.status != c.status || got.reason != c.reason || got.outcome != c.outcome {
 				t.Errorf("got %s/%s/%d, want %s/%s/%d", got.status, got.reason, got.outcome, c.status, c.reason, c.outcome)
 			}
@@ -92,8 +94,9 @@ func TestBackoffAndJitter(t *testing.T) {
 
 func keySecretFor(param string, key []byte) *corev1.Secret {
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "shop-receiver-key", Namespace: "ns",
-			Labels: map[string]string{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue}},
+		ObjectMeta: metav1.ObjectMeta{Name: smaregiv1alpha1.ContractKeySecretName("sk1"), Namespace: "ns",
+			Labels:      map[string]string{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue},
+			Annotations: map[string]string{smaregiv1alpha1.ParameterNameAnnotation: param}},
 		Data: map[string][]byte{param: key},
 	}
 }

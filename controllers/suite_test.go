@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,7 @@ import (
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/controllers"
+	"github.com/stocksync/smaregi-operator/internal/inventory/boltstore"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
@@ -48,6 +50,8 @@ var (
 	checker    *countingChecker
 	reconciler *controllers.SmaregiStoreReconciler
 	nsCounter  atomic.Int64
+	// outbox is the inventory store whose adjustments hold deleted stores.
+	outbox *boltstore.Store
 )
 
 // countingChecker wraps the production checker and counts calls per
@@ -58,7 +62,7 @@ type countingChecker struct {
 	calls map[string]int
 }
 
-func (c *countingChecker) CheckCredentials(ctx context.Context, t storeaccess.Target) error {
+func (c *countingChecker) CheckCredentials(ctx context.Context, t storeaccess.Target) (bool, error) {
 	c.mu.Lock()
 	c.calls[t.Endpoint]++
 	c.mu.Unlock()
@@ -104,6 +108,17 @@ func run(m *testing.M) int {
 		return 1
 	}
 	fakeClock = testingclock.NewFakeClock(time.Now())
+	dir, err := os.MkdirTemp("", "ctrl-outbox-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if outbox, err = boltstore.Open(filepath.Join(dir, "inventory.db")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer outbox.Close()
 	checker = &countingChecker{inner: controllers.NewSmaregiChecker(storeaccess.NewClients(smaregi.NewLimiterRegistry(0, 1), nil)), calls: map[string]int{}}
 	reconciler = &controllers.SmaregiStoreReconciler{
 		Client:          mgr.GetClient(),
@@ -113,6 +128,9 @@ func run(m *testing.M) int {
 		Clock:           fakeClock,
 		Checker:         checker,
 		ReceiverBaseURL: receiverBase,
+		Outbox:          controllers.InventoryOutbox{Store: outbox},
+		// Short, so that a drained outbox releases a deletion quickly.
+		DeletionRecheckInterval: 200 * time.Millisecond,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -314,7 +332,8 @@ func assertNoSecretLeak(t *testing.T, ns, name string, secrets ...string) {
 func keySecret(t *testing.T, ns, name string) *corev1.Secret {
 	t.Helper()
 	sec := &corev1.Secret{}
-	if err := live.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name + "-receiver-key"}, sec); err != nil {
+	contract := getStore(t, ns, name).Spec.ContractID
+	if err := live.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: smaregiv1alpha1.ContractKeySecretName(contract)}, sec); err != nil {
 		t.Fatalf("get key Secret: %v", err)
 	}
 	return sec

@@ -18,6 +18,9 @@ const (
 	// ContractIDField indexes SmaregiStores by spec.contractID, to find every
 	// store a contract-wide send concerns.
 	ContractIDField = "spec.contractID"
+	// UIDField indexes SmaregiStores by metadata.uid: a store's UID was its
+	// route before one route per contract, and that URL still reaches it.
+	UIDField = "metadata.uid"
 )
 
 // SetupIndexes registers the field indexes the receiver needs. Call it once,
@@ -29,7 +32,17 @@ func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	if err := indexer.IndexField(ctx, &smaregiv1alpha1.SmaregiStore{}, ContractIDField, contractIDOf); err != nil {
 		return fmt.Errorf("index SmaregiStore by %s: %w", ContractIDField, err)
 	}
+	if err := indexer.IndexField(ctx, &smaregiv1alpha1.SmaregiStore{}, UIDField, uidOf); err != nil {
+		return fmt.Errorf("index SmaregiStore by %s: %w", UIDField, err)
+	}
 	return nil
+}
+
+func uidOf(obj client.Object) []string {
+	if obj.GetUID() == "" {
+		return nil
+	}
+	return []string{string(obj.GetUID())}
 }
 
 // routeIDOf leaves stores without a published route out of the index: until

@@ -27,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -92,14 +93,24 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// SinkTimeout bounds one Sink.Accept call.
 	SinkTimeout time.Duration
+
+	// Status writes the SendsHealthy condition of the stores whose sends
+	// arrive with a wrong or previous key, and Recorder the matching
+	// events; either may be nil (then that report is not made).
+	Status   client.Client
+	Recorder events.EventRecorder
+	// ReportInterval between repeated reports of a continuing bad verdict
+	// per contract. Defaults to DefaultReportInterval.
+	ReportInterval time.Duration
 }
 
 // Server is the receiver. It is a manager.Runnable that every replica runs
 // (Smaregi may reach any of them through the Service), and an http.Handler.
 type Server struct {
-	opts  Options
-	log   logr.Logger
-	clock clock.PassiveClock
+	opts   Options
+	log    logr.Logger
+	clock  clock.PassiveClock
+	health *sendHealth
 }
 
 var (
@@ -146,7 +157,10 @@ func New(opts Options) (*Server, error) {
 	defaultDuration(&opts.IdleTimeout, DefaultIdleTimeout)
 	defaultDuration(&opts.ShutdownTimeout, DefaultShutdownTimeout)
 	defaultDuration(&opts.SinkTimeout, DefaultSinkTimeout)
-	return &Server{opts: opts, log: opts.Log, clock: opts.Clock}, nil
+	defaultDuration(&opts.ReportInterval, DefaultReportInterval)
+	health := &sendHealth{status: opts.Status, recorder: opts.Recorder, interval: opts.ReportInterval, log: opts.Log,
+		now: opts.Clock.Now, last: map[string]healthRecord{}}
+	return &Server{opts: opts, log: opts.Log, clock: opts.Clock, health: health}, nil
 }
 
 func defaultDuration(d *time.Duration, def time.Duration) {
@@ -222,10 +236,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 	}
 
 	ctx := r.Context()
-	store, out, ok := s.lookupRoute(ctx, routeID)
+	route, out, ok := s.lookupRoute(ctx, routeID)
 	if !ok {
 		return out
 	}
+	store := &route.stores[0]
 	log := s.log.WithValues("smaregistore", client.ObjectKeyFromObject(store))
 
 	if r.ContentLength > s.opts.MaxBodyBytes {
@@ -245,7 +260,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 		return refuse(http.StatusBadRequest, ResultBadRequest, "malformed form")
 	}
 
-	if out, ok := s.authenticate(ctx, log, store, form); !ok {
+	if out, ok := s.authenticate(ctx, log, route, form); !ok {
 		return out
 	}
 
@@ -302,76 +317,157 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 	return outcome{status: http.StatusOK, result: ResultAccepted, id: send.ID, targets: len(targets)}
 }
 
-// lookupRoute finds the store a route belongs to, from the cache index.
-func (s *Server) lookupRoute(ctx context.Context, routeID string) (*smaregiv1alpha1.SmaregiStore, outcome, bool) {
+// route is what a receiver URL leads to: the SmaregiStores of one
+// (namespace, contract) that publish it, and where their key is.
+type route struct {
+	// stores share namespace and contract; stores[0] names them.
+	stores []smaregiv1alpha1.SmaregiStore
+	// legacy is set when the URL is a store's own pre-contract route (its
+	// UID): that store's old per-store key Secret is still accepted on it.
+	legacy *smaregiv1alpha1.SmaregiStore
+}
+
+// lookupRoute finds the stores a route belongs to, from the cache indexes:
+// every store of a contract publishes the contract's route; a route that is
+// a store's UID is that store's URL from before one route per contract.
+func (s *Server) lookupRoute(ctx context.Context, routeID string) (route, outcome, bool) {
+	unavailable := refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later")
+	unknown := refuse(http.StatusNotFound, ResultNotFound, "unknown route")
 	var stores smaregiv1alpha1.SmaregiStoreList
 	if err := s.opts.Reader.List(ctx, &stores, client.MatchingFields{RouteIDField: routeID}); err != nil {
 		// The error may name the field value, that is the route: log only
 		// that the look-up failed.
 		s.log.Error(errors.New("list SmaregiStores by route failed"), "cannot look up a route", "errorType", fmt.Sprintf("%T", err))
-		return nil, refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
+		return route{}, unavailable, false
 	}
-	switch len(stores.Items) {
-	case 0:
-		s.log.V(1).Info("refused a send: unknown route")
-		return nil, refuse(http.StatusNotFound, ResultNotFound, "unknown route"), false
-	case 1:
-		return &stores.Items[0], outcome{}, true
-	default:
-		// Route IDs are object UIDs, so two stores sharing one means a
-		// hand-edited status; serving either would be a guess.
-		s.log.Error(errors.New("route shared by several SmaregiStores"), "refused a send", "stores", len(stores.Items))
-		return nil, refuse(http.StatusNotFound, ResultNotFound, "unknown route"), false
+	var rt route
+	if len(stores.Items) == 0 {
+		var legacy smaregiv1alpha1.SmaregiStoreList
+		if err := s.opts.Reader.List(ctx, &legacy, client.MatchingFields{UIDField: routeID}); err != nil {
+			s.log.Error(errors.New("list SmaregiStores by UID failed"), "cannot look up a route", "errorType", fmt.Sprintf("%T", err))
+			return route{}, unavailable, false
+		}
+		if len(legacy.Items) != 1 {
+			s.log.V(1).Info("refused a send: unknown route")
+			return route{}, unknown, false
+		}
+		rt.legacy = &legacy.Items[0]
+		stores.Items = legacy.Items
 	}
+	first := &stores.Items[0]
+	for i := range stores.Items {
+		st := &stores.Items[i]
+		// The controller publishes one route per (namespace, contract);
+		// stores elsewhere sharing it mean a hand-edited status, and serving
+		// either would be a guess.
+		if st.Namespace != first.Namespace || st.Spec.ContractID != first.Spec.ContractID {
+			s.log.Error(errors.New("route shared across namespaces or contracts"), "refused a send", "stores", len(stores.Items))
+			return route{}, unknown, false
+		}
+	}
+	rt.stores = stores.Items
+	return rt, outcome{}, true
 }
 
-// authenticate checks the key parameter against the store's key Secret.
-func (s *Server) authenticate(ctx context.Context, log logr.Logger, store *smaregiv1alpha1.SmaregiStore, form url.Values) (outcome, bool) {
+// authenticate checks the key parameter against the contract's key Secret
+// (and, on a store's pre-contract route, that store's old key Secret).
+func (s *Server) authenticate(ctx context.Context, log logr.Logger, rt route, form url.Values) (outcome, bool) {
 	unauthorized := refuse(http.StatusUnauthorized, ResultUnauthorized, "missing or wrong key parameter")
+	store := &rt.stores[0]
 	param, secretName, secretKey := store.ReceiverKeyLocation()
 	got := form.Get(param)
 	if got == "" {
 		log.V(1).Info("refused a send: no key parameter", "parameter", param)
+		s.health.note(rt, verdictWrong)
 		return unauthorized, false
 	}
-
-	var secret corev1.Secret
-	if err := s.opts.SecretReader.Get(ctx, types.NamespacedName{Namespace: store.Namespace, Name: secretName}, &secret); err != nil {
-		if apierrors.IsNotFound(err) {
-			log.Info("refused a send: the receiver key Secret does not exist yet", "secret", secretName)
-			return unauthorized, false
+	gotSum := sha256.Sum256([]byte(got))
+	if rt.legacy != nil {
+		// The store's own key Secret of operator versions before one key
+		// per contract, controlled by that store.
+		switch m, err := s.matchKey(ctx, log, gotSum, rt.legacy.Namespace, rt.legacy.ReceiverKeySecretName(), param,
+			func(secret *corev1.Secret) bool { return controlledBy(secret, rt.legacy) }); {
+		case err != nil:
+			return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
+		case m != verdictWrong:
+			log.V(1).Info("accepted a send on a store's pre-contract URL; the shop should enter the contract's URL once")
+			return outcome{}, true
 		}
-		log.Error(err, "cannot read the receiver key Secret", "secret", secretName)
+	}
+	m, err := s.matchKey(ctx, log, gotSum, store.Namespace, secretName, secretKey,
+		func(secret *corev1.Secret) bool { return ownedByOneOf(secret, rt.stores) })
+	if err != nil {
 		return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
 	}
-	// Only a Secret the operator made for this very store may authenticate
-	// sends. The label alone is not proof (anyone who may create Secrets in
-	// the namespace can set it, e.g. before the controller first runs); the
-	// controller reference to the store's UID is set by the operator and
-	// names one store object, not a name that can be re-created.
+	s.health.note(rt, m)
+	if m == verdictWrong {
+		return unauthorized, false
+	}
+	return outcome{}, true
+}
+
+// matchKey compares the key sent (as a digest) with the current and, while
+// valid, the previous key in the named Secret, if the Secret is the
+// operator's (label) and owned as owns says. A missing Secret is no match.
+func (s *Server) matchKey(ctx context.Context, log logr.Logger, gotSum [sha256.Size]byte, ns, secretName, secretKey string,
+	owns func(*corev1.Secret) bool) (verdict, error) {
+	var secret corev1.Secret
+	if err := s.opts.SecretReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: secretName}, &secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			log.Info("refused a send: the receiver key Secret does not exist (yet)", "secret", secretName)
+			return verdictWrong, nil
+		}
+		log.Error(err, "cannot read the receiver key Secret", "secret", secretName)
+		return verdictWrong, err
+	}
+	// Only a Secret the operator made for these very stores may
+	// authenticate sends. The label alone is not proof (anyone who may
+	// create Secrets in the namespace can set it, e.g. before the
+	// controller first runs); the owner reference to a store's UID is set
+	// by the operator and names one store object, not a name that can be
+	// re-created.
 	if secret.Labels[smaregiv1alpha1.ManagedByLabel] != smaregiv1alpha1.ManagedByValue {
 		log.Info("refused a send: the receiver key Secret is not managed by the operator", "secret", secretName)
-		return unauthorized, false
+		return verdictWrong, nil
 	}
-	if !controlledBy(&secret, store) {
-		log.Info("refused a send: the receiver key Secret is not controlled by this SmaregiStore", "secret", secretName)
-		return unauthorized, false
+	if !owns(&secret) {
+		log.Info("refused a send: the receiver key Secret is not owned by the route's SmaregiStores", "secret", secretName)
+		return verdictWrong, nil
 	}
-
-	gotSum := sha256.Sum256([]byte(got))
 	current := keyMatches(gotSum, secret.Data[secretKey])
 	previous := false
 	if s.previousKeyValid(log, &secret) {
 		previous = keyMatches(gotSum, secret.Data[secretKey+smaregiv1alpha1.PreviousKeySuffix])
 	}
-	if !current && !previous {
-		log.V(1).Info("refused a send: wrong key")
-		return unauthorized, false
+	if current {
+		return verdictCurrent, nil
 	}
-	if previous && !current {
+	if previous {
 		log.V(1).Info("accepted the previous receiver key; the shop has not entered the rotated one yet")
+		return verdictPrevious, nil
 	}
-	return outcome{}, true
+	log.V(1).Info("refused a send: wrong key")
+	return verdictWrong, nil
+}
+
+// ownedByOneOf reports whether obj has an owner reference (controller or
+// not) to one of stores, by UID, kind and group.
+func ownedByOneOf(obj metav1.Object, stores []smaregiv1alpha1.SmaregiStore) bool {
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.Kind != "SmaregiStore" {
+			continue
+		}
+		gv, err := schema.ParseGroupVersion(ref.APIVersion)
+		if err != nil || gv.Group != smaregiv1alpha1.GroupVersion.Group {
+			continue
+		}
+		for i := range stores {
+			if stores[i].UID != "" && ref.UID == stores[i].UID {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // controlledBy reports whether obj's controller reference names store by

@@ -17,6 +17,10 @@ limitations under the License.
 package v1alpha1
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -55,6 +59,18 @@ const ReceiverPathPrefix = "/smaregi/v1/"
 // the value once that reconcile has finished.
 const ResyncRequestAnnotation = "smaregi.stocksync.io/resync-requested-at"
 
+// OutboxFinalizer holds a deleted SmaregiStore until its outbox is empty:
+// every adjustment other channels submitted has been applied by Smaregi or
+// definitely rejected. Deleting the store earlier would drop orders Smaregi
+// never saw.
+const OutboxFinalizer = "smaregi.stocksync.io/outbox"
+
+// DiscardPendingAdjustmentsAnnotation, set to "true" on a store being
+// deleted, drops its pending adjustments on purpose (they are marked failed
+// and an event names them) so the deletion completes without pushing them.
+// It does nothing on a store that is not being deleted.
+const DiscardPendingAdjustmentsAnnotation = "smaregi.stocksync.io/discard-pending-adjustments"
+
 // CredentialsLabel must be "true" on a Secret that credentialsRef names: the
 // operator, which may read Secrets in every watched namespace, reads and
 // sends only Secrets that opt in, so a SmaregiStore cannot make it send
@@ -83,6 +99,12 @@ const (
 	// ReceiverReadyCondition reports that the receiver key exists and the
 	// receiver URL is published.
 	ReceiverReadyCondition = "ReceiverReady"
+	// SendsHealthyCondition reports what the receiver sees of Smaregi's
+	// sends for the store's contract: False when sends arrive with a wrong
+	// key (Smaregi's パラメータ情報 is out of date), True with reason
+	// PreviousKey while they still carry a rotated-out key in its grace.
+	// Written by the receiver (every replica, rate-limited).
+	SendsHealthyCondition = "SendsHealthy"
 	// InventorySyncedCondition reports whether the stock mirror is current.
 	InventorySyncedCondition = "InventorySynced"
 )
@@ -114,6 +136,24 @@ const (
 	ReasonKeyProvisioned  = "KeyProvisioned"
 	ReasonKeyRotating     = "KeyRotating"
 	ReasonSyncFailed      = "SyncFailed"
+	// ReasonOutboxPending: the store is being deleted and waits for its
+	// pending adjustments to reach Smaregi.
+	ReasonOutboxPending = "OutboxPending"
+	// ReasonNoStockRows: the credentials work but Smaregi has no stock rows
+	// for the store ID (a wrong 店舗ID, or a store whose stock never
+	// changed); CredentialsValid stays True with this reason.
+	ReasonNoStockRows = "NoStockRows"
+	// ReasonWrongKey: sends for the contract arrive with a key the
+	// receiver refuses.
+	ReasonWrongKey = "WrongKey"
+	// ReasonPreviousKey: sends arrive with the rotated-out key, accepted
+	// until it expires.
+	ReasonPreviousKey = "PreviousKey"
+	// ReasonSendsAccepted: the last sends arrived with the current key.
+	ReasonSendsAccepted = "SendsAccepted"
+	// ReasonUnknownStoreID: Smaregi refused an update because the contract
+	// has no such store.
+	ReasonUnknownStoreID = "UnknownStoreID"
 )
 
 // SecretKeyReference names one key of a Secret in the store's namespace.
@@ -168,9 +208,9 @@ type SyncSpec struct {
 
 // SmaregiStoreSpec declares one Smaregi shop: which contract and store, where
 // its API is, and where its access token is kept.
-// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.pollInterval) || duration(self.sync.pollInterval) >= duration('10s')",message="sync.pollInterval must be at least 10s"
-// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.fullResyncInterval) || duration(self.sync.fullResyncInterval) >= duration('5m')",message="sync.fullResyncInterval must be at least 5m"
-// +kubebuilder:validation:XValidation:rule="self.endpoint.startsWith('https://') || self.endpoint.matches('^http://(127\\\\.[0-9]+\\\\.[0-9]+\\\\.[0-9]+|localhost|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="endpoint must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)"
+// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.pollInterval) || duration(self.sync.pollInterval) >= duration('10s')",message="sync.pollInterval must be at least 10s",fieldPath=".sync.pollInterval",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.fullResyncInterval) || duration(self.sync.fullResyncInterval) >= duration('5m')",message="sync.fullResyncInterval must be at least 5m",fieldPath=".sync.fullResyncInterval",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="self.endpoint.startsWith('https://') || self.endpoint.matches('^http://(127\\\\.[0-9]+\\\\.[0-9]+\\\\.[0-9]+|localhost|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="endpoint must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)",fieldPath=".endpoint",reason=FieldValueInvalid
 type SmaregiStoreSpec struct {
 	// ContractID is the shop's Smaregi contract ID (契約ID), shown in
 	// スマレジAPI設定 > API受信設定. Immutable: create a new SmaregiStore to
@@ -234,13 +274,15 @@ type ReceiverStatus struct {
 	// +optional
 	URL string `json:"url,omitempty"`
 
-	// RouteID is the last path segment of URL. It is stable for the life of
-	// this object and is not derived from the key.
+	// RouteID is the last path segment of URL, the same for every
+	// SmaregiStore of the contract in this namespace. It is stable while any
+	// of them exists and is not derived from the key.
 	// +optional
 	RouteID string `json:"routeID,omitempty"`
 
 	// KeySecretRef names the Secret and key holding the value to enter for
-	// ParameterName in パラメータ情報.
+	// ParameterName in パラメータ情報: one Secret per contract and namespace,
+	// owned by all of the contract's SmaregiStores.
 	// +optional
 	KeySecretRef *SecretKeyReference `json:"keySecretRef,omitempty"`
 
@@ -339,7 +381,9 @@ type SmaregiStoreStatus struct {
 // +kubebuilder:printcolumn:name="SKUs",type=integer,JSONPath=`.status.inventory.skus`
 // +kubebuilder:printcolumn:name="Drift",type=integer,JSONPath=`.status.inventory.drift`
 // +kubebuilder:printcolumn:name="Last-Sync",type=date,JSONPath=`.status.inventory.lastPullTime`
-// +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// The wide column shows Ready's reason, not its message: messages are
+// sentences with remedies that would stretch the table; describe shows them.
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SmaregiStore struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -382,8 +426,30 @@ func (in *SmaregiStore) EndpointURL() string {
 	return in.Spec.Endpoint
 }
 
-// ReceiverKeySecretName is the Secret holding the generated receiver key.
+// ReceiverKeySecretName is the per-store key Secret of operator versions
+// before one key per contract. The receiver still accepts it on the store's
+// own route (its UID) while the store exists, so that a Smaregi configured
+// then keeps working until the shop enters the contract's URL once.
 func (in *SmaregiStore) ReceiverKeySecretName() string { return in.Name + "-receiver-key" }
+
+// ContractKeySecretName is the Secret holding the one receiver key of every
+// SmaregiStore of contractID in a namespace (Smaregi has one send URL and
+// parameter per contract). The contract ID is lowered and its underscores
+// turned into dashes to make a Secret name; the hash of the exact ID keeps
+// "AB" and "ab" apart.
+func ContractKeySecretName(contractID string) string {
+	sum := sha256.Sum256([]byte(contractID))
+	name := strings.ToLower(strings.ReplaceAll(contractID, "_", "-"))
+	return "smaregi-receiver-" + name + "-" + hex.EncodeToString(sum[:4])
+}
+
+// ContractIDAnnotation on a contract key Secret holds the exact contract ID
+// (label values cannot hold every contract ID).
+const ContractIDAnnotation = "smaregi.stocksync.io/contract-id"
+
+// ParameterNameAnnotation on a contract key Secret names the send parameter
+// its key answers: one per contract, like the key.
+const ParameterNameAnnotation = "smaregi.stocksync.io/parameter-name"
 
 // ReceiverKeyLocation says where the receiver key is: the send parameter that
 // carries it, and the Secret and key holding its value. What status publishes

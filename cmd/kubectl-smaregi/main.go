@@ -167,6 +167,15 @@ func loadInput(ctx context.Context, r client.Reader, key types.NamespacedName) (
 		return setupguide.Input{}, fmt.Errorf("read SmaregiStore %s: %w", key, err)
 	}
 	in := setupguide.Input{Store: &store}
+	var list smaregiv1alpha1.SmaregiStoreList
+	if err := r.List(ctx, &list, client.InNamespace(key.Namespace)); err != nil {
+		return setupguide.Input{}, fmt.Errorf("list the SmaregiStores in %s: %w", key.Namespace, err)
+	}
+	for _, s := range list.Items {
+		if s.Spec.ContractID == store.Spec.ContractID && s.Name != store.Name {
+			in.ContractStores = append(in.ContractStores, s)
+		}
+	}
 	_, secretName, _ := store.ReceiverKeyLocation()
 	var secret corev1.Secret
 	err := r.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: secretName}, &secret)

@@ -55,9 +55,10 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
+	"github.com/stocksync/smaregi-operator/internal/testenv"
 )
 
 type options struct {
@@ -86,6 +87,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// demoStores are the sample SmaregiStores, store IDs 1, 2, … in order.
+var demoStores = []string{"shibuya", "harajuku"}
 
 func step(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
 
@@ -130,7 +134,13 @@ func run(ctx context.Context, o options) error {
 	if _, err := env.Start(); err != nil {
 		return fmt.Errorf("start control plane: %w", err)
 	}
-	defer func() { _ = env.Stop() }()
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Println("    stopping kube-apiserver and etcd:", err)
+			return
+		}
+		fmt.Println("    kube-apiserver and etcd stopped; everything is stopped")
+	}()
 	admin, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return fmt.Errorf("add demo user: %w", err)
@@ -185,9 +195,15 @@ func run(ctx context.Context, o options) error {
 	}
 
 	step("waiting for the stores to become Ready")
-	store, err := waitReady(ctx, kube, types.NamespacedName{Namespace: "default", Name: "shibuya"}, o.timeout)
-	if err != nil {
-		return fmt.Errorf("%w (operator log: %s)", err, op.log)
+	var store *smaregiv1alpha1.SmaregiStore
+	for _, name := range demoStores {
+		s, err := waitReady(ctx, kube, types.NamespacedName{Namespace: "default", Name: name}, o.timeout)
+		if err != nil {
+			return fmt.Errorf("%w (operator log: %s)", err, op.log)
+		}
+		if store == nil {
+			store = s
+		}
 	}
 
 	step("pointing the simulator's API送信 at the receiver and ringing up sales")
@@ -207,7 +223,7 @@ func run(ctx context.Context, o options) error {
 	}
 	time.Sleep(3 * time.Second) // long enough for the sends and the pulls they trigger
 
-	step("a token for the hub API (ServiceAccount online-shop, ClusterRole hub-adjuster)")
+	step("a token for the hub API (ServiceAccount demo-channel, ClusterRole %s)", hubapi.AdjusterRole)
 	token, err := hubToken(ctx, admin.Config(), kube)
 	if err != nil {
 		return err
@@ -280,7 +296,8 @@ func runCmdEnv(ctx context.Context, out io.Writer, env []string, name string, ar
 type process struct {
 	cmd    *exec.Cmd
 	log    string
-	exited chan error
+	exited chan error    // the exit status, for whoever watches for a crash
+	done   chan struct{} // closed once the process has exited
 }
 
 func startProcess(ctx context.Context, logPath string, env []string, name string, args ...string) (*process, error) {
@@ -295,21 +312,27 @@ func startProcess(ctx context.Context, logPath string, env []string, name string
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", filepath.Base(name), err)
 	}
-	p := &process{cmd: cmd, log: logPath, exited: make(chan error, 1)}
+	p := &process{cmd: cmd, log: logPath, exited: make(chan error, 1), done: make(chan struct{})}
 	go func() {
 		p.exited <- cmd.Wait()
 		_ = logFile.Close()
+		close(p.done)
 	}()
 	return p, nil
 }
 
-// stop asks the process to shut down gracefully and kills it if it lingers.
+// stop asks the process to shut down gracefully, kills it if it lingers,
+// and says which way it ended, so that Ctrl-C confirms nothing is left.
 func (p *process) stop() {
+	name := filepath.Base(p.cmd.Path)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.exited:
+	case <-p.done:
+		fmt.Printf("    %s stopped\n", name)
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
+		<-p.done
+		fmt.Printf("    %s did not stop within 10s: killed\n", name)
 	}
 }
 
@@ -338,7 +361,8 @@ func applySamples(ctx context.Context, kube client.Client, simAddr string) error
 	if err := kube.Create(ctx, secret); err != nil {
 		return fmt.Errorf("create Secret: %w", err)
 	}
-	for name, storeID := range map[string]string{"shibuya": "1", "harajuku": "2"} {
+	for i, name := range demoStores {
+		storeID := fmt.Sprint(i + 1)
 		s := &smaregiv1alpha1.SmaregiStore{}
 		s.Namespace, s.Name = "default", name
 		s.Spec.ContractID = "skdemo"
@@ -427,33 +451,25 @@ func simCall(ctx context.Context, simAddr, method, path string, in, out any) err
 	return nil
 }
 
-// hubToken installs the hub ClusterRoles shipped in config/rbac, binds the
-// adjuster role to a ServiceAccount in default and returns a token for it,
-// as a platform team would for an online shop.
+// hubToken installs the hub ClusterRoles shipped in config/rbac under their
+// installed names, binds the adjuster role to a ServiceAccount in default
+// and returns a token for it, as a platform team would for an online shop.
+// The ServiceAccount is demo-channel, so that docs/hub-api.md's commands
+// (which create online-shop) run in the demo as written.
 func hubToken(ctx context.Context, cfg *rest.Config, kube client.Client) (string, error) {
-	for _, f := range []string{"hub_stock_viewer_role.yaml", "hub_adjuster_role.yaml"} {
-		data, err := os.ReadFile(filepath.Join("config", "rbac", f))
-		if err != nil {
-			return "", err
-		}
-		role := &rbacv1.ClusterRole{}
-		if err := yaml.UnmarshalStrict(data, role); err != nil {
-			return "", fmt.Errorf("%s: %w", f, err)
-		}
-		if err := kube.Create(ctx, role); err != nil {
-			return "", fmt.Errorf("create ClusterRole %s: %w", role.Name, err)
-		}
+	if err := testenv.InstallHubRoles(ctx, kube, "."); err != nil {
+		return "", err
 	}
 	sa := &corev1.ServiceAccount{}
-	sa.Namespace, sa.Name = "default", "online-shop"
+	sa.Namespace, sa.Name = "default", "demo-channel"
 	if err := kube.Create(ctx, sa); err != nil {
 		return "", fmt.Errorf("create ServiceAccount: %w", err)
 	}
 	rb := &rbacv1.RoleBinding{
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "hub-adjuster"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: hubapi.AdjusterRole},
 		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: sa.Namespace}},
 	}
-	rb.Namespace, rb.Name = "default", "online-shop-hub"
+	rb.Namespace, rb.Name = "default", "demo-channel-hub"
 	if err := kube.Create(ctx, rb); err != nil {
 		return "", fmt.Errorf("create RoleBinding: %w", err)
 	}

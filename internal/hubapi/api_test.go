@@ -90,8 +90,8 @@ func TestViewerReadsStockButCannotAdjust(t *testing.T) {
 	if r.code != http.StatusForbidden {
 		t.Fatalf("viewer POST: want 403, got %d %s", r.code, r.body)
 	}
-	if e := r.errorBody(t); !strings.Contains(e.Message, "smaregistores/adjustments") {
-		t.Errorf("403 should name the missing permission: %q", e.Message)
+	if e := r.errorBody(t); !strings.Contains(e.Message, "smaregistores/adjustments") || !strings.Contains(e.Message, AdjusterRole) {
+		t.Errorf("403 should name the missing permission and the role that grants it (%s): %q", AdjusterRole, e.Message)
 	}
 	if n := f.mem.count(f.key); n != 0 {
 		t.Fatalf("a forbidden POST stored %d adjustments", n)

@@ -36,6 +36,15 @@ const (
 	storeResource          = "smaregistores"
 )
 
+// The hub ClusterRoles as installed: config/rbac's hub-stock-viewer and
+// hub-adjuster with kustomize's namePrefix (config/default), which the Helm
+// chart's names match for a release called smaregi-operator. The README,
+// docs/hub-api.md, make demo and the 403 answer use these names only.
+const (
+	StockViewerRole = "smaregi-operator-hub-stock-viewer"
+	AdjusterRole    = "smaregi-operator-hub-adjuster"
+)
+
 // reviewTimeout bounds one TokenReview or SubjectAccessReview call.
 const reviewTimeout = 10 * time.Second
 

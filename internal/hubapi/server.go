@@ -432,9 +432,15 @@ func (s *Server) access(w http.ResponseWriter, r *http.Request, subresource, ver
 	}
 	if !allowed {
 		s.log.V(1).Info("refused a hub API request: forbidden", "user", user.Username, "verb", verb, "subresource", subresource, "namespace", ns, "name", name)
+		role := AdjusterRole
+		if subresource == SubresourceStock {
+			role = StockViewerRole
+		}
 		writeError(w, http.StatusForbidden, reasonForbidden, fmt.Sprintf(
-			"%s may not %s %s/%s of SmaregiStore %s in namespace %s (RBAC: group %s, resource %s/%s, verb %s)",
-			user.Username, verb, storeResource, subresource, name, ns, smaregiv1alpha1.GroupVersion.Group, storeResource, subresource, verb), nil)
+			"%s may not %s %s/%s of SmaregiStore %s in namespace %s (RBAC: group %s, resource %s/%s, verb %s); "+
+				"the ClusterRole %s grants it: kubectl -n %s create rolebinding <name> --clusterrole=%s --serviceaccount=<namespace>:<name>",
+			user.Username, verb, storeResource, subresource, name, ns, smaregiv1alpha1.GroupVersion.Group, storeResource, subresource, verb,
+			role, ns, role), nil)
 		return nil, false
 	}
 	var store smaregiv1alpha1.SmaregiStore

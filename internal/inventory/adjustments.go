@@ -277,3 +277,57 @@ func NegativeDeltas(sum map[string]int64, lines []AdjustmentLine) {
 
 // AttemptMemo is the memo the pusher writes on each row of an attempt.
 func AttemptMemo(attemptID string) string { return "smaregi-operator " + attemptID }
+
+// DiscardedOutbox is what DiscardPending did to a store's outbox.
+type DiscardedOutbox struct {
+	// Discarded are the IDs of the pending adjustments now marked failed.
+	Discarded []string
+	// InFlight are the IDs carried by open push attempts: they may or may
+	// not have reached Smaregi, so they could not be discarded.
+	InFlight []string
+}
+
+// DiscardPending marks every pending adjustment of the store that no open
+// push attempt carries failed with reason, so that nothing sends it any more.
+// It uses only the outbox's own transitions: the adjustments are carried by
+// an attempt that is recorded and at once settled void without being sent
+// (its ID starts with "discard-"), so the pusher can never pick them up in
+// between, and a push attempt racing it makes BeginAttempt fail with
+// ErrAttemptConflict (call again). The SmaregiStore controller calls it when
+// a user asks to delete a store and drop its outbox on purpose.
+func DiscardPending(ctx context.Context, s AdjustmentStore, key StoreKey, reason string, now time.Time) (DiscardedOutbox, error) {
+	var out DiscardedOutbox
+	for batch := 0; ; batch++ {
+		adjs, err := s.ReadyAdjustments(ctx, key, 500)
+		if err != nil {
+			return out, fmt.Errorf("inventory: reading the outbox of %s: %w", key, err)
+		}
+		if len(adjs) == 0 {
+			break
+		}
+		at := Attempt{Key: key, ID: fmt.Sprintf("discard-%d-%d", now.UnixNano(), batch),
+			Rows: MergeAttemptRows(adjs), StartedAt: now}
+		failed := make(map[string]string, len(adjs))
+		for _, a := range adjs {
+			at.AdjustmentIDs = append(at.AdjustmentIDs, a.ID)
+			failed[a.ID] = reason
+		}
+		if err := s.BeginAttempt(ctx, at); err != nil {
+			return out, fmt.Errorf("inventory: setting aside the outbox of %s: %w", key, err)
+		}
+		if err := s.FinishAttempt(ctx, key, at.ID, AttemptResult{At: now, Failed: failed}); err != nil {
+			return out, fmt.Errorf("inventory: discarding the outbox of %s: %w", key, err)
+		}
+		out.Discarded = append(out.Discarded, at.AdjustmentIDs...)
+	}
+	open, err := s.OpenAttempts(ctx, key)
+	if err != nil {
+		return out, fmt.Errorf("inventory: reading the open attempts of %s: %w", key, err)
+	}
+	for _, a := range open {
+		out.InFlight = append(out.InFlight, a.AdjustmentIDs...)
+	}
+	sort.Strings(out.Discarded)
+	sort.Strings(out.InFlight)
+	return out, nil
+}

@@ -91,7 +91,11 @@ type storeState struct {
 	drift int64
 
 	// Send tracking for lastSendTime and the send→mirror lag.
-	lastSend      time.Time
+	lastSend time.Time
+	// unannounced counts poll pulls in a row that found changes while no
+	// send had arrived since the pull before: Smaregi's send settings are
+	// then probably off (wrong URL, function not switched on).
+	unannounced   int
 	pendingSince  time.Time // oldest send not covered by a started pull
 	inflightStart time.Time
 	covered       time.Time // oldest send the in-flight pull covers

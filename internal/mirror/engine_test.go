@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -370,7 +371,8 @@ func TestPullMarksAppliedAdjustmentsReflected(t *testing.T) {
 // a restarted leader reading status) asks for nothing.
 func TestResyncRequestRunsOneFullReconcilePerValue(t *testing.T) {
 	h := newHarness(t, nil)
-	e, status := newEngine(t, h, nil)
+	rec := events.NewFakeRecorder(10)
+	e, status := newEngine(t, h, func(o *Options) { o.Recorder = rec })
 	run(t, e)
 	cfg := h.config()
 	e.UpsertStore(cfg)
@@ -396,6 +398,14 @@ func TestResyncRequestRunsOneFullReconcilePerValue(t *testing.T) {
 	if d := mirrorDiff(t, h, testKey, "1"); d != "" {
 		t.Fatalf("mirror differs after the requested reconcile: %s", d)
 	}
+	waitFor(t, 5*time.Second, "a ResyncFinished event naming the request", func() bool {
+		select {
+		case ev := <-rec.Events:
+			return strings.Contains(ev, "ResyncFinished") && strings.Contains(ev, cfg.ResyncRequest)
+		default:
+			return false
+		}
+	})
 	first, _ := e.Snapshot(testKey)
 
 	// The same value again, as a re-list or a restarted leader (which reads
@@ -620,5 +630,41 @@ func TestCredentialsValidTurningTrueLiftsTheConfigBackoff(t *testing.T) {
 	waitFor(t, 5*time.Second, "recovery", func() bool {
 		s, _ := e.Snapshot(testKey)
 		return s.Condition.Status == metav1.ConditionTrue
+	})
+}
+
+// Polls that keep finding changes no send announced say that Smaregi's send
+// settings are probably off: in InventorySynced and once as an event.
+func TestPollsFindingUnannouncedChangesSaySendsAreOff(t *testing.T) {
+	h := newHarness(t, nil)
+	rec := events.NewFakeRecorder(20)
+	e, status := newEngine(t, h, func(o *Options) { o.Recorder = rec })
+	run(t, e)
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
+
+	for i := range UnannouncedPolls {
+		if _, err := h.sim.StockMovement(smaregisim.StockMovement{StoreID: "1", ProductID: "8000001", Amount: -1, StockDivision: "14"}); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := e.Snapshot(testKey)
+		e.RequestPull(testKey, TriggerPoll)
+		waitFor(t, 5*time.Second, "poll "+strconv.Itoa(i+1), func() bool {
+			s, _ := e.Snapshot(testKey)
+			return s.LastPull.After(before.LastPull)
+		})
+	}
+	waitFor(t, 5*time.Second, "a SendsMissing event", func() bool {
+		select {
+		case ev := <-rec.Events:
+			return strings.Contains(ev, "SendsMissing") && strings.Contains(ev, "API送信設定")
+		default:
+			return false
+		}
+	})
+	h.clk.Advance(10 * time.Second) // past the status rate limit
+	waitFor(t, 5*time.Second, "InventorySynced to say the sends are probably off", func() bool {
+		u, ok := status.last()
+		return ok && strings.Contains(u.Condition.Message, "send settings") && u.Condition.Status == metav1.ConditionTrue
 	})
 }

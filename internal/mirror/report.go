@@ -13,7 +13,14 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 )
 
-func (e *Engine) reportFull(log logr.Logger, cfg storeregistry.StoreConfig, res pullResult, initial bool) {
+func (e *Engine) reportFull(log logr.Logger, cfg storeregistry.StoreConfig, res pullResult, initial bool, resync string) {
+	if resync != "" {
+		// A person asked for this reconcile (resync-requested-at): tell them
+		// it is done, drift or not.
+		e.event(cfg, "Normal", "ResyncFinished", fmt.Sprintf(
+			"Requested full reconcile %q finished in %s: %d stock rows, %d corrected.",
+			resync, res.Duration.Round(time.Millisecond), res.Drift.SKUs, res.Drift.Total()))
+	}
 	if initial {
 		log.Info("initial import finished", "skus", res.Drift.SKUs, "rows", res.Rows, "duration", res.Duration)
 		e.event(cfg, "Normal", "InitialImport", fmt.Sprintf("Imported %d stock rows from Smaregi store %s in %s.", res.Drift.SKUs, cfg.StoreID, res.Duration.Round(time.Millisecond)))

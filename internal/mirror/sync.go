@@ -187,7 +187,10 @@ func (e *Engine) commit(ctx context.Context, p attempt, res pullResult) {
 	e.metrics.pullDuration.WithLabelValues(p.kind).Observe(res.Duration.Seconds())
 	e.metrics.pulls.WithLabelValues(string(p.trig), OutcomeSuccess).Inc()
 
-	lag, current := e.succeeded(p, res, end, skus, skusKnown)
+	lag, current, quiet := e.succeeded(p, res, end, skus, skusKnown)
+	if quiet {
+		e.event(p.cfg, "Warning", "SendsMissing", unannouncedNote)
+	}
 	if !current {
 		// Deleted while pulling: the pull may have written rows back.
 		if err := e.inv.DeleteStore(ctx, key); err != nil {
@@ -214,7 +217,7 @@ func (e *Engine) commit(ctx context.Context, p attempt, res pullResult) {
 	}
 	log := e.log.WithValues("store", key.String(), "kind", p.kind, "trigger", p.trig)
 	if p.full() {
-		e.reportFull(log, p.cfg, res, p.initial)
+		e.reportFull(log, p.cfg, res, p.initial, p.resync)
 	} else {
 		log.V(1).Info("pulled", "rows", res.Rows, "changed", res.Changed, "since", res.Since, "watermark", res.Watermark, "duration", res.Duration)
 	}
@@ -240,13 +243,23 @@ func (e *Engine) skuCount(ctx context.Context, p attempt, res pullResult) (int64
 // succeeded updates the store's state after a successful pull ending at end
 // and returns the send→mirror lag it measured. current is false when the
 // store was removed during the pull; its state is then left alone.
-func (e *Engine) succeeded(p attempt, res pullResult, end time.Time, skus int64, skusKnown bool) (lag time.Duration, current bool) {
+func (e *Engine) succeeded(p attempt, res pullResult, end time.Time, skus int64, skusKnown bool) (lag time.Duration, current, quiet bool) {
 	st := p.st
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st.inflight = false
 	if e.stores[p.key] != st {
-		return 0, false
+		return 0, false, false
+	}
+	// A poll that finds changes no send announced: once is a stocktake or
+	// a movement Smaregi does not send; several in a row mean the sends do
+	// not arrive.
+	switch {
+	case st.lastSend.After(st.lastPull):
+		st.unannounced = 0
+	case p.trig == TriggerPoll && !p.full() && res.Changed > 0:
+		st.unannounced++
+		quiet = st.unannounced == UnannouncedPolls
 	}
 	e.retry.Forget(p.key)
 	st.cfgBackoff = 0
@@ -276,10 +289,24 @@ func (e *Engine) succeeded(p attempt, res pullResult, end time.Time, skus int64,
 		lag = end.Sub(st.covered)
 		st.covered = time.Time{}
 	}
-	e.setCondLocked(st, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, "The stock mirror is in step with Smaregi.")
+	msg := "The stock mirror is in step with Smaregi."
+	if st.unannounced >= UnannouncedPolls {
+		msg += " " + unannouncedNote
+	}
+	e.setCondLocked(st, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, msg)
 	st.statusDirty = true
-	return lag, true
+	return lag, true, quiet
 }
+
+// UnannouncedPolls is how many poll pulls in a row must find changes that
+// no send announced before the store says its sends are probably off.
+const UnannouncedPolls = 3
+
+// unannouncedNote is what InventorySynced and the SendsMissing event say
+// then.
+const unannouncedNote = "Polls keep finding stock changes that no send from Smaregi announced: the send settings in " +
+	"Smaregi's API送信設定 are probably off (送信URL, 4.パラメータ情報, 5.取引情報送信); kubectl smaregi setup prints them. " +
+	"Until they are fixed, changes show only at each poll."
 
 // dirtyMark reads the store's dirty mark.
 func (e *Engine) dirtyMark(ctx context.Context, key inventory.StoreKey) (dirtyMark, error) {

@@ -24,8 +24,23 @@ type Input struct {
 	// KeySecret is the store's receiver key Secret, nil if it does not
 	// exist yet.
 	KeySecret *corev1.Secret
+	// ContractStores are the other SmaregiStores of the same contract in
+	// the store's namespace: they share its send URL and key.
+	ContractStores []smaregiv1alpha1.SmaregiStore
 	// Now dates the key rotation notice; zero means time.Now().
 	Now time.Time
+}
+
+// setUpBy returns a store of the contract that already receives sends
+// through url, and when it last did: the contract is set up in Smaregi.
+func setUpBy(stores []smaregiv1alpha1.SmaregiStore, url string) (string, time.Time) {
+	for _, s := range stores {
+		if s.Status.Receiver == nil || s.Status.Receiver.URL != url || s.Status.Inventory == nil || s.Status.Inventory.LastSendTime == nil {
+			continue
+		}
+		return s.Name, s.Status.Inventory.LastSendTime.Time
+	}
+	return "", time.Time{}
 }
 
 // NotReadyError says which values the shop cannot be given yet. Render
@@ -126,6 +141,21 @@ func Render(w io.Writer, in Input) error {
 		}
 		return &NotReadyError{Store: storeRef, Missing: missing, Ready: ready}
 	}
+	if other, at := setUpBy(in.ContractStores, url); other != "" {
+		g.line("Contract %s is already set up in Smaregi: SmaregiStore %s received a send through this URL at %s.",
+			st.Spec.ContractID, other, at.UTC().Format(time.RFC3339))
+		g.line("Nothing more is needed in Smaregi for this store: sends for 店舗ID %s arrive through the same URL and value.", st.Spec.StoreID)
+		g.more("送信URL                %s", url)
+		g.more("パラメータ情報  キー %s  値 %s", param, key)
+		if notice := rotationNotice(in.KeySecret, secretKey, now); notice != "" {
+			g.line("%s", notice)
+		}
+		g.line("Check: kubectl get smaregistore %s -n %s  (READY should become True; LAST-SYNC moves after the next sale).", st.Name, st.Namespace)
+		if g.err != nil {
+			return fmt.Errorf("write setup guide: %w", g.err)
+		}
+		return nil
+	}
 	g.step(14, "Back on スマレジAPI設定, click the [API送信設定] tab (API send settings).")
 	g.step(15, "At 「1.送信機能を利用する」 (use the send function), click [利用する] (use).")
 	g.step(16, "At 「2.送信URL」 (send URL), enter:")
@@ -147,8 +177,12 @@ func Render(w io.Writer, in Input) error {
 	g.line("     the operator within seconds instead of at the next poll.")
 	g.step(25, "Scroll to the bottom and click [更新] (Update). Done.")
 	g.blank()
-	g.line("Smaregi uses one send URL for the whole contract %s: if other SmaregiStores of this contract exist in %s,", st.Spec.ContractID, st.Namespace)
-	g.line("do part B once; this URL and value serve all of them.")
+	names := []string{st.Name}
+	for _, o := range in.ContractStores {
+		names = append(names, o.Name)
+	}
+	g.line("Smaregi uses one send URL and parameter for the whole contract %s: this URL and value serve every", st.Spec.ContractID)
+	g.line("SmaregiStore of the contract in %s (%s), and stores added later; do part B once.", st.Namespace, strings.Join(names, ", "))
 	if notice := rotationNotice(in.KeySecret, secretKey, now); notice != "" {
 		g.line("%s", notice)
 	}

@@ -195,3 +195,31 @@ func TestRenderWriteError(t *testing.T) {
 		t.Fatalf("Render to a failing writer = %v", err)
 	}
 }
+
+// A store added to a contract whose sends already arrive (another store of
+// the contract received one through the same URL) needs nothing in Smaregi.
+func TestRenderStoreJoiningASetUpContract(t *testing.T) {
+	other := *readyStore()
+	other.Name = "harajuku"
+	other.Spec.StoreID = "2"
+	sent := metav1.NewTime(now.Add(-time.Minute))
+	other.Status.Inventory = &smaregiv1alpha1.InventoryStatus{LastSendTime: &sent}
+
+	var buf bytes.Buffer
+	if err := Render(&buf, Input{Store: readyStore(), KeySecret: keySecret(), Now: now, ContractStores: []smaregiv1alpha1.SmaregiStore{other}}); err != nil {
+		t.Fatalf("Render: %v", err)
+	}
+	out := buf.String()
+	assertInOrder(t, out, "already set up in Smaregi", "harajuku", "Nothing more is needed in Smaregi", receiverURL, receiverKey)
+	if strings.Contains(out, "\n14.") {
+		t.Error("the send settings steps are printed for a contract already set up")
+	}
+
+	// Not set up yet (no send arrived): part B as usual, naming both stores.
+	other.Status.Inventory = nil
+	buf.Reset()
+	if err := Render(&buf, Input{Store: readyStore(), KeySecret: keySecret(), Now: now, ContractStores: []smaregiv1alpha1.SmaregiStore{other}}); err != nil {
+		t.Fatalf("Render: %v", err)
+	}
+	assertInOrder(t, buf.String(), "14.", "16.", receiverURL, "every", "shibuya, harajuku")
+}

@@ -214,3 +214,29 @@ func Explain(err error, s Subject) Diagnosis {
 	}
 	return Diagnosis{Reason: v1alpha1.ReasonSmaregiError, Message: fmt.Sprintf("%s failed: %v", call, err)}
 }
+
+// NoStockRows says that Smaregi answered the store's stock_ref with no
+// rows. The legacy API offers no store list among the functions a shop
+// switches on, so this is all that can be said about a store ID before an
+// update: a wrong 店舗ID and a store whose stock never changed look alike.
+func NoStockRows(s Subject) string {
+	return fmt.Sprintf("Smaregi accepted the access token for contract %q, but has no stock rows for store ID %q: "+
+		"if 店舗ID is wrong, compare spec.storeID with スマレジ管理画面 店舗 > 店舗一覧 (storeID is immutable: create a new "+
+		"SmaregiStore); a store whose stock never changed has none yet", s.ContractID, s.StoreID)
+}
+
+// RefusesStore reports whether the reason Smaregi gave for refusing a
+// stock_upd says the store ID does not exist (error_code 41, "storeId …
+// does not exist"): the only definite answer the legacy API gives about a
+// store's existence.
+func RefusesStore(reason string) bool {
+	return strings.Contains(reason, "storeId") && strings.Contains(reason, "does not exist")
+}
+
+// UnknownStore is the remedy once Smaregi refused an update for the store
+// ID (RefusesStore).
+func UnknownStore(s Subject) string {
+	return fmt.Sprintf("Smaregi refused an adjustment because contract %q has no store %q: compare spec.storeID with 店舗ID in "+
+		"スマレジ管理画面 店舗 > 店舗一覧; storeID is immutable, so create a new SmaregiStore with the right one "+
+		"(the refused adjustments are marked failed)", s.ContractID, s.StoreID)
+}

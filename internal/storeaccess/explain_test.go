@@ -94,3 +94,21 @@ func TestExplainIsOneTable(t *testing.T) {
 		}
 	}
 }
+
+func TestRefusesStore(t *testing.T) {
+	for reason, want := range map[string]bool{
+		`smaregi stock_upd: error_code 41: invalid_input_data: row 1: storeId "99" does not exist`:  true,
+		`smaregi stock_upd: error_code 41: invalid_input_data: row 1: productId "9" does not exist`: false,
+		`smaregi stock_upd: error_code 41: storeId must be an integer`:                              false,
+	} {
+		if got := RefusesStore(reason); got != want {
+			t.Errorf("RefusesStore(%q) = %v, want %v", reason, got, want)
+		}
+	}
+	s := Subject{ContractID: "sk1", StoreID: "99"}
+	for _, msg := range []string{NoStockRows(s), UnknownStore(s)} {
+		if !strings.Contains(msg, `"99"`) || !strings.Contains(msg, "spec.storeID") {
+			t.Errorf("message %q must name the store ID and spec.storeID", msg)
+		}
+	}
+}

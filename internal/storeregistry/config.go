@@ -41,6 +41,12 @@ type StoreConfig struct {
 	PollInterval       time.Duration
 	FullResyncInterval time.Duration
 	Suspend            bool
+	// Deleting says the SmaregiStore has a deletionTimestamp and waits on
+	// the SmaregiStore controller's finalizer for its outbox to drain. A
+	// deleting store is NOT suspended: the pusher must still push its
+	// pending adjustments (and the engine pull to confirm them), or the
+	// deletion would wait for ever. Only spec.suspend stops calls.
+	Deleting bool
 	// Synced is the InventorySynced condition found on the object, so that
 	// a restarted leader keeps its lastTransitionTime.
 	Synced *metav1.Condition
@@ -73,6 +79,7 @@ func ConfigFromObject(obj *v1alpha1.SmaregiStore) StoreConfig {
 		PollInterval:       DefaultPollInterval,
 		FullResyncInterval: DefaultFullResyncInterval,
 		Suspend:            obj.Spec.Suspend,
+		Deleting:           !obj.DeletionTimestamp.IsZero(),
 		ResyncRequest:      obj.Annotations[v1alpha1.ResyncRequestAnnotation],
 	}
 	if inv := obj.Status.Inventory; inv != nil {

@@ -66,13 +66,11 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, fmt.Errorf("reading SmaregiStore %s: %w", key, err)
 	}
-	cfg := ConfigFromObject(&obj)
-	if !obj.DeletionTimestamp.IsZero() {
-		// Being deleted (another finalizer holds it): stop calling Smaregi
-		// now; the data goes when the object is gone.
-		cfg.Suspend = true
-	}
-	c.Registry.Upsert(cfg)
+	// A store being deleted stays in the registry, unsuspended, until the
+	// object is gone: the SmaregiStore controller's finalizer holds it
+	// while its outbox still has adjustments for Smaregi, and those must be
+	// pushed (StoreConfig.Deleting).
+	c.Registry.Upsert(ConfigFromObject(&obj))
 	return reconcile.Result{}, nil
 }
 

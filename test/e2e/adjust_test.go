@@ -32,6 +32,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 )
 
 type adjustmentLine struct {
@@ -102,8 +104,8 @@ func TestAdjustmentsAppliedExactlyOnce(t *testing.T) {
 	for _, id := range stores {
 		waitReady(t, ns, "store-"+id)
 	}
-	adjuster := bearerToken(t, ns, "online-shop", "hub-adjuster")
-	viewer := bearerToken(t, ns, "dashboard", "hub-stock-viewer")
+	adjuster := bearerToken(t, ns, "online-shop", hubapi.AdjusterRole)
+	viewer := bearerToken(t, ns, "dashboard", hubapi.StockViewerRole)
 
 	t.Run("a token without the create verb is refused and nothing is stored", func(t *testing.T) {
 		req := adjustmentRequest{ID: "forbidden-1", Lines: []adjustmentLine{{ProductID: "8000001", Quantity: -1}}}

@@ -34,6 +34,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 )
 
@@ -65,7 +66,7 @@ func TestTokenWithTrailingNewline(t *testing.T) {
 
 	// The credential check and the initial import (a pull).
 	waitReady(t, ns, "shop")
-	viewer := bearerToken(t, ns, "dashboard", "hub-stock-viewer")
+	viewer := bearerToken(t, ns, "dashboard", hubapi.StockViewerRole)
 	waitFor(t, 30*time.Second, "the initial import", func() bool {
 		l, code := hubStock(t, op, viewer, ns, "shop")
 		return code == http.StatusOK && l.SKUs == products
@@ -77,7 +78,7 @@ func TestTokenWithTrailingNewline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adjuster := bearerToken(t, ns, "online-shop", "hub-adjuster")
+	adjuster := bearerToken(t, ns, "online-shop", hubapi.AdjusterRole)
 	body, _ := json.Marshal(map[string]any{"id": "order-newline", "reason": "online order",
 		"lines": []map[string]any{{"productCode": p.ProductCode, "quantity": -2}}})
 	req, _ := http.NewRequest(http.MethodPost,

@@ -35,6 +35,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 )
@@ -88,7 +89,7 @@ func TestHighAvailability(t *testing.T) {
 		t.Fatalf("status.receiver: url %q, routeID %q", first.Status.Receiver.URL, routeID)
 	}
 	receiverURL := func(r *haReplica) string { return "http://" + r.cfg.receiverAddr + "/smaregi/v1/" + routeID }
-	token := bearerToken(t, ns, "reader", "hub-stock-viewer")
+	token := bearerToken(t, ns, "reader", hubapi.StockViewerRole)
 
 	converged := func(t *testing.T, what string, via *haReplica) {
 		t.Helper()

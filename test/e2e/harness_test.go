@@ -50,7 +50,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/hubapi"
@@ -129,20 +128,7 @@ func writeKubeconfig(cfg *rest.Config, path string) (string, error) {
 // installHubRoles creates the hub ClusterRoles exactly as shipped in
 // config/rbac, so the tests exercise the roles users install.
 func installHubRoles() error {
-	for _, f := range []string{"hub_stock_viewer_role.yaml", "hub_adjuster_role.yaml"} {
-		data, err := os.ReadFile(filepath.Join(repoRoot, "config", "rbac", f))
-		if err != nil {
-			return err
-		}
-		role := &rbacv1.ClusterRole{}
-		if err := yaml.UnmarshalStrict(data, role); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
-		}
-		if err := kube.Create(context.Background(), role); err != nil {
-			return fmt.Errorf("creating ClusterRole %s: %w", role.Name, err)
-		}
-	}
-	return nil
+	return testenv.InstallHubRoles(context.Background(), kube, repoRoot)
 }
 
 func freeAddr(t *testing.T) string {

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 )
 
@@ -49,7 +50,7 @@ func TestMirrorFollowsTheShop(t *testing.T) {
 	first := waitReady(t, ns, "store-1")
 	waitReady(t, ns, "store-2")
 	connectSends(t, s, first)
-	token := bearerToken(t, ns, "reader", "hub-stock-viewer")
+	token := bearerToken(t, ns, "reader", hubapi.StockViewerRole)
 
 	converged := func(what string, timeout time.Duration) {
 		t.Helper()

@@ -28,6 +28,7 @@ var adjustmentTests = []struct {
 	{"AdjustmentPruneManyInBatches", testPruneAdjustmentsMany},
 	{"AdjustmentAwaitingConfirmation", testAwaitingConfirmation},
 	{"AdjustmentOneOpenAttemptPerStore", testOneOpenAttempt},
+	{"AdjustmentDiscardPending", testDiscardPending},
 }
 
 func adj(key inventory.StoreKey, id string, lines ...inventory.AdjustmentLine) inventory.Adjustment {
@@ -394,5 +395,54 @@ func testOneOpenAttempt(t *testing.T, open Opener) {
 	applied, _ := st.AppliedAttempts(ctx, shopA, time.Time{})
 	if len(applied) != 1 || applied[0].Leader != "replica-1_abc" {
 		t.Fatalf("applied attempts %+v; want t1 keeping its leader", applied)
+	}
+}
+
+// testDiscardPending: inventory.DiscardPending fails every pending adjustment
+// no open attempt carries, names the ones an open attempt carries, and
+// leaves other stores and settled adjustments alone.
+func testDiscardPending(t *testing.T, open Opener) {
+	st := mustOpen(t, open)
+	ctx := ctxT(t)
+	key := inventory.StoreKey{Namespace: "ns", Name: "deleting"}
+	other := inventory.StoreKey{Namespace: "ns", Name: "other"}
+	for _, id := range []string{"o-1", "o-2", "o-3"} {
+		submit(t, st, adj(key, id, line("p1", -1)))
+	}
+	submit(t, st, adj(other, "o-1", line("p1", -1)))
+	// o-1 is in flight: an attempt carries it whose outcome is unknown.
+	if err := st.BeginAttempt(ctx, inventory.Attempt{Key: key, ID: "a1", AdjustmentIDs: []string{"o-1"},
+		Rows: []inventory.AttemptRow{{ProductID: "p1", Amount: -1}}, StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := inventory.DiscardPending(ctx, st, key, "discarded on deletion", time.Now())
+	if err != nil {
+		t.Fatalf("DiscardPending: %v", err)
+	}
+	want := inventory.DiscardedOutbox{Discarded: []string{"o-2", "o-3"}, InFlight: []string{"o-1"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("DiscardPending = %+v, want %+v", got, want)
+	}
+	for _, id := range []string{"o-2", "o-3"} {
+		if a := getAdj(t, st, key, id); a.State != inventory.AdjustmentFailed || a.FailureReason != "discarded on deletion" {
+			t.Errorf("%s after discard: state %s, reason %q; want failed, discarded on deletion", id, a.State, a.FailureReason)
+		}
+	}
+	if a := getAdj(t, st, key, "o-1"); a.State != inventory.AdjustmentPending {
+		t.Errorf("in-flight o-1 after discard: state %s, want pending", a.State)
+	}
+	if a := getAdj(t, st, other, "o-1"); a.State != inventory.AdjustmentPending {
+		t.Errorf("other store's o-1 after discard: state %s, want pending", a.State)
+	}
+	if n, _, err := st.PendingAdjustments(ctx, key); err != nil || n != 1 {
+		t.Errorf("PendingAdjustments after discard = %d, %v; want 1 (the in-flight one)", n, err)
+	}
+	if ready, err := st.ReadyAdjustments(ctx, key, 10); err != nil || len(ready) != 0 {
+		t.Errorf("ReadyAdjustments after discard = %d, %v; want none", len(ready), err)
+	}
+	// Nothing left: discarding again is a no-op.
+	if again, err := inventory.DiscardPending(ctx, st, key, "x", time.Now()); err != nil || len(again.Discarded) != 0 {
+		t.Errorf("second DiscardPending = %+v, %v; want nothing discarded", again, err)
 	}
 }

@@ -1,0 +1,154 @@
+package webhookserver
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/statusapply"
+)
+
+// FieldManager is the receiver's server-side apply field manager: it owns
+// only the SendsHealthy condition.
+const FieldManager = "smaregi-operator-receiver"
+
+// DefaultReportInterval is how often a continuing bad verdict (wrong or
+// previous key) is repeated as an event, per contract and replica.
+const DefaultReportInterval = 5 * time.Minute
+
+// verdict is what one send says about the contract's send settings.
+type verdict int
+
+const (
+	verdictCurrent  verdict = iota // authenticated with the current key
+	verdictPrevious                // with the rotated-out key, in its grace
+	verdictWrong                   // missing or wrong key
+)
+
+// sendHealth turns the verdicts of sends on a contract's route into the
+// SendsHealthy condition and Warning events on the contract's stores: a
+// misconfigured Smaregi otherwise only shows as 401s in its own send
+// history. A change of verdict is reported at once; a bad verdict that
+// continues is repeated at most once per interval, so a storm of refused
+// sends costs a few writes. Reports run off the request path.
+type sendHealth struct {
+	status   client.Client
+	recorder events.EventRecorder
+	interval time.Duration
+	log      logr.Logger
+	now      func() time.Time
+
+	mu   sync.Mutex
+	last map[string]healthRecord // by namespace/contract
+	wg   sync.WaitGroup
+}
+
+type healthRecord struct {
+	verdict  verdict
+	reported time.Time
+	refused  int // wrong-key sends since the verdict turned wrong
+}
+
+// note records one send's verdict for the route's stores.
+func (h *sendHealth) note(rt route, v verdict) {
+	if h == nil || (h.status == nil && h.recorder == nil) {
+		return
+	}
+	store := &rt.stores[0]
+	key := store.Namespace + "/" + store.Spec.ContractID
+	now := h.now()
+	h.mu.Lock()
+	prev, seen := h.last[key]
+	rec := prev
+	if !seen || prev.verdict != v {
+		rec = healthRecord{verdict: v}
+	}
+	if v == verdictWrong {
+		rec.refused++
+	}
+	due := !seen && v != verdictCurrent || seen && prev.verdict != v ||
+		v != verdictCurrent && now.Sub(prev.reported) >= h.interval
+	if due {
+		rec.reported = now
+	}
+	h.last[key] = rec
+	h.mu.Unlock()
+	if !due {
+		return
+	}
+	stores := append([]smaregiv1alpha1.SmaregiStore(nil), rt.stores...)
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.report(stores, v, rec.refused)
+	}()
+}
+
+// report writes the condition and the event on every store of the route.
+func (h *sendHealth) report(stores []smaregiv1alpha1.SmaregiStore, v verdict, refused int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range stores {
+		st := &stores[i]
+		status, reason, msg := describeVerdict(st, v, refused)
+		if h.status != nil {
+			cond := map[string]any{
+				"type": smaregiv1alpha1.SendsHealthyCondition, "status": string(status), "reason": reason, "message": msg,
+				"observedGeneration": st.Generation, "lastTransitionTime": metav1.NewTime(h.now().UTC().Truncate(time.Second)).Format(time.RFC3339),
+			}
+			if err := statusapply.Apply(ctx, h.status, FieldManager, st.Namespace, st.Name,
+				map[string]any{"conditions": []any{cond}}); err != nil {
+				h.log.Error(err, "cannot write SendsHealthy", "smaregistore", client.ObjectKeyFromObject(st))
+			}
+		}
+		if h.recorder != nil {
+			typ := corev1.EventTypeWarning
+			if v == verdictCurrent {
+				typ = corev1.EventTypeNormal
+			}
+			h.recorder.Eventf(st, nil, typ, reason, "ReceiveSend", "%s", msg)
+		}
+	}
+}
+
+// describeVerdict words a verdict for one store. It names where the key
+// is, never the key.
+func describeVerdict(st *smaregiv1alpha1.SmaregiStore, v verdict, refused int) (metav1.ConditionStatus, string, string) {
+	param, secretName, _ := st.ReceiverKeyLocation()
+	switch v {
+	case verdictWrong:
+		msg := fmt.Sprintf("sends are arriving with a wrong key: update 4.パラメータ情報 in Smaregi's API送信設定 (キー %q, 値 from Secret %q; "+
+			"kubectl smaregi setup %s prints both); %d refused so far", param, secretName, st.Name, refused)
+		if rs := st.Status.Receiver; rs != nil && rs.LastRotation != "" {
+			msg = fmt.Sprintf("sends are arriving with a wrong key, still the previous key after the rotation %q: update 4.パラメータ情報 "+
+				"in Smaregi's API送信設定 with the new value (キー %q, Secret %q; kubectl smaregi setup %s); %d refused so far",
+				rs.LastRotation, param, secretName, st.Name, refused)
+		}
+		return metav1.ConditionFalse, smaregiv1alpha1.ReasonWrongKey, msg
+	case verdictPrevious:
+		until := "its expiry"
+		if rs := st.Status.Receiver; rs != nil && rs.PreviousKeyExpiresAt != nil {
+			until = rs.PreviousKeyExpiresAt.UTC().Format(time.RFC3339)
+		}
+		return metav1.ConditionTrue, smaregiv1alpha1.ReasonPreviousKey, fmt.Sprintf(
+			"sends are still arriving with the previous key, accepted only until %s: update 4.パラメータ情報 in Smaregi's "+
+				"API送信設定 with the new value (キー %q, Secret %q; kubectl smaregi setup %s)", until, param, secretName, st.Name)
+	default:
+		return metav1.ConditionTrue, smaregiv1alpha1.ReasonSendsAccepted, "sends arrive with the current key"
+	}
+}
+
+// wait blocks until reports in flight are done (tests and shutdown).
+func (h *sendHealth) wait() {
+	if h != nil {
+		h.wg.Wait()
+	}
+}
