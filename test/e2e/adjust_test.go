@@ -99,6 +99,10 @@ func TestAdjustmentsAppliedExactlyOnce(t *testing.T) {
 	s := newShop(t, "e2eadj", stores, products)
 	ns := newNamespace(t, "adjust")
 	cfg := newOperatorConfig(t)
+	// An attempt open when the operator is killed is resent only after the
+	// settle period (default 5m, for real servers that commit late); the
+	// simulator answers in milliseconds, so seconds are enough here.
+	cfg.extraArgs = []string{"--smaregi-request-timeout", "2s", "--push-settle-period", "5s"}
 	op := startOperator(t, cfg)
 	declareStores(t, ns, s, 10*time.Second, stores...)
 	for _, id := range stores {
