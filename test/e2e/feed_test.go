@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 	"github.com/stocksync/smaregi-operator/pkg/hubclient"
 )
@@ -55,8 +56,8 @@ func TestFeedAcrossOperatorRestart(t *testing.T) {
 	declareStores(t, ns, s, 10*time.Second, "1")
 	st := waitReady(t, ns, "store-1")
 	connectSends(t, s, st)
-	viewer := bearerToken(t, ns, "channel", "hub-stock-viewer")
-	adjuster := bearerToken(t, ns, "online-shop", "hub-adjuster")
+	viewer := bearerToken(t, ns, "channel", hubapi.StockViewerRole)
+	adjuster := bearerToken(t, ns, "online-shop", hubapi.AdjusterRole)
 
 	c := &hubclient.Client{BaseURL: "http://" + op.apiAddr, Token: viewer, Backoff: 100 * time.Millisecond}
 	view := &feedView{Mirror: hubclient.NewMirror()}
@@ -73,10 +74,14 @@ func TestFeedAcrossOperatorRestart(t *testing.T) {
 		for i := 0; i < 10; i++ {
 			req := adjustmentRequest{ID: fmt.Sprintf("r%d-%d", round, i), Reason: "online order",
 				Lines: []adjustmentLine{{ProductID: strconv.Itoa(smaregisim.FirstProductID + (i*3)%products), Quantity: -1}}}
+			deadline := time.Now().Add(60 * time.Second)
 			for {
 				code, _, err := postAdjustment(op, adjuster, ns, "store-1", req)
 				if err == nil && code < 300 {
 					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("POST %s: %d %v for 60s", req.ID, code, err)
 				}
 				time.Sleep(100 * time.Millisecond) // the operator is restarting
 			}

@@ -383,6 +383,11 @@ func bearerToken(t *testing.T, ns, sa, clusterRole string) string {
 		t.Fatal(err)
 	}
 	if clusterRole != "" {
+		// A binding to a ClusterRole that does not exist is accepted and
+		// grants nothing: every call would be a puzzling 403.
+		if _, err := clientset.RbacV1().ClusterRoles().Get(ctx, clusterRole, metav1.GetOptions{}); err != nil {
+			t.Fatalf("ClusterRole %s: %v", clusterRole, err)
+		}
 		rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa},
 			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: clusterRole},
 			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}}}

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 )
 
@@ -64,7 +65,7 @@ func TestExactlyOnceUnderLateCommitsAndLeaderKills(t *testing.T) {
 	for _, id := range stores {
 		waitReady(t, ns, "store-"+id)
 	}
-	adjuster := bearerToken(t, ns, "online-shop", "hub-adjuster")
+	adjuster := bearerToken(t, ns, "online-shop", hubapi.AdjusterRole)
 
 	if err := s.sim.SetFaults(smaregisim.Faults{ErrorRate: 0.05, LostResponseRate: 0.05,
 		LateCommitRate: 0.1, LateCommitDelay: smaregisim.Duration(2 * time.Second), LatencyMs: 2}); err != nil {
@@ -126,8 +127,11 @@ func TestExactlyOnceUnderLateCommitsAndLeaderKills(t *testing.T) {
 				}
 			})
 		}
+		// Paced (about 30 a second) so that the pusher has work in hand
+		// through both kills.
 		for i := range adjustments {
 			work <- i
+			time.Sleep(30 * time.Millisecond)
 		}
 		close(work)
 		wg.Wait()
@@ -147,7 +151,7 @@ func TestExactlyOnceUnderLateCommitsAndLeaderKills(t *testing.T) {
 	// back as a follower each time.
 	for round := range 2 {
 		waitFor(t, 2*time.Minute, "the leader to be pushing", func() bool {
-			if accepted.Load() < adjustments/4 {
+			if accepted.Load() < int64(round+1)*adjustments/3 {
 				return false
 			}
 			n := states(leader.op)

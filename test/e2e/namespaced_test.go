@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 )
 
 // TestNamespacedModeIgnoresStoresOutside runs the operator as a
@@ -130,7 +131,7 @@ func TestNamespacedModeIgnoresStoresOutside(t *testing.T) {
 	op := startOperator(t, c)
 
 	waitReady(t, watched, "store-1")
-	viewer := bearerToken(t, watched, "dashboard", "hub-stock-viewer")
+	viewer := bearerToken(t, watched, "dashboard", hubapi.StockViewerRole)
 	waitFor(t, 30*time.Second, "the watched store's import", func() bool {
 		l, code := hubStock(t, op, viewer, watched, "store-1")
 		return code == http.StatusOK && l.SKUs == 5
@@ -158,7 +159,7 @@ func TestNamespacedModeIgnoresStoresOutside(t *testing.T) {
 			t.Errorf("the operator created Secret %s/%s outside --watch-namespaces", outside, k.Name)
 		}
 	}
-	outsideViewer := bearerToken(t, outside, "dashboard", "hub-stock-viewer")
+	outsideViewer := bearerToken(t, outside, "dashboard", hubapi.StockViewerRole)
 	if _, code := hubStock(t, op, outsideViewer, outside, "store-1"); code != http.StatusNotFound {
 		t.Errorf("hub API for a store outside --watch-namespaces: %d, want 404", code)
 	}
