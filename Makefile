@@ -82,6 +82,11 @@ bench: ## Run the benchmarks (figures printed; what they mean in docs/benchmarks
 	 echo ">> first op = initial import, then 2 reconciles of 100 drifted rows"; \
 	 go test -run '^$$' -bench "$$repeated" -benchmem -benchtime 3x -timeout 30m ./internal/mirror/
 
+.PHONY: bench-e2e
+bench-e2e: ## End-to-end figures: the operator binary, the simulator and a channel over HTTP (docs/benchmarks.md).
+	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
+	 go test -tags bench -run '^$$' -bench '^BenchmarkEndToEnd$$' -benchtime 1x -timeout 15m ./test/e2e/
+
 .PHONY: postgres
 postgres: ## Install (from Debian's packages) and start a throwaway local PostgreSQL; print its URL.
 	@hack/postgres.sh start
