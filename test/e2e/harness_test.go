@@ -288,15 +288,23 @@ type shop struct {
 }
 
 func newShop(t testing.TB, contract string, stores []string, products int) *shop {
+	return newShopAged(t, contract, stores, products, 0)
+}
+
+// newShopAged is newShop with the initial stock rows stamped age ago, as a
+// real shop's rows are older than the operator that starts reading them.
+func newShopAged(t testing.TB, contract string, stores []string, products int, age time.Duration) *shop {
 	t.Helper()
 	token := "tok-" + contract
 	sh := &shop{contract: contract, token: token}
+	sh.lag.Store(int64(age))
 	sim, err := smaregisim.New(smaregisim.Options{Contract: contract, Token: token, Stores: stores,
 		Products: products, InitialStock: 100, Seed: 42,
 		Clock: func() time.Time { return time.Now().Add(-time.Duration(sh.lag.Load())) }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	sh.lag.Store(0)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
