@@ -32,13 +32,14 @@ const (
 	DefaultTick = time.Second
 	// DefaultSendPullRate and DefaultSendPullBurst bound the pulls that
 	// sends alone ask for, per store: an idle store pulls at once (the
-	// burst), a store whose sends keep coming is pulled at most this many
-	// times a second, every pull covering all the sends before it. One busy
-	// shop then costs at most 4 of its contract's 10 calls a second
-	// (--smaregi-rate-limit, shared with its other stores and the pusher),
-	// and a burst of 400 sales (800 sends) a few calls, at the price of up
-	// to 250 ms more lag while sends come faster than that.
-	DefaultSendPullRate     = 4.0
+	// burst), a store whose sends keep coming is pulled at most twice a
+	// second, every pull covering all the sends before it. A sale brings
+	// two sends (transaction_send, stock_send), so a store ringing up to
+	// about one sale a second is never held back; a busier one gets up to
+	// 500 ms more lag, and costs at most 2 of its contract's 10 calls a
+	// second (--smaregi-rate-limit, shared with its other stores and the
+	// pusher); a burst of 400 sales (800 sends) costs a few calls.
+	DefaultSendPullRate     = 2.0
 	DefaultSendPullBurst    = 4
 	DefaultRetryBase        = time.Second
 	DefaultRetryMax         = 5 * time.Minute
