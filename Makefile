@@ -69,18 +69,30 @@ test: manifests generate fmt vet ## Run every test: unit, envtest (real kube-api
 	 echo ">> the Helm chart (test/chart, its own module)"; \
 	 cd test/chart && go test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
+# Where `make bench` keeps the raw `go test -bench` output it summarises.
+BENCH_OUT ?= /tmp/smaregi-bench.out
+
 .PHONY: bench
-bench: ## Run the benchmarks (figures printed; what they mean in docs/benchmarks.md).
+bench: ## Run the benchmarks; print their figures, then one table of every target with pass/miss (docs/benchmarks.md).
 	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
 	 export SMAREGI_TEST_POSTGRES_URL="$${SMAREGI_TEST_POSTGRES_URL:-$$(hack/postgres.sh start)}"; \
 	 sampled='^Benchmark(RecordSend|SendToMirrorLag|AdjustmentToApplied|HandlerStockSend|HTTPStockSend)$$'; \
 	 repeated='^BenchmarkFullReconcile100k$$'; \
-	 echo ">> every benchmark once (-benchtime 1x), except those run below"; \
+	 { echo ">> every benchmark once (-benchtime 1x), except those run below"; \
 	 go test -run '^$$' -bench . -skip "$$sampled|$$repeated" -benchmem -benchtime 1x -timeout 30m ./...; \
 	 echo ">> one op = one send, sale or adjustment: 2000 of each, for rates and percentiles"; \
 	 go test -run '^$$' -bench "$$sampled" -benchmem -benchtime 2000x -timeout 30m ./...; \
 	 echo ">> first op = initial import, then 2 reconciles of 100 drifted rows"; \
-	 go test -run '^$$' -bench "$$repeated" -benchmem -benchtime 3x -timeout 30m ./internal/mirror/
+	 go test -run '^$$' -bench "$$repeated" -benchmem -benchtime 3x -timeout 30m ./internal/mirror/; \
+	 echo ">> end to end: the operator binary, the simulator and a channel over HTTP (make bench-e2e)"; \
+	 go test -tags bench -run '^$$' -bench '^BenchmarkEndToEnd$$' -benchtime 1x -timeout 15m ./test/e2e/; \
+	 } 2>&1 | tee $(BENCH_OUT); \
+	 go run ./hack/benchsummary $(BENCH_OUT)
+
+.PHONY: bench-e2e
+bench-e2e: ## End-to-end figures: the operator binary, the simulator and a channel over HTTP (docs/benchmarks.md).
+	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
+	 go test -tags bench -run '^$$' -bench '^BenchmarkEndToEnd$$' -benchtime 1x -timeout 15m ./test/e2e/
 
 .PHONY: postgres
 postgres: ## Install (from Debian's packages) and start a throwaway local PostgreSQL; print its URL.

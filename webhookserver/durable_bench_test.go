@@ -63,7 +63,7 @@ func BenchmarkReceiverDurable(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = st.Close() })
-		benchReceiverDurable(b, st)
+		benchReceiverDurable(b, st, durableReader(b))
 	})
 	b.Run("postgres", func(b *testing.B) {
 		dsn := freshPostgres(b)
@@ -72,13 +72,13 @@ func BenchmarkReceiverDurable(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = st.Close() })
-		benchReceiverDurable(b, st)
+		benchReceiverDurable(b, st, durableReader(b))
 	})
 }
 
-func benchReceiverDurable(b *testing.B, inv inventory.Store) {
+func benchReceiverDurable(b *testing.B, inv inventory.Store, reader client.Reader) {
 	srv, err := webhookserver.New(webhookserver.Options{
-		Reader: durableReader(b),
+		Reader: reader,
 		Sink:   webhookserver.NewDurableSink(inv, nil),
 	})
 	if err != nil {

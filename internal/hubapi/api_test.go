@@ -536,6 +536,38 @@ func TestReviewsAreCachedBriefly(t *testing.T) {
 	}
 }
 
+// A caller that keeps calling has its reviews renewed in the background in
+// the last quarter of their TTL, so it never waits for one; the renewed
+// answer is a new review (a revoked token stops working on time).
+func TestReviewsOfABusyCallerAreRenewedAhead(t *testing.T) {
+	clk := testingclock.NewFakeClock(t0)
+	authn := &countingAuthn{TokenReviewInterface: clientset.AuthenticationV1().TokenReviews()}
+	authz := &countingAuthz{SubjectAccessReviewInterface: clientset.AuthorizationV1().SubjectAccessReviews()}
+	f := newFixture(t, fixtureOpts{clock: clk, authn: authn, authz: authz})
+
+	decodeStock(t, f.do("GET", f.path("/stock"), f.viewer, nil))
+	clk.Step(DefaultReviewCacheTTL / 2)
+	decodeStock(t, f.do("GET", f.path("/stock"), f.viewer, nil))
+	if authn.calls() != 1 || authz.calls() != 1 {
+		t.Fatalf("a read at half the TTL cost %d TokenReviews and %d SubjectAccessReviews in all, want 1 and 1", authn.calls(), authz.calls())
+	}
+	clk.Step(DefaultReviewCacheTTL * 3 / 10) // now at 80% of the TTL
+	decodeStock(t, f.do("GET", f.path("/stock"), f.viewer, nil))
+	deadline := time.Now().Add(10 * time.Second)
+	for authn.calls() != 2 || authz.calls() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no renewal in the last quarter of the TTL: %d TokenReviews, %d SubjectAccessReviews", authn.calls(), authz.calls())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Past the first answers' expiry the renewed ones serve, uncalled.
+	clk.Step(DefaultReviewCacheTTL * 4 / 10)
+	decodeStock(t, f.do("GET", f.path("/stock"), f.viewer, nil))
+	if authn.calls() != 2 || authz.calls() != 2 {
+		t.Fatalf("after the first answers expired: %d TokenReviews, %d SubjectAccessReviews, want 2 and 2 (renewed)", authn.calls(), authz.calls())
+	}
+}
+
 func TestMetricsUseRouteTemplates(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	before := testutil.ToFloat64(requestsTotal.WithLabelValues(RouteStock, "GET", "200"))

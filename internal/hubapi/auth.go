@@ -126,16 +126,8 @@ func newReviewer(authn authnv1client.TokenReviewInterface, authz authzv1client.S
 // contain the token.
 func (r *reviewer) authenticate(ctx context.Context, token string) (authnv1.UserInfo, tokenKey, bool, error) {
 	key := hashToken(token)
-	now := r.clock.Now()
-	if res, hit := r.users.get(key, now); hit {
-		reviewsTotal.WithLabelValues(reviewToken, sourceCache).Inc()
-		return res.user, key, res.authenticated, nil
-	}
-	if _, hit := r.rejected.get(key, now); hit {
-		reviewsTotal.WithLabelValues(reviewToken, sourceCache).Inc()
-		return authnv1.UserInfo{}, key, false, nil
-	}
-	v, err, _ := r.flights.Do("authn\x00"+string(key[:]), func() (any, error) {
+	flight := "authn\x00" + string(key[:])
+	review := func() (any, error) {
 		// One slot per distinct token under review (the flight already
 		// merges repeats). Not waiting for a slot keeps a flood from
 		// queueing goroutines behind the API server.
@@ -167,7 +159,20 @@ func (r *reviewer) authenticate(ctx context.Context, token string) (authnv1.User
 			r.rejected.put(key, struct{}{}, r.clock.Now(), r.ttl)
 		}
 		return res, nil
-	})
+	}
+	now := r.clock.Now()
+	if res, hit, renew := r.users.getRenew(key, now); hit {
+		reviewsTotal.WithLabelValues(reviewToken, sourceCache).Inc()
+		if renew {
+			r.flights.DoChan(flight, review) // see ttlCache.getRenew
+		}
+		return res.user, key, res.authenticated, nil
+	}
+	if _, hit := r.rejected.get(key, now); hit {
+		reviewsTotal.WithLabelValues(reviewToken, sourceCache).Inc()
+		return authnv1.UserInfo{}, key, false, nil
+	}
+	v, err, _ := r.flights.Do(flight, review)
 	if err != nil {
 		return authnv1.UserInfo{}, key, false, err
 	}
@@ -196,12 +201,8 @@ func (r *reviewer) audienceOK(got []string) bool {
 // reviewed as.
 func (r *reviewer) authorize(ctx context.Context, user authnv1.UserInfo, token tokenKey, a attributes) (bool, error) {
 	key := decisionKey{token: token, attrs: a}
-	if allowed, hit := r.decisions.get(key, r.clock.Now()); hit {
-		reviewsTotal.WithLabelValues(reviewAccess, sourceCache).Inc()
-		return allowed, nil
-	}
 	flight := strings.Join([]string{"authz", string(token[:]), a.verb, a.subresource, a.namespace, a.name}, "\x00")
-	v, err, _ := r.flights.Do(flight, func() (any, error) {
+	review := func() (any, error) {
 		extra := make(map[string]authzv1.ExtraValue, len(user.Extra))
 		for k, v := range user.Extra {
 			extra[k] = authzv1.ExtraValue(v)
@@ -233,7 +234,15 @@ func (r *reviewer) authorize(ctx context.Context, user authnv1.UserInfo, token t
 		allowed := sar.Status.Allowed && !sar.Status.Denied
 		r.decisions.put(key, allowed, r.clock.Now(), r.ttl)
 		return allowed, nil
-	})
+	}
+	if allowed, hit, renew := r.decisions.getRenew(key, r.clock.Now()); hit {
+		reviewsTotal.WithLabelValues(reviewAccess, sourceCache).Inc()
+		if renew {
+			r.flights.DoChan(flight, review) // see ttlCache.getRenew
+		}
+		return allowed, nil
+	}
+	v, err, _ := r.flights.Do(flight, review)
 	if err != nil {
 		return false, err
 	}
@@ -263,8 +272,8 @@ type ttlCache[K comparable, V any] struct {
 }
 
 type ttlEntry[V any] struct {
-	v   V
-	exp time.Time
+	v          V
+	exp, renew time.Time
 }
 
 func newTTLCache[K comparable, V any](max int) *ttlCache[K, V] {
@@ -272,14 +281,26 @@ func newTTLCache[K comparable, V any](max int) *ttlCache[K, V] {
 }
 
 func (c *ttlCache[K, V]) get(k K, now time.Time) (V, bool) {
+	v, ok, _ := c.getRenew(k, now)
+	return v, ok
+}
+
+// getRenew is get, and says whether the entry is in the last quarter of
+// its life. The reviewer then renews it in the background while still
+// answering from it, so a caller that keeps calling never waits for a
+// review once its first one is cached (a wait of two API server round
+// trips every TTL otherwise). It changes nothing of how long an answer
+// is trusted: an entry is never served past its expiry, and a renewal
+// that fails leaves it to expire.
+func (c *ttlCache[K, V]) getRenew(k K, now time.Time) (v V, ok, renew bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[k]
 	if !ok || !now.Before(e.exp) {
 		var zero V
-		return zero, false
+		return zero, false, false
 	}
-	return e.v, true
+	return e.v, true, !now.Before(e.renew)
 }
 
 func (c *ttlCache[K, V]) put(k K, v V, now time.Time, ttl time.Duration) {
@@ -300,7 +321,7 @@ func (c *ttlCache[K, V]) put(k K, v V, now time.Time, ttl time.Duration) {
 			delete(c.entries, ek)
 		}
 	}
-	c.entries[k] = ttlEntry[V]{v: v, exp: now.Add(ttl)}
+	c.entries[k] = ttlEntry[V]{v: v, exp: now.Add(ttl), renew: now.Add(ttl - ttl/4)}
 }
 
 func (c *ttlCache[K, V]) len() int {

@@ -82,8 +82,12 @@ type storeState struct {
 	// answers; handledResync the last one a full reconcile finished.
 	resyncInHand, handledResync string
 
-	pending      triggerSet
-	inflight     bool
+	pending  triggerSet
+	inflight bool
+	// sendTokens, as of sendTokensAt, is the store's bucket of pulls that
+	// sends alone may ask for (sendPullDelayLocked).
+	sendTokens   float64
+	sendTokensAt time.Time
 	blockedUntil time.Time
 	cfgBackoff   time.Duration
 

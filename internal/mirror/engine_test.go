@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -667,4 +668,49 @@ func TestPollsFindingUnannouncedChangesSaySendsAreOff(t *testing.T) {
 		u, ok := status.last()
 		return ok && strings.Contains(u.Condition.Message, "send settings") && u.Condition.Status == metav1.ConditionTrue
 	})
+}
+
+// Sends alone pull an idle store at once, up to SendPullBurst pulls; then
+// at most SendPullRate a second, each pull covering every send before it.
+// Other triggers are not paced.
+func TestSendPullsArePacedPerStoreOnceTheBurstIsUsed(t *testing.T) {
+	h := newHarness(t, nil)
+	clk := clocktesting.NewFakeClock(time.Now())
+	e, _ := newEngine(t, h, func(o *Options) { o.Clock, o.SendPullRate, o.SendPullBurst = clk, 2, 3 })
+	q := withDrain(t, e)
+	run(t, e)
+	e.UpsertStore(h.config())
+	waitFor(t, 5*time.Second, "the initial import", synced(e, testKey))
+	drain(t, e, q)
+	start := h.refCalls.Load()
+	pulls := func() int64 { return h.refCalls.Load() - start }
+
+	for i := range 3 {
+		e.RequestPull(testKey, TriggerSend)
+		waitFor(t, 5*time.Second, fmt.Sprintf("send pull %d of the burst", i+1), func() bool { return pulls() == int64(i+1) })
+	}
+	for range 10 {
+		e.RequestPull(testKey, TriggerSend)
+	}
+	drain(t, e, q)
+	if got := pulls(); got != 3 {
+		t.Fatalf("%d pulls after the burst of 3 was used and 10 more sends, want 3 (the rest wait for a token)", got)
+	}
+	e.RequestPull(testKey, TriggerAdjustment)
+	waitFor(t, 5*time.Second, "the adjustment's pull, not paced", func() bool { return pulls() == 4 })
+	// The adjustment's pull covered the sends before it; a new send waits
+	// for the bucket's next token (1/2 s), then all pending sends share one
+	// pull.
+	e.RequestPull(testKey, TriggerSend)
+	e.RequestPull(testKey, TriggerSend)
+	drain(t, e, q)
+	if got := pulls(); got != 4 {
+		t.Fatalf("%d pulls before the bucket refilled, want 4", got)
+	}
+	clk.Step(500 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the paced send pull", func() bool { return pulls() == 5 })
+	drain(t, e, q)
+	if got := pulls(); got != 5 {
+		t.Fatalf("%d pulls after one token came, want 5 (one pull for both sends)", got)
+	}
 }

@@ -17,11 +17,30 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultWorkers          = 4
-	DefaultOverlap          = 60 * time.Second
-	DefaultStatusInterval   = 5 * time.Second
-	DefaultTokenTTL         = 5 * time.Minute
-	DefaultTick             = time.Second
+	DefaultWorkers  = 4
+	DefaultOverlap  = 60 * time.Second
+	DefaultTokenTTL = 5 * time.Minute
+	// DefaultStatusInterval spaces a store's status writes to the
+	// kube-apiserver. It is off both user paths: the hub API reads the
+	// inventory store, not status, and a condition change is written at
+	// once.
+	DefaultStatusInterval = 5 * time.Second
+	// DefaultTick is the resolution of the poll and full-resync schedule
+	// (minutes apart) and of the end of a back-off. It is off both user
+	// paths: a send, an adjustment's pull and a configuration change queue
+	// the store at once.
+	DefaultTick = time.Second
+	// DefaultSendPullRate and DefaultSendPullBurst bound the pulls that
+	// sends alone ask for, per store: an idle store pulls at once (the
+	// burst), a store whose sends keep coming is pulled at most twice a
+	// second, every pull covering all the sends before it. A sale brings
+	// two sends (transaction_send, stock_send), so a store ringing up to
+	// about one sale a second is never held back; a busier one gets up to
+	// 500 ms more lag, and costs at most 2 of its contract's 10 calls a
+	// second (--smaregi-rate-limit, shared with its other stores and the
+	// pusher); a burst of 400 sales (800 sends) costs a few calls.
+	DefaultSendPullRate     = 2.0
+	DefaultSendPullBurst    = 4
 	DefaultRetryBase        = time.Second
 	DefaultRetryMax         = 5 * time.Minute
 	DefaultConfigBackoff    = time.Minute
@@ -57,6 +76,11 @@ type Options struct {
 	TokenTTL time.Duration
 	// Tick is the resolution of the poll and full-resync schedule.
 	Tick time.Duration
+	// SendPullRate (pulls a second) and SendPullBurst bound, per store, the
+	// pulls asked for by sends alone (see DefaultSendPullRate). Polls,
+	// start-up, full reconciles and the pusher's pulls are not counted.
+	SendPullRate  float64
+	SendPullBurst int
 	// RetryBase and RetryMax bound the per-store exponential back-off after
 	// transient errors; ConfigBackoff and ConfigBackoffMax after
 	// configuration errors, which need a human and must not hammer Smaregi.
@@ -98,6 +122,12 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.Tick <= 0 {
 		opts.Tick = DefaultTick
+	}
+	if opts.SendPullRate <= 0 {
+		opts.SendPullRate = DefaultSendPullRate
+	}
+	if opts.SendPullBurst <= 0 {
+		opts.SendPullBurst = DefaultSendPullBurst
 	}
 	if opts.RetryBase <= 0 {
 		opts.RetryBase = DefaultRetryBase

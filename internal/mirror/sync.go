@@ -142,6 +142,13 @@ func (e *Engine) take(key inventory.StoreKey, st *storeState, cfg storeregistry.
 	if !full && st.pending == 0 && now.Sub(st.lastPull) < cfg.PollInterval {
 		return attempt{}, false // a timer fired for a pull that already happened
 	}
+	if !full && st.pending == trigSend {
+		if d := e.sendPullDelayLocked(st, now); d > 0 {
+			// The sends stay pending; this pull covers them all.
+			e.queue.AddAfter(key, d)
+			return attempt{}, false
+		}
+	}
 	p := attempt{key: key, st: st, cfg: cfg, start: now, triggers: st.pending,
 		initial: initial, requested: st.fullRequested, widen: st.widen, kind: KindIncremental}
 	if full {
@@ -156,6 +163,24 @@ func (e *Engine) take(key inventory.StoreKey, st *storeState, cfg storeregistry.
 	st.covered = st.pendingSince
 	st.pendingSince = time.Time{}
 	return p, true
+}
+
+// sendPullDelayLocked takes a token from the store's bucket of send pulls
+// (SendPullRate, SendPullBurst) and returns 0, or returns how long until
+// one is due, taking nothing.
+func (e *Engine) sendPullDelayLocked(st *storeState, now time.Time) time.Duration {
+	rate, burst := e.opts.SendPullRate, float64(e.opts.SendPullBurst)
+	tokens := burst
+	if !st.sendTokensAt.IsZero() {
+		tokens = min(burst, st.sendTokens+now.Sub(st.sendTokensAt).Seconds()*rate)
+	}
+	st.sendTokensAt = now
+	if tokens >= 1 {
+		st.sendTokens = tokens - 1
+		return 0
+	}
+	st.sendTokens = tokens
+	return time.Duration((1 - tokens) / rate * float64(time.Second))
 }
 
 // pull reads the store from Smaregi into the mirror, without the lock.

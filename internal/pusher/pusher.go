@@ -2,7 +2,8 @@
 // Smaregi exactly once (design principle 3).
 //
 // Per store, one worker at a time: it gathers the pending adjustments
-// (waiting a short window so a burst shares one call), merges their lines
+// (at once when the store is idle; what arrives during a call waits for
+// the next and shares it, so a burst shares calls), merges their lines
 // into one relative stock_upd row per product (division 15, at most 500
 // rows), records the attempt durably, sends it, and settles it:
 //
@@ -89,7 +90,9 @@ type Options struct {
 	MaxReadAttempts int
 
 	// Window is how long a woken worker waits for more adjustments before
-	// sending (default 25ms).
+	// sending. Default 0: an idle store's adjustment is sent at once, and
+	// a burst still shares calls, because adjustments arriving while a call
+	// is in flight are all taken by the next one (the call is the window).
 	Window time.Duration
 	// SweepInterval is the safety-net scan for stores with pending work
 	// (default 30s).
@@ -150,8 +153,8 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Window <= 0 {
-		o.Window = 25 * time.Millisecond
+	if o.Window < 0 {
+		o.Window = 0
 	}
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = 30 * time.Second

@@ -66,7 +66,8 @@ func (w *worker) run(ctx context.Context) {
 	logger := log.FromContext(ctx).WithValues("store", w.key.String())
 	ctx = log.IntoContext(ctx, logger)
 	for {
-		// Let a burst gather so that it shares one call.
+		// No wait by default (Window 0): what arrives during this
+		// worker's calls is gathered by its next step.
 		if !w.sleep(ctx, w.p.opts.Window) {
 			return
 		}

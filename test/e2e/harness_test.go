@@ -131,7 +131,7 @@ func installHubRoles() error {
 	return testenv.InstallHubRoles(context.Background(), kube, repoRoot)
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -143,7 +143,7 @@ func freeAddr(t *testing.T) string {
 
 // operator is one run of the operator binary.
 type operator struct {
-	t                                  *testing.T
+	t                                  testing.TB
 	cmd                                *exec.Cmd
 	exited                             chan struct{}
 	receiverAddr, apiAddr, metricsAddr string
@@ -158,7 +158,7 @@ type operatorConfig struct {
 	kubeconfig                         string   // the operator's credentials; empty: the envtest admin's
 }
 
-func newOperatorConfig(t *testing.T) operatorConfig {
+func newOperatorConfig(t testing.TB) operatorConfig {
 	return operatorConfig{
 		receiverAddr: freeAddr(t), apiAddr: freeAddr(t), metricsAddr: freeAddr(t),
 		inventory: "bolt://" + filepath.Join(t.TempDir(), "inventory.db"),
@@ -167,7 +167,7 @@ func newOperatorConfig(t *testing.T) operatorConfig {
 
 // startOperator runs the binary with the flags the issue names for other
 // tools, plus the hub API and plain-HTTP metrics for the assertions.
-func startOperator(t *testing.T, c operatorConfig) *operator {
+func startOperator(t testing.TB, c operatorConfig) *operator {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "operator.log")
 	logFile, err := os.Create(logPath)
@@ -256,7 +256,7 @@ func readFile(p string) string {
 }
 
 // waitFor polls cond until it holds; the timeout only bounds a broken run.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -281,16 +281,24 @@ type shop struct {
 	lag atomic.Int64
 }
 
-func newShop(t *testing.T, contract string, stores []string, products int) *shop {
+func newShop(t testing.TB, contract string, stores []string, products int) *shop {
+	return newShopAged(t, contract, stores, products, 0)
+}
+
+// newShopAged is newShop with the initial stock rows stamped age ago, as a
+// real shop's rows are older than the operator that starts reading them.
+func newShopAged(t testing.TB, contract string, stores []string, products int, age time.Duration) *shop {
 	t.Helper()
 	token := "tok-" + contract
 	sh := &shop{contract: contract, token: token}
+	sh.lag.Store(int64(age))
 	sim, err := smaregisim.New(smaregisim.Options{Contract: contract, Token: token, Stores: stores,
 		Products: products, InitialStock: 100, Seed: 42,
 		Clock: func() time.Time { return time.Now().Add(-time.Duration(sh.lag.Load())) }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	sh.lag.Store(0)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +313,7 @@ func newShop(t *testing.T, contract string, stores []string, products int) *shop
 	return sh
 }
 
-func newNamespace(t *testing.T, prefix string) string {
+func newNamespace(t testing.TB, prefix string) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
 	if err := kube.Create(context.Background(), ns); err != nil {
@@ -316,7 +324,7 @@ func newNamespace(t *testing.T, prefix string) string {
 
 // declareStores creates the credentials Secret and one SmaregiStore per
 // Smaregi store ID, named store-<id>.
-func declareStores(t *testing.T, ns string, s *shop, poll time.Duration, ids ...string) {
+func declareStores(t testing.TB, ns string, s *shop, poll time.Duration, ids ...string) {
 	t.Helper()
 	ctx := context.Background()
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "smaregi-credentials", Labels: map[string]string{smaregiv1alpha1.CredentialsLabel: "true"}},
@@ -337,7 +345,7 @@ func declareStores(t *testing.T, ns string, s *shop, poll time.Duration, ids ...
 	}
 }
 
-func getStore(t *testing.T, ns, name string) *smaregiv1alpha1.SmaregiStore {
+func getStore(t testing.TB, ns, name string) *smaregiv1alpha1.SmaregiStore {
 	t.Helper()
 	st := &smaregiv1alpha1.SmaregiStore{}
 	if err := kube.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, st); err != nil {
@@ -346,7 +354,7 @@ func getStore(t *testing.T, ns, name string) *smaregiv1alpha1.SmaregiStore {
 	return st
 }
 
-func waitReady(t *testing.T, ns, name string) *smaregiv1alpha1.SmaregiStore {
+func waitReady(t testing.TB, ns, name string) *smaregiv1alpha1.SmaregiStore {
 	t.Helper()
 	var st *smaregiv1alpha1.SmaregiStore
 	waitFor(t, 60*time.Second, name+" to become Ready", func() bool {
@@ -359,7 +367,7 @@ func waitReady(t *testing.T, ns, name string) *smaregiv1alpha1.SmaregiStore {
 
 // connectSends does what the shop does in API送信設定: the receiver URL and
 // the key parameter of the given store.
-func connectSends(t *testing.T, s *shop, st *smaregiv1alpha1.SmaregiStore) {
+func connectSends(t testing.TB, s *shop, st *smaregiv1alpha1.SmaregiStore) {
 	t.Helper()
 	ref := st.Status.Receiver.KeySecretRef
 	secret := &corev1.Secret{}
@@ -376,7 +384,7 @@ func connectSends(t *testing.T, s *shop, st *smaregiv1alpha1.SmaregiStore) {
 
 // bearerToken returns a real ServiceAccount token bound by a RoleBinding in
 // ns to the given ClusterRole ("" binds nothing).
-func bearerToken(t *testing.T, ns, sa, clusterRole string) string {
+func bearerToken(t testing.TB, ns, sa, clusterRole string) string {
 	t.Helper()
 	ctx := context.Background()
 	if err := kube.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}); err != nil {
@@ -416,7 +424,7 @@ type stockListing struct {
 	} `json:"items"`
 }
 
-func hubStock(t *testing.T, op *operator, token, ns, name string) (stockListing, int) {
+func hubStock(t testing.TB, op *operator, token, ns, name string) (stockListing, int) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet,
 		fmt.Sprintf("http://%s/api/v1/namespaces/%s/smaregistores/%s/stock", op.apiAddr, ns, name), nil)
@@ -437,7 +445,7 @@ func hubStock(t *testing.T, op *operator, token, ns, name string) (stockListing,
 
 // mirrorDiff compares the operator's mirror, read through the hub API, with
 // the simulator's stock; "" means equal.
-func mirrorDiff(t *testing.T, op *operator, token string, s *shop, ns, name, storeID string) string {
+func mirrorDiff(t testing.TB, op *operator, token string, s *shop, ns, name, storeID string) string {
 	t.Helper()
 	got, code := hubStock(t, op, token, ns, name)
 	if code != http.StatusOK {
@@ -469,7 +477,7 @@ func mirrorDiff(t *testing.T, op *operator, token string, s *shop, ns, name, sto
 
 // metric reads one sample (name plus exact label set) from the operator's
 // metrics endpoint; ok is false when it is absent.
-func metric(t *testing.T, op *operator, series string) (float64, bool) {
+func metric(t testing.TB, op *operator, series string) (float64, bool) {
 	t.Helper()
 	resp, err := http.Get("http://" + op.metricsAddr + "/metrics")
 	if err != nil {
@@ -532,7 +540,7 @@ func histogramQuantile(t *testing.T, op *operator, name string, q float64) (floa
 
 // ringUp rings up n sales and returns spread over the given stores and the
 // first `products` products, deterministically.
-func ringUp(t *testing.T, s *shop, n int, stores []string, products int, seed uint64) {
+func ringUp(t testing.TB, s *shop, n int, stores []string, products int, seed uint64) {
 	t.Helper()
 	x := seed
 	next := func(m int) int { // xorshift: deterministic, no shared state

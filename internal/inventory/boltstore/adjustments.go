@@ -195,7 +195,7 @@ func putAttempt(b *bolt.Bucket, a *inventory.Attempt) error {
 }
 
 // SubmitAdjustment implements inventory.AdjustmentStore. Concurrent calls
-// share commits (bolt's Batch), so a burst of orders costs few fsyncs.
+// share commits (groupCommitter), so a burst of orders costs few fsyncs.
 func (s *Store) SubmitAdjustment(ctx context.Context, a inventory.Adjustment) (inventory.Adjustment, bool, error) {
 	if err := s.check(ctx); err != nil {
 		return inventory.Adjustment{}, false, err
@@ -208,8 +208,9 @@ func (s *Store) SubmitAdjustment(ctx context.Context, a inventory.Adjustment) (i
 		stored  inventory.Adjustment
 		created bool
 	)
-	// Batch may run the function more than once: it sets every result.
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	// The group commit may run the function more than once: it sets every
+	// result.
+	err = s.group.update(func(tx *bolt.Tx) error {
 		created = false
 		b, err := getAdjBuckets(tx, a.Key, true)
 		if err != nil {

@@ -21,8 +21,9 @@ func timeKey(t time.Time, id string) []byte {
 	return append(k, id...)
 }
 
-// RecordSend implements inventory.Store. db.Batch groups concurrent callers
-// into one fsync'd transaction; each caller returns after that commit.
+// RecordSend implements inventory.Store. Concurrent callers share one
+// fsync'd transaction (groupCommitter: at once when idle, grouped while a
+// commit is under way); each caller returns after that commit.
 func (s *Store) RecordSend(ctx context.Context, rec inventory.SendRecord) (bool, error) {
 	if err := s.check(ctx); err != nil {
 		return false, err
@@ -40,9 +41,10 @@ func (s *Store) RecordSend(ctx context.Context, rec inventory.SendRecord) (bool,
 	}
 	id := []byte(rec.ID)
 	dup := false
-	// Batch may run the function more than once (it retries it alone if
-	// another function in the batch fails), so it sets dup from scratch.
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	// The group commit may run the function more than once (it retries it
+	// alone if another function in the group fails), so it sets dup from
+	// scratch.
+	err = s.group.update(func(tx *bolt.Tx) error {
 		dup = false
 		sends := tx.Bucket(bucketSends)
 		if sends.Get(id) != nil {

@@ -68,9 +68,6 @@ type Options struct {
 	// PruneEvery is how often at most the retention is enforced (default 1
 	// minute); pruning runs in the background, after a RecordSend.
 	PruneEvery time.Duration
-	// MaxBatchDelay is how long RecordSend waits to share a commit with
-	// concurrent callers (default 2ms).
-	MaxBatchDelay time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -82,9 +79,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PruneEvery <= 0 {
 		o.PruneEvery = time.Minute
-	}
-	if o.MaxBatchDelay <= 0 {
-		o.MaxBatchDelay = 2 * time.Millisecond
 	}
 	return o
 }
@@ -98,6 +92,8 @@ type Store struct {
 	adjFeed *dirtyfeed.Feed
 	// verFeed tells watchers of new resource versions (versions.go).
 	verFeed *dirtyfeed.Feed
+	// group shares the commits of concurrent sends and adjustments.
+	group groupCommitter
 
 	closed    atomic.Bool
 	pruning   atomic.Bool
@@ -124,7 +120,6 @@ func OpenWithOptions(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: opening %s: %w", path, err)
 	}
 	opts = opts.withDefaults()
-	db.MaxBatchDelay = opts.MaxBatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketStores, bucketStaging, bucketSends, bucketSendsByTime, bucketDirty, bucketAdjustments} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -139,7 +134,8 @@ func OpenWithOptions(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: initialising %s: %w", path, err)
 	}
-	s := &Store{db: db, opts: opts, feed: dirtyfeed.New(), adjFeed: dirtyfeed.New(), verFeed: dirtyfeed.New()}
+	s := &Store{db: db, opts: opts, feed: dirtyfeed.New(), adjFeed: dirtyfeed.New(), verFeed: dirtyfeed.New(),
+		group: groupCommitter{db: db}}
 	s.lastPrune.Store(time.Now().UnixNano())
 	return s, nil
 }

@@ -31,9 +31,10 @@ type targetJSON struct {
 }
 
 // RecordSend implements inventory.Store: the record goes to a group-commit
-// writer, which gathers concurrent calls for up to GroupCommitWindow (or
-// GroupCommitMax records) into one transaction; the call returns after that
-// transaction committed (synchronous_commit, so on disk).
+// writer, which takes it with the calls already waiting (up to
+// GroupCommitMax records, and for GroupCommitWindow if one is set) into one
+// transaction; the call returns after that transaction committed
+// (synchronous_commit, so on disk).
 func (s *Store) RecordSend(ctx context.Context, rec inventory.SendRecord) (bool, error) {
 	if rec.ID == "" {
 		return false, errors.New("pgstore: send record without an ID")
@@ -78,24 +79,42 @@ func (s *Store) sendWriter() {
 		case <-s.stop:
 			return
 		}
-		timer.Reset(s.opts.GroupCommitWindow)
-	gather:
+		if s.opts.GroupCommitWindow > 0 {
+			batch = s.gatherFor(batch, timer)
+		}
+		// Take the calls already waiting, without waiting for more.
+	drain:
 		for len(batch) < s.opts.GroupCommitMax {
 			select {
 			case r := <-s.sendCh:
 				batch = append(batch, r)
-			case <-timer.C:
-				break gather
-			}
-		}
-		if !timer.Stop() {
-			select { // drain a fired timer so the next Reset starts clean
-			case <-timer.C:
 			default:
+				break drain
 			}
 		}
 		s.commitSends(batch)
 	}
+}
+
+// gatherFor adds calls to batch for up to GroupCommitWindow.
+func (s *Store) gatherFor(batch []*sendReq, timer *time.Timer) []*sendReq {
+	timer.Reset(s.opts.GroupCommitWindow)
+gather:
+	for len(batch) < s.opts.GroupCommitMax {
+		select {
+		case r := <-s.sendCh:
+			batch = append(batch, r)
+		case <-timer.C:
+			break gather
+		}
+	}
+	if !timer.Stop() {
+		select { // drain a fired timer so the next Reset starts clean
+		case <-timer.C:
+		default:
+		}
+	}
+	return batch
 }
 
 // commitSends writes one group. IDs and store keys are written in sorted

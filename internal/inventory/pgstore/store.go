@@ -37,8 +37,11 @@ type Options struct {
 	MaxSends int
 	// PruneEvery is the retention janitor's period (default 1 minute).
 	PruneEvery time.Duration
-	// GroupCommitWindow is how long a commit waits for more concurrent
-	// RecordSend calls once it has one (default 1ms).
+	// GroupCommitWindow is how long a writer waits for more concurrent
+	// RecordSend calls once it has one. Default 0: it commits at once with
+	// the calls already waiting, so an idle receiver pays no wait, and a
+	// busy one still shares commits (calls queue while both writers are in
+	// a commit, and the next commit takes them all).
 	GroupCommitWindow time.Duration
 	// GroupCommitMax caps the records in one commit (default 256).
 	GroupCommitMax int
@@ -57,8 +60,8 @@ func (o Options) withDefaults() Options {
 	if o.PruneEvery <= 0 {
 		o.PruneEvery = time.Minute
 	}
-	if o.GroupCommitWindow <= 0 {
-		o.GroupCommitWindow = time.Millisecond
+	if o.GroupCommitWindow < 0 {
+		o.GroupCommitWindow = 0
 	}
 	if o.GroupCommitMax <= 0 {
 		o.GroupCommitMax = 256
