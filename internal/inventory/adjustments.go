@@ -65,9 +65,11 @@ var ErrAdjustmentConflict = errors.New("inventory: adjustment ID already used fo
 var ErrAttemptConflict = errors.New("inventory: push attempt conflicts with the stored state")
 
 // ErrAttemptOpen is returned by BeginAttempt when the store already has an
-// open attempt: one call per store at a time is what makes a resolution
-// sound, and the store enforces it so that two pushers (a split brain) are
-// fenced by the database. It is also an ErrAttemptConflict.
+// open attempt and the new one has rows to send: one call per store at a
+// time is what makes a resolution sound, and the store enforces it so that
+// two pushers (a split brain) are fenced by the database. An attempt without
+// rows (DiscardPending's) sends nothing and is not fenced. It is also an
+// ErrAttemptConflict.
 var ErrAttemptOpen = fmt.Errorf("%w: the store already has an open push attempt", ErrAttemptConflict)
 
 // CanonicalFingerprint hashes what makes two submissions the same request:
@@ -305,8 +307,10 @@ func DiscardPending(ctx context.Context, s AdjustmentStore, key StoreKey, reason
 		if len(adjs) == 0 {
 			break
 		}
-		at := Attempt{Key: key, ID: fmt.Sprintf("discard-%d-%d", now.UnixNano(), batch),
-			Rows: MergeAttemptRows(adjs), StartedAt: now}
+		// No rows: a discard sends nothing to Smaregi, so the one open
+		// attempt per store fence (two pushers must not both send) does not
+		// hold it back behind a push in flight.
+		at := Attempt{Key: key, ID: fmt.Sprintf("discard-%d-%d", now.UnixNano(), batch), StartedAt: now}
 		failed := make(map[string]string, len(adjs))
 		for _, a := range adjs {
 			at.AdjustmentIDs = append(at.AdjustmentIDs, a.ID)

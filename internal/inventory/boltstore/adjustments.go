@@ -474,7 +474,8 @@ func (s *Store) BeginAttempt(ctx context.Context, at inventory.Attempt) error {
 		if b.attempts.Get([]byte(at.ID)) != nil {
 			return fmt.Errorf("attempt ID %s taken: %w", at.ID, inventory.ErrAttemptConflict)
 		}
-		if k, _ := b.open.Cursor().First(); k != nil {
+		// The fence is for attempts that send rows (inventory.Attempt).
+		if k, _ := b.open.Cursor().First(); k != nil && len(at.Rows) > 0 {
 			return fmt.Errorf("attempt %s is open: %w", k, inventory.ErrAttemptOpen)
 		}
 		for _, id := range at.AdjustmentIDs {

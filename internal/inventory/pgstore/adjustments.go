@@ -88,7 +88,7 @@ func (s *Store) SubmitAdjustment(ctx context.Context, a inventory.Adjustment) (i
 		stored  inventory.Adjustment
 		created bool
 	)
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = inRetriedTx(ctx, s.pool, func(tx pgx.Tx) error {
 		created = false
 		storeID, err := storeIDFor(ctx, tx, a.Key)
 		if err != nil {

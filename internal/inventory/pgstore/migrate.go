@@ -129,7 +129,8 @@ ALTER TABLE inventory_attempts ADD COLUMN request_deadline timestamptz;
 	// violation to ErrAttemptOpen); and who made each attempt.
 	`
 ALTER TABLE inventory_attempts ADD COLUMN leader text NOT NULL DEFAULT '';
-CREATE UNIQUE INDEX inventory_attempts_one_open ON inventory_attempts (store_id) WHERE state = 'open';
+CREATE UNIQUE INDEX inventory_attempts_one_open ON inventory_attempts (store_id)
+	WHERE state = 'open' AND rows <> 'null'::jsonb AND rows <> '[]'::jsonb;
 `,
 	// 6: resource versions and the change log channels watch (versions.go).
 	migrationVersions,
