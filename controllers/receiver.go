@@ -24,6 +24,10 @@ import (
 // and throw away the key the shop is still using.
 const RotatedForAnnotation = "smaregi.stocksync.io/rotated-for"
 
+// RevokedForAnnotation prefixes the key Secret's per-store record of the
+// last handled revoke-previous-key value (revokedForKey).
+const RevokedForAnnotation = "smaregi.stocksync.io/revoked-for"
+
 // ReasonKeySecretConflict is ReceiverReady's reason when <name>-receiver-key
 // exists but does not belong to this SmaregiStore. The operator never
 // overwrites a Secret it does not control.
@@ -51,6 +55,10 @@ type keyAction struct {
 // per store, the rotate-key value the current key answers: each store's
 // annotation asks for its own rotations of the one shared key.
 func rotatedForKey(uid types.UID) string { return RotatedForAnnotation + "." + string(uid) }
+
+// revokedForKey is the key Secret's annotation recording the store's last
+// handled revoke-previous-key value, so that each value revokes once.
+func revokedForKey(uid types.UID) string { return RevokedForAnnotation + "." + string(uid) }
 
 // reconcileReceiver owns the ReceiverReady condition and status.receiver.
 // Smaregi has one send URL and parameter per contract, so every store of a
@@ -359,6 +367,21 @@ func layoutKeySecret(secret *corev1.Secret, store *smaregiv1alpha1.SmaregiStore,
 		if len(actions) == 0 {
 			actions = append(actions, keyAction{"KeyMoved", "MoveKey", fmt.Sprintf("the receiver key now answers parameter %q", param)})
 		}
+	}
+
+	if want := store.Annotations[smaregiv1alpha1.RevokePreviousKeyAnnotation]; want != "" && want != secret.Annotations[revokedForKey(store.UID)] {
+		if secret.Annotations == nil {
+			secret.Annotations = map[string]string{}
+		}
+		secret.Annotations[revokedForKey(store.UID)] = want
+		msg := "revoke-previous-key: there was no previous receiver key to revoke"
+		if _, ok := secret.Data[prevKey]; ok {
+			delete(secret.Data, prevKey)
+			delete(secret.Annotations, smaregiv1alpha1.PreviousKeyExpiresAnnotation)
+			msg = fmt.Sprintf("the previous receiver key (%q) of contract %q was revoked at once (revoke-previous-key %q on this store): "+
+				"sends with it are refused from now on", prevKey, store.Spec.ContractID, want)
+		}
+		actions = append(actions, keyAction{"PreviousKeyRevoked", "RevokeKey", msg})
 	}
 
 	if _, ok := secret.Data[prevKey]; ok {

@@ -247,3 +247,49 @@ func TestSummarizeReadyAndKstatus(t *testing.T) {
 		t.Errorf("receiver withdrawn on a transient error: %+v", s.Receiver)
 	}
 }
+
+// TestLayoutKeySecretRevokesThePreviousKeyAtOnce: revoke-previous-key ends a
+// rotated-out key's grace now; each value acts once, and a later rotation's
+// previous key is not revoked by the old value.
+func TestLayoutKeySecretRevokesThePreviousKeyAtOnce(t *testing.T) {
+	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	grace := 24 * time.Hour
+	store := testStore()
+	sec := keySecretFor("goqsystem_key", []byte("k1"))
+	store.Annotations = map[string]string{smaregiv1alpha1.RotateKeyAnnotation: "r1"}
+	layoutKeySecret(sec, store, "goqsystem_key", now, grace)
+	current := string(sec.Data["goqsystem_key"])
+
+	store.Annotations[smaregiv1alpha1.RevokePreviousKeyAnnotation] = "v1"
+	acts := layoutKeySecret(sec, store, "goqsystem_key", now.Add(time.Minute), grace)
+	if len(acts) != 1 || acts[0].reason != "PreviousKeyRevoked" || !strings.Contains(acts[0].note, "revoked at once") {
+		t.Fatalf("actions %+v, want one revocation", acts)
+	}
+	if _, ok := sec.Data["goqsystem_key.previous"]; ok || string(sec.Data["goqsystem_key"]) != current {
+		t.Fatalf("after revocation: %v", sec.Data)
+	}
+	if _, ok := sec.Annotations[smaregiv1alpha1.PreviousKeyExpiresAnnotation]; ok {
+		t.Fatal("expiry annotation left behind")
+	}
+	if strings.Contains(acts[0].note, "k1") || strings.Contains(acts[0].note, current) {
+		t.Fatalf("event note leaks a key: %q", acts[0].note)
+	}
+
+	// A new rotation keeps its previous key despite the handled value.
+	store.Annotations[smaregiv1alpha1.RotateKeyAnnotation] = "r2"
+	layoutKeySecret(sec, store, "goqsystem_key", now.Add(time.Hour), grace)
+	if string(sec.Data["goqsystem_key.previous"]) != current {
+		t.Fatalf("the second rotation's previous key: %q", sec.Data["goqsystem_key.previous"])
+	}
+	if acts := layoutKeySecret(sec, store, "goqsystem_key", now.Add(2*time.Hour), grace); len(acts) != 0 {
+		t.Fatalf("the handled revoke value acted again: %+v", acts)
+	}
+	// A new value revokes it.
+	store.Annotations[smaregiv1alpha1.RevokePreviousKeyAnnotation] = "v2"
+	if acts := layoutKeySecret(sec, store, "goqsystem_key", now.Add(3*time.Hour), grace); len(acts) != 1 || acts[0].reason != "PreviousKeyRevoked" {
+		t.Fatalf("actions %+v, want the second revocation", acts)
+	}
+	if _, ok := sec.Data["goqsystem_key.previous"]; ok {
+		t.Fatal("the second previous key survived its revocation")
+	}
+}

@@ -41,6 +41,12 @@ const DefaultReceiverParameterName = "goqsystem_key"
 // period so the shop has time to paste the new one into Smaregi.
 const RotateKeyAnnotation = "smaregi.stocksync.io/rotate-key"
 
+// RevokePreviousKeyAnnotation ends the grace of a rotated-out receiver key at
+// once (for a key that leaked, say), instead of after --key-rotation-grace.
+// Set it to any new value; each value revokes once. The key is the
+// contract's, so it is revoked for every store of the contract.
+const RevokePreviousKeyAnnotation = "smaregi.stocksync.io/revoke-previous-key"
+
 // The receiver key Secret (<store>-receiver-key) holds the current key under
 // the key named by spec.receiver.parameterName. During a rotation it also holds
 // the replaced key under that name plus PreviousKeySuffix, accepted until the
