@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus"
 	testingclock "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -375,4 +378,28 @@ func verifyExactlyOnce(t testing.TB, h *harness, applied []inventory.Adjustment,
 			t.Errorf("store %s: %d memos in history, %d applied attempts: %s", sid, len(byMemo), seen, strings.Join(extra, ", "))
 		}
 	}
+}
+
+// outcomeTotal sums smaregi_pusher_adjustments_total{outcome} over every
+// store's series.
+func outcomeTotal(t *testing.T, outcome string) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 64)
+	go func() {
+		getMetrics().outcomes.Collect(ch)
+		close(ch)
+	}()
+	var sum float64
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "outcome" && l.GetValue() == outcome {
+				sum += d.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }

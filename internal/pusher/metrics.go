@@ -53,8 +53,8 @@ func getMetrics() *pusherMetrics {
 			}),
 			outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "smaregi_pusher_adjustments_total",
-				Help: "Adjustments settled by the pusher, by outcome: applied (Smaregi said so), failed (Smaregi rejected it), resolved_applied / resolved_not_applied (an ambiguous or interrupted push decided from StockHistory; not applied means it is sent again).",
-			}, []string{"outcome"}),
+				Help: "Adjustments settled by the pusher, by SmaregiStore and outcome: applied (Smaregi said so), failed (Smaregi rejected it), resolved_applied / resolved_not_applied (an ambiguous or interrupted push decided from StockHistory; not applied means it is sent again).",
+			}, []string{"namespace", "name", "outcome"}),
 			calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "smaregi_pusher_stock_upd_calls_total",
 				Help: "stock_upd calls made by the pusher, by result (ok, rejected, ambiguous, transient, config_error).",

@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -309,8 +310,12 @@ func (p *Pusher) StoreUpdated(cfg storeregistry.StoreConfig, retry bool) {
 }
 
 // StoreRemoved implements storeregistry.Subscriber. The outbox of a deleted
-// store is the sync engine's to delete; its worker stops with nothing to do.
-func (p *Pusher) StoreRemoved(context.Context, inventory.StoreKey) error { return nil }
+// store is the sync engine's to delete; its worker stops with nothing to do,
+// and its series of smaregi_pusher_adjustments_total go.
+func (p *Pusher) StoreRemoved(_ context.Context, key inventory.StoreKey) error {
+	p.metrics.outcomes.DeletePartialMatch(prometheus.Labels{"namespace": key.Namespace, "name": key.Name})
+	return nil
+}
 
 // Kick wakes the store's worker, starting one if needed. Before Start it
 // does nothing (Start's first sweep finds the work).

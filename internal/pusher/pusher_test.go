@@ -38,8 +38,8 @@ func testThousandUnderFaults(t *testing.T, disableMemo bool, memo string) {
 	h := newHarnessWith(t, 3, func(o *smaregisim.Options) { o.Behaviour.Memo = memo })
 	faulty(t, h)
 	var pulls atomic.Int64
-	before := testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedApplied)) +
-		testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedNotApplied))
+	before := outcomeTotal(t, OutcomeResolvedApplied) +
+		outcomeTotal(t, OutcomeResolvedNotApplied)
 	h.start(t, func(o *Options) {
 		o.DisableMemo = disableMemo
 		o.OnApplied = func(inventory.StoreKey) { pulls.Add(1) }
@@ -51,8 +51,8 @@ func testThousandUnderFaults(t *testing.T, disableMemo bool, memo string) {
 	if pulls.Load() == 0 {
 		t.Error("OnApplied was never called")
 	}
-	resolved := testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedApplied)) +
-		testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedNotApplied)) - before
+	resolved := outcomeTotal(t, OutcomeResolvedApplied) +
+		outcomeTotal(t, OutcomeResolvedNotApplied) - before
 	if resolved == 0 {
 		t.Error("no attempt was resolved from history: the faults did not exercise resolution")
 	}
@@ -97,13 +97,13 @@ func TestAppliedThenCodedErrorIsResolved(t *testing.T) {
 	if err := h.sim.SetFaults(smaregisim.Faults{AppliedErrorRate: 0.3, ErrorRate: 0.1}); err != nil {
 		t.Fatal(err)
 	}
-	before := testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedApplied))
+	before := outcomeTotal(t, OutcomeResolvedApplied)
 	h.start(t, nil)
 	adjs := generate(h, 200, 4)
 	submitAll(t, h.inv, adjs)
 	waitSettled(t, h.inv, adjs, 50*time.Second)
 	verifyExactlyOnce(t, h, adjs, true)
-	if testutil.ToFloat64(getMetrics().outcomes.WithLabelValues(OutcomeResolvedApplied)) == before {
+	if outcomeTotal(t, OutcomeResolvedApplied) == before {
 		t.Error("no attempt was resolved applied: the fault was not exercised")
 	}
 }

@@ -415,7 +415,7 @@ func (w *worker) finishFailed(ctx context.Context, at inventory.Attempt, adjs []
 	if err := w.p.opts.Store.FinishAttempt(sctx, w.key, at.ID, inventory.AttemptResult{Failed: failed}); err != nil {
 		return w.backoff(), err
 	}
-	w.p.metrics.outcomes.WithLabelValues(OutcomeFailed).Add(float64(len(adjs)))
+	w.p.metrics.outcomes.WithLabelValues(w.key.Namespace, w.key.Name, OutcomeFailed).Add(float64(len(adjs)))
 	return 0, nil
 }
 
@@ -427,7 +427,7 @@ func (w *worker) finishApplied(ctx context.Context, at inventory.Attempt, adjs [
 		return err
 	}
 	m := w.p.metrics
-	m.outcomes.WithLabelValues(outcome).Add(float64(len(at.AdjustmentIDs)))
+	m.outcomes.WithLabelValues(w.key.Namespace, w.key.Name, outcome).Add(float64(len(at.AdjustmentIDs)))
 	for _, a := range adjs {
 		m.latency.Observe(res.At.Sub(a.CreatedAt).Seconds())
 	}
@@ -533,7 +533,7 @@ func (w *worker) resolve(ctx context.Context, a inventory.Attempt) error {
 		return err
 	}
 	w.p.forgetEnded(a.ID)
-	w.p.metrics.outcomes.WithLabelValues(OutcomeResolvedNotApplied).Add(float64(len(a.AdjustmentIDs)))
+	w.p.metrics.outcomes.WithLabelValues(w.key.Namespace, w.key.Name, OutcomeResolvedNotApplied).Add(float64(len(a.AdjustmentIDs)))
 	return nil
 }
 
