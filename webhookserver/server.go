@@ -8,24 +8,17 @@ package webhookserver
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -35,6 +28,7 @@ import (
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/httpserve"
+	"github.com/stocksync/smaregi-operator/internal/smaregi"
 )
 
 // Defaults for Options left zero.
@@ -317,197 +311,6 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 	return outcome{status: http.StatusOK, result: ResultAccepted, id: send.ID, targets: len(targets)}
 }
 
-// route is what a receiver URL leads to: the SmaregiStores of one
-// (namespace, contract) that publish it, and where their key is.
-type route struct {
-	// stores share namespace and contract; stores[0] names them.
-	stores []smaregiv1alpha1.SmaregiStore
-	// legacy is set when the URL is a store's own pre-contract route (its
-	// UID): that store's old per-store key Secret is still accepted on it.
-	legacy *smaregiv1alpha1.SmaregiStore
-}
-
-// lookupRoute finds the stores a route belongs to, from the cache indexes:
-// every store of a contract publishes the contract's route; a route that is
-// a store's UID is that store's URL from before one route per contract.
-func (s *Server) lookupRoute(ctx context.Context, routeID string) (route, outcome, bool) {
-	unavailable := refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later")
-	unknown := refuse(http.StatusNotFound, ResultNotFound, "unknown route")
-	var stores smaregiv1alpha1.SmaregiStoreList
-	if err := s.opts.Reader.List(ctx, &stores, client.MatchingFields{RouteIDField: routeID}); err != nil {
-		// The error may name the field value, that is the route: log only
-		// that the look-up failed.
-		s.log.Error(errors.New("list SmaregiStores by route failed"), "cannot look up a route", "errorType", fmt.Sprintf("%T", err))
-		return route{}, unavailable, false
-	}
-	var rt route
-	if len(stores.Items) == 0 {
-		var legacy smaregiv1alpha1.SmaregiStoreList
-		if err := s.opts.Reader.List(ctx, &legacy, client.MatchingFields{UIDField: routeID}); err != nil {
-			s.log.Error(errors.New("list SmaregiStores by UID failed"), "cannot look up a route", "errorType", fmt.Sprintf("%T", err))
-			return route{}, unavailable, false
-		}
-		if len(legacy.Items) != 1 {
-			s.log.V(1).Info("refused a send: unknown route")
-			return route{}, unknown, false
-		}
-		rt.legacy = &legacy.Items[0]
-		stores.Items = legacy.Items
-	}
-	first := &stores.Items[0]
-	for i := range stores.Items {
-		st := &stores.Items[i]
-		// The controller publishes one route per (namespace, contract);
-		// stores elsewhere sharing it mean a hand-edited status, and serving
-		// either would be a guess.
-		if st.Namespace != first.Namespace || st.Spec.ContractID != first.Spec.ContractID {
-			s.log.Error(errors.New("route shared across namespaces or contracts"), "refused a send", "stores", len(stores.Items))
-			return route{}, unknown, false
-		}
-	}
-	rt.stores = stores.Items
-	return rt, outcome{}, true
-}
-
-// authenticate checks the key parameter against the contract's key Secret
-// (and, on a store's pre-contract route, that store's old key Secret).
-func (s *Server) authenticate(ctx context.Context, log logr.Logger, rt route, form url.Values) (outcome, bool) {
-	unauthorized := refuse(http.StatusUnauthorized, ResultUnauthorized, "missing or wrong key parameter")
-	store := &rt.stores[0]
-	param, secretName, secretKey := store.ReceiverKeyLocation()
-	got := form.Get(param)
-	if got == "" {
-		log.V(1).Info("refused a send: no key parameter", "parameter", param)
-		s.health.note(rt, verdictWrong)
-		return unauthorized, false
-	}
-	gotSum := sha256.Sum256([]byte(got))
-	if rt.legacy != nil {
-		// The store's own key Secret of operator versions before one key
-		// per contract, controlled by that store.
-		switch m, err := s.matchKey(ctx, log, gotSum, rt.legacy.Namespace, rt.legacy.ReceiverKeySecretName(), param,
-			func(secret *corev1.Secret) bool { return controlledBy(secret, rt.legacy) }); {
-		case err != nil:
-			return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
-		case m != verdictWrong:
-			log.V(1).Info("accepted a send on a store's pre-contract URL; the shop should enter the contract's URL once")
-			return outcome{}, true
-		}
-	}
-	m, err := s.matchKey(ctx, log, gotSum, store.Namespace, secretName, secretKey,
-		func(secret *corev1.Secret) bool { return ownedByOneOf(secret, rt.stores) })
-	if err != nil {
-		return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later"), false
-	}
-	s.health.note(rt, m)
-	if m == verdictWrong {
-		return unauthorized, false
-	}
-	return outcome{}, true
-}
-
-// matchKey compares the key sent (as a digest) with the current and, while
-// valid, the previous key in the named Secret, if the Secret is the
-// operator's (label) and owned as owns says. A missing Secret is no match.
-func (s *Server) matchKey(ctx context.Context, log logr.Logger, gotSum [sha256.Size]byte, ns, secretName, secretKey string,
-	owns func(*corev1.Secret) bool) (verdict, error) {
-	var secret corev1.Secret
-	if err := s.opts.SecretReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: secretName}, &secret); err != nil {
-		if apierrors.IsNotFound(err) {
-			log.Info("refused a send: the receiver key Secret does not exist (yet)", "secret", secretName)
-			return verdictWrong, nil
-		}
-		log.Error(err, "cannot read the receiver key Secret", "secret", secretName)
-		return verdictWrong, err
-	}
-	// Only a Secret the operator made for these very stores may
-	// authenticate sends. The label alone is not proof (anyone who may
-	// create Secrets in the namespace can set it, e.g. before the
-	// controller first runs); the owner reference to a store's UID is set
-	// by the operator and names one store object, not a name that can be
-	// re-created.
-	if secret.Labels[smaregiv1alpha1.ManagedByLabel] != smaregiv1alpha1.ManagedByValue {
-		log.Info("refused a send: the receiver key Secret is not managed by the operator", "secret", secretName)
-		return verdictWrong, nil
-	}
-	if !owns(&secret) {
-		log.Info("refused a send: the receiver key Secret is not owned by the route's SmaregiStores", "secret", secretName)
-		return verdictWrong, nil
-	}
-	current := keyMatches(gotSum, secret.Data[secretKey])
-	previous := false
-	if s.previousKeyValid(log, &secret) {
-		previous = keyMatches(gotSum, secret.Data[secretKey+smaregiv1alpha1.PreviousKeySuffix])
-	}
-	if current {
-		return verdictCurrent, nil
-	}
-	if previous {
-		log.V(1).Info("accepted the previous receiver key; the shop has not entered the rotated one yet")
-		return verdictPrevious, nil
-	}
-	log.V(1).Info("refused a send: wrong key")
-	return verdictWrong, nil
-}
-
-// ownedByOneOf reports whether obj has an owner reference (controller or
-// not) to one of stores, by UID, kind and group.
-func ownedByOneOf(obj metav1.Object, stores []smaregiv1alpha1.SmaregiStore) bool {
-	for _, ref := range obj.GetOwnerReferences() {
-		if ref.Kind != "SmaregiStore" {
-			continue
-		}
-		gv, err := schema.ParseGroupVersion(ref.APIVersion)
-		if err != nil || gv.Group != smaregiv1alpha1.GroupVersion.Group {
-			continue
-		}
-		for i := range stores {
-			if stores[i].UID != "" && ref.UID == stores[i].UID {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// controlledBy reports whether obj's controller reference names store by
-// UID (and kind and group, so that another resource with a colliding UID in
-// a hand-written reference does not count).
-func controlledBy(obj metav1.Object, store *smaregiv1alpha1.SmaregiStore) bool {
-	ref := metav1.GetControllerOfNoCopy(obj)
-	if ref == nil || store.UID == "" || ref.UID != store.UID || ref.Kind != "SmaregiStore" {
-		return false
-	}
-	gv, err := schema.ParseGroupVersion(ref.APIVersion)
-	return err == nil && gv.Group == smaregiv1alpha1.GroupVersion.Group
-}
-
-// keyMatches compares digests, so the comparison takes the same time
-// whatever the lengths of the two keys.
-func keyMatches(gotSum [sha256.Size]byte, want []byte) bool {
-	if len(want) == 0 {
-		return false
-	}
-	wantSum := sha256.Sum256(want)
-	return subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) == 1
-}
-
-// previousKeyValid reports whether the rotated-out key is still accepted. A
-// missing or unreadable expiry means it is not: failing closed costs the
-// shop a resend, failing open would keep a leaked key alive.
-func (s *Server) previousKeyValid(log logr.Logger, secret *corev1.Secret) bool {
-	raw, ok := secret.Annotations[smaregiv1alpha1.PreviousKeyExpiresAnnotation]
-	if !ok {
-		return false
-	}
-	expires, err := time.Parse(time.RFC3339, raw)
-	if err != nil {
-		log.Info("ignoring the previous receiver key: its expiry is not RFC 3339", "secret", secret.Name)
-		return false
-	}
-	return s.clock.Now().Before(expires)
-}
-
 // targets returns the stores of the route's contract and namespace that the
 // send concerns (see Send.Targets).
 func (s *Server) targets(ctx context.Context, route *smaregiv1alpha1.SmaregiStore, storeIDs []string) ([]types.NamespacedName, error) {
@@ -518,7 +321,7 @@ func (s *Server) targets(ctx context.Context, route *smaregiv1alpha1.SmaregiStor
 	}
 	wanted := make(map[string]struct{}, len(storeIDs))
 	for _, id := range storeIDs {
-		wanted[canonicalStoreID(id)] = struct{}{}
+		wanted[smaregi.CanonicalStoreID(id)] = struct{}{}
 	}
 	var out []types.NamespacedName
 	for i := range stores.Items {
@@ -530,7 +333,7 @@ func (s *Server) targets(ctx context.Context, route *smaregiv1alpha1.SmaregiStor
 			continue
 		}
 		if len(wanted) > 0 {
-			if _, ok := wanted[canonicalStoreID(st.Spec.StoreID)]; !ok {
+			if _, ok := wanted[smaregi.CanonicalStoreID(st.Spec.StoreID)]; !ok {
 				continue
 			}
 		}
@@ -538,15 +341,6 @@ func (s *Server) targets(ctx context.Context, route *smaregiv1alpha1.SmaregiStor
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out, nil
-}
-
-// canonicalStoreID drops leading zeros: spec.storeID allows "01", and
-// Smaregi's storeId is a number sent as a string.
-func canonicalStoreID(id string) string {
-	if n, err := strconv.ParseUint(id, 10, 64); err == nil {
-		return strconv.FormatUint(n, 10)
-	}
-	return id
 }
 
 func sendID(namespace, contractID, procName string, params []byte) string {

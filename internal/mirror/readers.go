@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"context"
-	"strings"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
@@ -28,7 +27,7 @@ type clientReader struct{ c *smaregi.Client }
 
 func (r *clientReader) ReadStock(ctx context.Context, q StockQuery, fn func([]inventory.Row) error) error {
 	var buf []inventory.Row
-	want := canonicalStoreID(q.StoreID)
+	want := smaregi.CanonicalStoreID(q.StoreID)
 	return r.c.StreamStock(ctx, smaregi.StockQuery{StoreID: q.StoreID, UpdatedSince: q.UpdatedSince}, func(page []smaregi.StockRow) error {
 		buf = buf[:0]
 		for _, row := range page {
@@ -36,7 +35,7 @@ func (r *clientReader) ReadStock(ctx context.Context, q StockQuery, fn func([]in
 			// mean the server ignored the condition, and must not land
 			// in this store's mirror. IDs are numbers sent as text, so
 			// "01" and "1" name the same store.
-			if canonicalStoreID(row.StoreID) != want {
+			if smaregi.CanonicalStoreID(row.StoreID) != want {
 				continue
 			}
 			buf = append(buf, inventory.Row{
@@ -51,23 +50,4 @@ func (r *clientReader) ReadStock(ctx context.Context, q StockQuery, fn func([]in
 		}
 		return fn(buf)
 	})
-}
-
-// canonicalStoreID is a numeric store ID without leading zeros ("007" →
-// "7", "000" → "0"), so that IDs are compared as the numbers they are.
-// Anything else is compared as given.
-func canonicalStoreID(id string) string {
-	if id == "" {
-		return id
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < '0' || id[i] > '9' {
-			return id
-		}
-	}
-	t := strings.TrimLeft(id, "0")
-	if t == "" {
-		return "0"
-	}
-	return t
 }

@@ -18,8 +18,8 @@ func TestCanonicalStoreID(t *testing.T) {
 		"0": "0", "00": "0", "": "",
 		"a1": "a1", "01a": "01a", " 1": " 1",
 	} {
-		if got := canonicalStoreID(in); got != want {
-			t.Errorf("canonicalStoreID(%q) = %q, want %q", in, got, want)
+		if got := smaregi.CanonicalStoreID(in); got != want {
+			t.Errorf("CanonicalStoreID(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

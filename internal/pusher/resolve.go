@@ -1,13 +1,17 @@
 package pusher
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 // How an ambiguous or interrupted push is decided (the exactly-once core).
@@ -238,4 +242,166 @@ func amountOf(a inventory.Attempt, productID string) (int64, bool) {
 		return a.Rows[i].Amount, true
 	}
 	return 0, false
+}
+
+// resolve decides an open attempt from Smaregi's stock history and settles
+// it. An error leaves it open; the caller backs off and tries again, and
+// sends nothing for the store meanwhile.
+func (w *worker) resolve(ctx context.Context, a inventory.Attempt) error {
+	st, opts := w.p.opts.Store, w.p.opts
+	if !w.sleep(ctx, opts.ResolveDelay-opts.Clock.Since(a.StartedAt)) {
+		return ctx.Err()
+	}
+	c, t, err := w.p.client(ctx, w.key)
+	if err != nil {
+		return err
+	}
+	margin := opts.SkewMargin
+	products := make(map[string]bool, len(a.Rows))
+	ids := make([]string, 0, len(a.Rows))
+	for _, r := range a.Rows {
+		products[r.ProductID] = true
+		ids = append(ids, r.ProductID)
+	}
+	// Widen the window until every applied attempt that may have a row in
+	// it is fully inside it (resolve.go).
+	since := a.StartedAt.Add(-margin)
+	var applied []inventory.Attempt
+	for i := 0; ; i++ {
+		if i == 100 {
+			return fmt.Errorf("resolving attempt %s: %w: the window keeps widening", a.ID, errUndecidable)
+		}
+		applied, err = st.AppliedAttempts(ctx, w.key, since.Add(-margin))
+		if err != nil {
+			return fmt.Errorf("resolving attempt %s: %w", a.ID, err)
+		}
+		widest := since
+		for _, e := range applied {
+			if e.StartedAt.After(a.StartedAt) || !sharesUnclaimed(e, products) {
+				continue
+			}
+			if s := e.StartedAt.Add(-margin); s.Before(widest) {
+				widest = s
+			}
+		}
+		if !widest.Before(since) {
+			break
+		}
+		since = widest
+	}
+	// What the history shows is as of a moment no earlier than this.
+	asOf := opts.Clock.Now()
+	var rows []smaregi.HistoryRow
+	err = c.StreamStockHistory(ctx, smaregi.HistoryQuery{
+		StoreID: t.StoreID, ProductIDs: ids, Since: since, StockDivision: smaregi.DefaultStockDivision,
+	}, func(page []smaregi.HistoryRow) error {
+		rows = append(rows, page...)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("resolving attempt %s: reading stock history: %w", a.ID, err)
+	}
+	kept := w.p.memosKept(w.key)
+	if !kept && sentWithMemo(a) && !slices.ContainsFunc(rows, hasOurMemo) {
+		// The window alone cannot tell; ask the durable facts.
+		if kept, err = w.probeMemos(ctx, c, t, a); err != nil {
+			return fmt.Errorf("resolving attempt %s: %w", a.ID, err)
+		}
+	}
+	res, err := decide(a, applied, rows, kept)
+	if err != nil {
+		return fmt.Errorf("resolving attempt %s: %w", a.ID, err)
+	}
+	if kept || res.memosSeen {
+		w.p.setMemosKept(w.key)
+	}
+	if res.applied {
+		adjs := make([]inventory.Adjustment, 0, len(a.AdjustmentIDs))
+		for _, id := range a.AdjustmentIDs {
+			if adj, ok, err := st.GetAdjustment(ctx, w.key, id); err == nil && ok {
+				adjs = append(adjs, adj)
+			}
+		}
+		if err := w.finishApplied(ctx, a, adjs, inventory.AttemptResult{Claims: res.claims, EarlierClaims: res.earlier}, OutcomeResolvedApplied); err != nil {
+			return err
+		}
+		w.p.forgetEnded(a.ID)
+		return nil
+	}
+	// Not in the history (yet): a server may still apply a call whose
+	// request ended, so this means "not applied" only after the settle
+	// period.
+	if until := w.p.settleBy(a); asOf.Before(until) {
+		return &errAwaiting{until: until}
+	}
+	sctx, cancel := settleCtx(ctx)
+	defer cancel()
+	if err := st.FinishAttempt(sctx, w.key, a.ID, inventory.AttemptResult{EarlierClaims: res.earlier}); err != nil {
+		return err
+	}
+	w.p.forgetEnded(a.ID)
+	w.p.metrics.outcomes.WithLabelValues(w.key.Namespace, w.key.Name, OutcomeResolvedNotApplied).Add(float64(len(a.AdjustmentIDs)))
+	return nil
+}
+
+// sharesUnclaimed reports whether e carries one of products without a
+// claimed history row for it: only then must its row be matched.
+func sharesUnclaimed(e inventory.Attempt, products map[string]bool) bool {
+	claimed := claimedProducts(e, nil)
+	for _, r := range e.Rows {
+		if products[r.ProductID] && !claimed[r.ProductID] {
+			return true
+		}
+	}
+	return false
+}
+
+// errProbeDone stops a history stream early.
+var errProbeDone = errors.New("probe done")
+
+// probeMemos finds out whether Smaregi keeps the store's memos when the
+// resolution window shows none: it reads the history of one product of the
+// newest retained applied attempt sent with a memo (other than a) around
+// that attempt's time. A row with our memo prefix there proves memos are
+// kept; none (or no such attempt) leaves it unknown.
+func (w *worker) probeMemos(ctx context.Context, c *smaregi.Client, t storeaccess.Target, a inventory.Attempt) (bool, error) {
+	all, err := w.p.opts.Store.AppliedAttempts(ctx, w.key, time.Time{})
+	if err != nil {
+		return false, fmt.Errorf("listing applied attempts: %w", err)
+	}
+	var ref *inventory.Attempt
+	for i := range all {
+		e := &all[i]
+		if e.ID == a.ID || !sentWithMemo(*e) || len(e.Rows) == 0 || e.FinishedAt.IsZero() {
+			continue
+		}
+		if ref == nil || e.StartedAt.After(ref.StartedAt) {
+			ref = e
+		}
+	}
+	if ref == nil {
+		return false, nil
+	}
+	margin := w.p.opts.SkewMargin
+	until := ref.FinishedAt.Add(margin)
+	found := false
+	err = c.StreamStockHistory(ctx, smaregi.HistoryQuery{
+		StoreID: t.StoreID, ProductIDs: []string{ref.Rows[0].ProductID}, Since: ref.StartedAt.Add(-margin),
+		StockDivision: smaregi.DefaultStockDivision,
+	}, func(page []smaregi.HistoryRow) error {
+		for _, r := range page {
+			if hasOurMemo(r) {
+				found = true
+				return errProbeDone
+			}
+			if r.UpdDateTime.After(until) {
+				return errProbeDone
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errProbeDone) {
+		return false, fmt.Errorf("reading stock history to learn whether memos are kept: %w", err)
+	}
+	return found, nil
 }
