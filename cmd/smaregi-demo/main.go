@@ -477,7 +477,8 @@ func hubToken(ctx context.Context, cfg *rest.Config, kube client.Client) (string
 	if err != nil {
 		return "", err
 	}
-	tr, err := cs.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	tr, err := cs.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{hubapi.DefaultAudience}}}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("request a token: %w", err)
 	}
