@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -22,9 +21,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/stocksync/smaregi-operator/internal/answertext"
 )
 
 // DefaultEndpoint is the legacy API URL shown in every shop's admin screen.
@@ -388,55 +388,14 @@ func (c *Client) apiError(proc string, resp *http.Response, body []byte) error {
 	return ae
 }
 
-// describeOpaque summarises a non-JSON answer (a proxy's HTML page, say)
-// by its title, so an operator sees "502 Bad Gateway" rather than markup.
+// describeOpaque summarises a non-JSON answer (answertext.Opaque).
 func (c *Client) describeOpaque(resp *http.Response, body []byte) string {
-	ct := resp.Header.Get("Content-Type")
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	desc := fmt.Sprintf("non-JSON answer (%s, %d bytes)", strings.TrimSpace(ct), len(body))
-	if title := htmlTitle(body); title != "" {
-		desc += ": " + c.safeText(title)
-	}
-	return desc
+	return answertext.Opaque(resp.Header.Get("Content-Type"), body, c.token)
 }
 
-func htmlTitle(body []byte) string {
-	lower := bytes.ToLower(body[:min(len(body), 4096)])
-	i := bytes.Index(lower, []byte("<title"))
-	if i < 0 {
-		return ""
-	}
-	j := bytes.IndexByte(lower[i:], '>')
-	if j < 0 {
-		return ""
-	}
-	start := i + j + 1
-	end := bytes.Index(lower[start:], []byte("</title"))
-	if end < 0 {
-		return ""
-	}
-	return html.UnescapeString(string(body[start : start+end]))
-}
-
-// safeText makes server-supplied text fit for errors, status and events:
-// the token removed (a server might echo a header back), one line, bounded.
-func (c *Client) safeText(s string) string {
-	if c.token != "" {
-		s = strings.ReplaceAll(s, c.token, "[redacted]")
-	}
-	s = strings.Join(strings.Fields(s), " ")
-	const maxLen = 300
-	if len(s) > maxLen {
-		cut := maxLen
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
-}
+// safeText makes server-supplied text fit for errors, status and events,
+// the token removed (answertext.Safe).
+func (c *Client) safeText(s string) string { return answertext.Safe(s, c.token) }
 
 // scrub removes the token from an error's text while keeping the chain for
 // errors.Is/As when the token is absent (the common case).

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"html"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/stocksync/smaregi-operator/internal/answertext"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 )
 
@@ -46,56 +44,23 @@ func (c *Client) apiError(call string, resp *http.Response, body []byte) error {
 	return ae
 }
 
-// describeOpaque summarises a non-JSON answer (a proxy's HTML page) by its
-// title, so an operator sees "502 Bad Gateway" rather than markup.
+// describeOpaque summarises a non-JSON answer (answertext.Opaque).
 func (c *Client) describeOpaque(resp *http.Response, body []byte) string {
-	ct := resp.Header.Get("Content-Type")
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	desc := fmt.Sprintf("non-JSON answer (%s, %d bytes)", strings.TrimSpace(ct), len(body))
-	if title := htmlTitle(body); title != "" {
-		desc += ": " + c.safeText(title)
-	}
-	return desc
+	return answertext.Opaque(resp.Header.Get("Content-Type"), body, c.secrets()...)
 }
 
-func htmlTitle(body []byte) string {
-	lower := bytes.ToLower(body[:min(len(body), 4096)])
-	i := bytes.Index(lower, []byte("<title"))
-	if i < 0 {
-		return ""
-	}
-	j := bytes.IndexByte(lower[i:], '>')
-	if j < 0 {
-		return ""
-	}
-	start := i + j + 1
-	end := bytes.Index(lower[start:], []byte("</title"))
-	if end < 0 {
-		return ""
-	}
-	return html.UnescapeString(string(body[start : start+end]))
-}
+// safeText makes server-supplied text fit for errors, status and events,
+// the client secret and Basic credentials removed (answertext.Safe).
+func (c *Client) safeText(s string) string { return answertext.Safe(s, c.secrets()...) }
 
-// safeText makes server-supplied text fit for errors, status and events:
-// the secret removed (a server might echo a header back), one line, bounded.
-func (c *Client) safeText(s string) string {
-	s = c.redact(s)
-	s = strings.Join(strings.Fields(s), " ")
-	const maxLen = 300
-	if len(s) > maxLen {
-		cut := maxLen
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
+// secrets are what must never leave in a text: the client secret and the
+// Basic credentials made from it.
+func (c *Client) secrets() []string {
+	return []string{c.secret, strings.TrimPrefix(c.basicAuth, "Basic ")}
 }
 
 func (c *Client) redact(s string) string {
-	for _, secret := range []string{c.secret, strings.TrimPrefix(c.basicAuth, "Basic ")} {
+	for _, secret := range c.secrets() {
 		if secret != "" {
 			s = strings.ReplaceAll(s, secret, "[redacted]")
 		}
