@@ -295,7 +295,7 @@ func (s *Store) BeginAttempt(ctx context.Context, at inventory.Attempt) error {
 	if err != nil {
 		return fmt.Errorf("pgstore: encoding attempt %s: %w", at.ID, err)
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = inRetriedTx(ctx, s.pool, func(tx pgx.Tx) error {
 		storeID, err := storeIDFor(ctx, tx, at.Key)
 		if err != nil {
 			return err
@@ -395,7 +395,7 @@ func (s *Store) FinishAttempt(ctx context.Context, key inventory.StoreKey, attem
 	if at.IsZero() {
 		at = inventory.NormalizeTime(time.Now())
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := inRetriedTx(ctx, s.pool, func(tx pgx.Tx) error {
 		var (
 			storeID int64
 			adjIDs  []string

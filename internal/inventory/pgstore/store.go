@@ -221,7 +221,7 @@ func (s *Store) ApplyPull(ctx context.Context, key inventory.StoreKey, rows []in
 		return 0, err
 	}
 	changed := 0
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = inRetriedTx(ctx, s.pool, func(tx pgx.Tx) error {
 		changed = 0
 		id, fullSync, err := upsertStore(ctx, tx, key)
 		if err != nil {
