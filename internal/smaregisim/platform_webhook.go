@@ -139,20 +139,7 @@ func (s *Server) Webhooks() []WebhookRecord {
 // or in flight.
 func (s *Server) WaitWebhooksIdle(ctx context.Context) error {
 	ob := s.plat.out
-	for {
-		ob.mu.Lock()
-		idle := (len(ob.queue) == 0 && !ob.busy) || ob.closed
-		ch := ob.changed
-		ob.mu.Unlock()
-		if idle {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("smaregisim: waiting for webhooks: %w", ctx.Err())
-		}
-	}
+	return ob.waitIdle(ctx, "webhooks", func() bool { return len(ob.queue) == 0 && !ob.busy })
 }
 
 // webhook queues one event if a webhook URL is set. The body carries IDs

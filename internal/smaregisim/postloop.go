@@ -2,6 +2,7 @@ package smaregisim
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -30,6 +31,25 @@ func (p *postLoop) init() {
 func (p *postLoop) notify() {
 	close(p.changed)
 	p.changed = make(chan struct{})
+}
+
+// waitIdle returns once idle (called with mu held) reports nothing queued
+// or in flight, or the loop is closed; what names the poster in errors.
+func (p *postLoop) waitIdle(ctx context.Context, what string, idle func() bool) error {
+	for {
+		p.mu.Lock()
+		done := idle() || p.closed
+		ch := p.changed
+		p.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("smaregisim: waiting for %s: %w", what, ctx.Err())
+		}
+	}
 }
 
 // close stops the goroutine and waits for it.

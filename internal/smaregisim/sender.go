@@ -160,20 +160,7 @@ func (s *Server) Sends() []SendRecord {
 // WaitSendsIdle returns once no send is queued or in flight.
 func (s *Server) WaitSendsIdle(ctx context.Context) error {
 	sd := s.sender
-	for {
-		sd.mu.Lock()
-		idle := (len(sd.queue) == 0 && !sd.busy) || sd.closed
-		ch := sd.changed
-		sd.mu.Unlock()
-		if idle {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("smaregisim: waiting for sends: %w", ctx.Err())
-		}
-	}
+	return sd.waitIdle(ctx, "sends", func() bool { return len(sd.queue) == 0 && !sd.busy })
 }
 
 // next pops the next send, holding one back when reordering is injected.
