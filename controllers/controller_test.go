@@ -333,6 +333,26 @@ func TestAPIServerRejectsInvalidSpecs(t *testing.T) {
 	if err := live.Create(ctx, ok); err != nil {
 		t.Errorf("pollInterval 10s rejected: %v", err)
 	}
+	if got := getStore(t, ns, "ok").Spec.API; got != smaregiv1alpha1.APILegacy {
+		t.Errorf("spec.api defaulted to %q, want Legacy", got)
+	}
+	if err := patchSpec(`{"api":"Platform"}`); err == nil || !strings.Contains(err.Error(), "api is immutable") {
+		t.Errorf("changing api: err %v, want rejection", err)
+	}
+	if err := patchSpec(`{"api":"Cloud"}`); err == nil || !strings.Contains(err.Error(), "spec.api: Unsupported value") {
+		t.Errorf("api Cloud: err %v, want rejection", err)
+	}
+	legacyTok := newStore(ns, "legacy-token-endpoint", s.endpoint)
+	legacyTok.Spec.TokenEndpoint = "https://id.smaregi.dev/"
+	if err := live.Create(ctx, legacyTok); err == nil || !strings.Contains(err.Error(), "tokenEndpoint is set only with api: Platform") {
+		t.Errorf("tokenEndpoint on a legacy store: err %v, want rejection", err)
+	}
+	plainTok := newStore(ns, "plain-token-endpoint", s.endpoint)
+	plainTok.Spec.API = smaregiv1alpha1.APIPlatform
+	plainTok.Spec.TokenEndpoint = "http://id.smaregi.dev/"
+	if err := live.Create(ctx, plainTok); err == nil || !strings.Contains(err.Error(), "tokenEndpoint must use https") {
+		t.Errorf("plain-http tokenEndpoint: err %v, want rejection", err)
+	}
 }
 
 func TestKeyRotationAndParameterRename(t *testing.T) {

@@ -31,6 +31,33 @@ const DefaultEndpoint = "https://webapi.smaregi.jp/access/"
 // DefaultCredentialsKey is the Secret key read when credentialsRef.key is empty.
 const DefaultCredentialsKey = "accessToken"
 
+// StoreAPI names the Smaregi API generation a shop is reached through.
+// +kubebuilder:validation:Enum=Legacy;Platform
+type StoreAPI string
+
+const (
+	// APILegacy is the スマレジAPI of the set-up guide: contract ID and
+	// access token, proc_name calls, outgoing sends (API送信).
+	APILegacy StoreAPI = "Legacy"
+	// APIPlatform is the Smaregi Platform API: an app's client ID and
+	// secret, OAuth2 client-credentials tokens, REST calls, webhooks.
+	APIPlatform StoreAPI = "Platform"
+)
+
+// Platform API defaults: the production API and identity bases. The sandbox
+// is https://api.smaregi.dev/ and https://id.smaregi.dev/ (set both).
+const (
+	DefaultPlatformEndpoint      = "https://api.smaregi.jp/"
+	DefaultPlatformTokenEndpoint = "https://id.smaregi.jp/"
+)
+
+// The keys of a Platform store's credentials Secret: the app's client ID and
+// client secret from Smaregi's developer console.
+const (
+	PlatformClientIDKey     = "clientID"
+	PlatformClientSecretKey = "clientSecret"
+)
+
 // DefaultReceiverParameterName is the extra send parameter that carries the
 // receiver key. It matches GoQSystem's name so a shop that moves from
 // GoQSystem changes only the URL and the value.
@@ -216,7 +243,9 @@ type SyncSpec struct {
 // its API is, and where its access token is kept.
 // +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.pollInterval) || duration(self.sync.pollInterval) >= duration('10s')",message="sync.pollInterval must be at least 10s",fieldPath=".sync.pollInterval",reason=FieldValueInvalid
 // +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.fullResyncInterval) || duration(self.sync.fullResyncInterval) >= duration('5m')",message="sync.fullResyncInterval must be at least 5m",fieldPath=".sync.fullResyncInterval",reason=FieldValueInvalid
-// +kubebuilder:validation:XValidation:rule="self.endpoint.startsWith('https://') || self.endpoint.matches('^http://(127\\\\.[0-9]+\\\\.[0-9]+\\\\.[0-9]+|localhost|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="endpoint must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)",fieldPath=".endpoint",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.endpoint) || self.endpoint == '' || self.endpoint.startsWith('https://') || self.endpoint.matches('^http://(127\\\\.[0-9]+\\\\.[0-9]+\\\\.[0-9]+|localhost|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="endpoint must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)",fieldPath=".endpoint",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.tokenEndpoint) || self.tokenEndpoint == '' || self.tokenEndpoint.startsWith('https://') || self.tokenEndpoint.matches('^http://(127\\\\.[0-9]+\\\\.[0-9]+\\\\.[0-9]+|localhost|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="tokenEndpoint must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)",fieldPath=".tokenEndpoint",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.tokenEndpoint) || self.tokenEndpoint == '' || (has(self.api) && self.api == 'Platform')",message="tokenEndpoint is set only with api: Platform",fieldPath=".tokenEndpoint",reason=FieldValueForbidden
 type SmaregiStoreSpec struct {
 	// ContractID is the shop's Smaregi contract ID (契約ID), shown in
 	// スマレジAPI設定 > API受信設定. Immutable: create a new SmaregiStore to
@@ -236,16 +265,39 @@ type SmaregiStoreSpec struct {
 	// +required
 	StoreID string `json:"storeID"`
 
-	// Endpoint is the legacy Smaregi API URL (URL in API受信設定). Defaults to
-	// https://webapi.smaregi.jp/access/. Must be https, except for loopback
-	// hosts (a local simulator).
-	// +kubebuilder:default="https://webapi.smaregi.jp/access/"
+	// API is the Smaregi API the shop is reached through: Legacy (the
+	// スマレジAPI with a contract ID and access token, and outgoing sends;
+	// the default) or Platform (an app's client ID and secret, and
+	// webhooks; what Smaregi steers new integrations to). Immutable: the
+	// two APIs name stock differently, so switching means a new
+	// SmaregiStore.
+	// +kubebuilder:default=Legacy
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="api is immutable"
+	// +optional
+	API StoreAPI `json:"api,omitempty"`
+
+	// Endpoint is the Smaregi API URL. Legacy: the URL in API受信設定,
+	// default https://webapi.smaregi.jp/access/. Platform: the API base,
+	// default https://api.smaregi.jp/ (sandbox https://api.smaregi.dev/).
+	// Must be https, except for loopback hosts (a local simulator).
 	// +kubebuilder:validation:MaxLength=2048
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 
-	// CredentialsRef points at the Secret holding the shop's access token
-	// (アクセストークン). The operator reads only this Secret.
+	// TokenEndpoint is the Platform API's identity base that app tokens
+	// come from, default https://id.smaregi.jp/ (sandbox
+	// https://id.smaregi.dev/). Only with api: Platform. Must be https,
+	// except for loopback hosts.
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	TokenEndpoint string `json:"tokenEndpoint,omitempty"`
+
+	// CredentialsRef points at the Secret holding the shop's credentials;
+	// the operator reads only this Secret, and only when it is labelled
+	// smaregi.stocksync.io/credentials=true. Legacy: the access token
+	// (アクセストークン) under credentialsRef.key. Platform: the app's client
+	// ID and client secret under the keys clientID and clientSecret
+	// (credentialsRef.key is not used).
 	// +required
 	CredentialsRef SecretKeyReference `json:"credentialsRef"`
 
@@ -389,6 +441,7 @@ type SmaregiStoreStatus struct {
 // +kubebuilder:printcolumn:name="Last-Sync",type=date,JSONPath=`.status.inventory.lastPullTime`
 // The wide column shows Ready's reason, not its message: messages are
 // sentences with remedies that would stretch the table; describe shows them.
+// +kubebuilder:printcolumn:name="API",type=string,priority=1,JSONPath=`.spec.api`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SmaregiStore struct {
@@ -424,12 +477,38 @@ func (in *SmaregiStore) ReceiverParameterName() string {
 	return in.Spec.Receiver.ParameterName
 }
 
-// EndpointURL returns the Smaregi API endpoint, defaulted.
-func (in *SmaregiStore) EndpointURL() string {
-	if in.Spec.Endpoint == "" {
-		return DefaultEndpoint
+// APIName returns the store's Smaregi API, defaulted to Legacy.
+func (in *SmaregiStore) APIName() StoreAPI {
+	if in.Spec.API == "" {
+		return APILegacy
 	}
-	return in.Spec.Endpoint
+	return in.Spec.API
+}
+
+// IsPlatform reports whether the store speaks the Platform API.
+func (in *SmaregiStore) IsPlatform() bool { return in.APIName() == APIPlatform }
+
+// EndpointURL returns the Smaregi API endpoint, defaulted by API.
+func (in *SmaregiStore) EndpointURL() string {
+	switch {
+	case in.Spec.Endpoint != "":
+		return in.Spec.Endpoint
+	case in.IsPlatform():
+		return DefaultPlatformEndpoint
+	}
+	return DefaultEndpoint
+}
+
+// TokenEndpointURL returns the Platform identity base, defaulted; "" for a
+// legacy store.
+func (in *SmaregiStore) TokenEndpointURL() string {
+	switch {
+	case !in.IsPlatform():
+		return ""
+	case in.Spec.TokenEndpoint != "":
+		return in.Spec.TokenEndpoint
+	}
+	return DefaultPlatformTokenEndpoint
 }
 
 // ReceiverKeySecretName is the per-store key Secret of operator versions
