@@ -51,6 +51,7 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/mirror"
 	"github.com/stocksync/smaregi-operator/internal/pusher"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/smaregiplatform"
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 	"github.com/stocksync/smaregi-operator/internal/storemetrics"
 	"github.com/stocksync/smaregi-operator/internal/storeregistry"
@@ -84,6 +85,8 @@ type config struct {
 	credentialsRecheck   time.Duration
 	smaregiRateLimit     float64
 	smaregiRateBurst     int
+	platformReadRate     float64
+	platformWriteRate    float64
 	receiverMaxBodyBytes int64
 	receiverMaxRows      int
 	inventoryURL         string
@@ -117,6 +120,11 @@ func main() {
 	flag.DurationVar(&c.credentialsRecheck, "credentials-recheck-interval", 10*time.Minute, "How often a store's credentials are re-checked (with jitter).")
 	flag.Float64Var(&c.smaregiRateLimit, "smaregi-rate-limit", 10, "Calls per second to Smaregi per contract ID, shared by all stores of the contract.")
 	flag.IntVar(&c.smaregiRateBurst, "smaregi-rate-burst", 10, "Burst of calls to Smaregi per contract ID.")
+	// Smaregi counts Platform reads and writes apart, per app and contract;
+	// its published production limits are 50 and 20 a second: these stay
+	// under them so that 429s are the exception, not the pacing.
+	flag.Float64Var(&c.platformReadRate, "smaregi-platform-read-rate", 40, "Platform API reads (and token calls) per second per app and contract, shared by all stores of the contract.")
+	flag.Float64Var(&c.platformWriteRate, "smaregi-platform-write-rate", 16, "Platform API writes per second per app and contract.")
 	flag.Int64Var(&c.receiverMaxBodyBytes, "receiver-max-body-bytes", 4<<20, "The largest send the receiver accepts, in bytes.")
 	flag.IntVar(&c.receiverMaxRows, "receiver-max-rows", webhookserver.DefaultMaxRows,
 		"The most rows (of all tables) one send may carry; more are refused with 413. Bounds the receiver's memory per send.")
@@ -217,7 +225,16 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return fmt.Errorf("--allowed-endpoints: %w", err)
 	}
-	clients := &storeaccess.Clients{Limiters: limiters, Allowed: allowed}
+	clients := &storeaccess.Clients{
+		Limiters:              limiters,
+		PlatformLimiters:      smaregi.NewLimiterRegistry(c.platformReadRate, max(1, int(c.platformReadRate))),
+		PlatformWriteLimiters: smaregi.NewLimiterRegistry(c.platformWriteRate, max(1, int(c.platformWriteRate))),
+		// One cache of Platform app tokens for every caller, so that the
+		// token call (which counts against the read limit) is made once an
+		// hour per app and contract, not per check or pull.
+		PlatformTokens: smaregiplatform.NewTokenCache(time.Now),
+		Allowed:        allowed,
+	}
 	reconciler := &controllers.SmaregiStoreReconciler{
 		Client:           mgr.GetClient(),
 		APIReader:        apiReader,

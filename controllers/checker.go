@@ -10,11 +10,12 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
-// SmaregiChecker is the production CredentialChecker: a one-row stock_ref
-// through an internal/smaregi client. Clients are cheap (they share one
-// connection pool), so one is built per check from the current token; the
-// LimiterRegistry is shared with the sync engine so that checks count
-// against the same per-contract budget as pulls.
+// SmaregiChecker is the production CredentialChecker: a one-row stock
+// listing through the store's backend, whichever API it speaks. Backends are
+// cheap (they share one connection pool and, for the Platform API, one token
+// cache), so one is built per check from the current credentials; the
+// limiters are shared with the sync engine so that checks count against the
+// same per-contract budget as pulls.
 type SmaregiChecker struct {
 	// Clients builds the clients, from the process's one limiter registry.
 	Clients *storeaccess.Clients
@@ -36,17 +37,20 @@ const (
 // errFirstPage stops a stock stream after its first page.
 var errFirstPage = errors.New("first page read")
 
-// CheckCredentials implements CredentialChecker with a one-row stock_ref of
-// the store. The legacy API has no store list among the functions a shop
-// enables (only stock_ref and stock_upd), so whether Smaregi holds stock
-// rows for the store ID is all it can tell about the store's existence.
+// CheckCredentials implements CredentialChecker with a one-row stock listing
+// of the store. The legacy API has no store list among the functions a shop
+// enables (only stock_ref and stock_upd), and the Platform app is not
+// given pos.stores:read, so whether Smaregi holds stock rows for the store
+// ID is all it can tell about the store's existence. For a Platform store
+// the listing also proves the token request (client credentials, the app
+// installed for the contract, the scopes).
 func (c *SmaregiChecker) CheckCredentials(ctx context.Context, t storeaccess.Target) (bool, error) {
-	cl, err := c.Clients.Client(t, smaregi.Options{MaxReadAttempts: checkAttempts, RequestTimeout: checkRequestTimeout, PageSize: 1})
+	cl, err := c.Clients.Backend(t, storeaccess.Tune{MaxReadAttempts: checkAttempts, RequestTimeout: checkRequestTimeout, PageSize: 1})
 	if err != nil {
 		return false, err // never carries the token
 	}
 	var rows bool
-	err = cl.StreamStock(ctx, smaregi.StockQuery{StoreID: t.StoreID}, func(page []smaregi.StockRow) error {
+	err = cl.ListStock(ctx, smaregi.StockQuery{StoreID: t.StoreID}, func(page []smaregi.StockRow) error {
 		rows = rows || len(page) > 0
 		return errFirstPage
 	})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
-	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
@@ -79,7 +77,8 @@ type checkRecord struct {
 // hash kept in memory; it is never stored or compared in clear.
 func fingerprint(uid types.UID, t storeaccess.Target) [sha256.Size]byte {
 	h := sha256.New()
-	for _, s := range []string{string(uid), t.Endpoint, t.ContractID, t.StoreID, t.AccessToken} {
+	for _, s := range []string{string(uid), string(t.API), t.Endpoint, t.TokenEndpoint, t.ContractID, t.StoreID,
+		t.Credentials.AccessToken, t.Credentials.ClientID, t.Credentials.ClientSecret} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
@@ -99,7 +98,7 @@ func (r *SmaregiStoreReconciler) reconcileCredentials(ctx context.Context, store
 
 	// The APIReader reads this one Secret from the API server: the manager
 	// caches only the Secrets this operator creates, never users' tokens.
-	token, err := storeaccess.ReadToken(ctx, r.APIReader, storeaccess.CredentialsRefOf(store))
+	creds, err := storeaccess.ReadCredentials(ctx, r.APIReader, storeaccess.CredentialsRefOf(store))
 	var ce *storeaccess.ConfigError
 	switch {
 	case errors.As(err, &ce):
@@ -110,7 +109,8 @@ func (r *SmaregiStoreReconciler) reconcileCredentials(ctx context.Context, store
 		return retrying(err)
 	}
 
-	target := storeaccess.Target{Endpoint: store.EndpointURL(), ContractID: store.Spec.ContractID, StoreID: store.Spec.StoreID, AccessToken: token}
+	target := storeaccess.Target{API: store.APIName(), Endpoint: store.EndpointURL(), TokenEndpoint: store.TokenEndpointURL(),
+		ContractID: store.Spec.ContractID, StoreID: store.Spec.StoreID, Credentials: creds}
 	fp := fingerprint(store.UID, target)
 	now := r.Clock.Now()
 	st := r.state(client.ObjectKeyFromObject(store))
@@ -128,7 +128,7 @@ func (r *SmaregiStoreReconciler) reconcileCredentials(ctx context.Context, store
 	rows, err := r.Checker.CheckCredentials(checkCtx, target)
 	cancel()
 
-	res := classifyCheck(err, rows, store, redactor(token))
+	res := classifyCheck(err, rows, store, creds.Redact)
 	next := &checkRecord{fingerprint: fp, result: res}
 	var delay time.Duration
 	switch res.outcome {
@@ -184,7 +184,7 @@ func (r *SmaregiStoreReconciler) withRefusal(store *smaregiv1alpha1.SmaregiStore
 // subjectOf names the store's credential check for storeaccess.
 func subjectOf(store *smaregiv1alpha1.SmaregiStore) storeaccess.Subject {
 	return storeaccess.Subject{
-		Call: smaregi.ProcStockRef, Endpoint: store.EndpointURL(), ContractID: store.Spec.ContractID,
+		Call: storeaccess.CallStockList, Endpoint: store.EndpointURL(), ContractID: store.Spec.ContractID,
 		StoreID: store.Spec.StoreID, Credentials: storeaccess.CredentialsRefOf(store),
 	}
 }
@@ -215,16 +215,6 @@ func classifyCheck(err error, stockRows bool, store *smaregiv1alpha1.SmaregiStor
 		res.status = metav1.ConditionUnknown
 	}
 	return res
-}
-
-// redactor returns a function that blanks the token out of a text.
-func redactor(token string) func(string) string {
-	return func(s string) string {
-		if token == "" {
-			return s
-		}
-		return strings.ReplaceAll(s, token, "[redacted]")
-	}
 }
 
 // backoff doubles from transientBackoffBase per consecutive failure, capped.

@@ -12,6 +12,7 @@ import (
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 func testStore() *smaregiv1alpha1.SmaregiStore {
@@ -54,7 +55,7 @@ func TestClassifyCheck(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := classifyCheck(c.err, !c.noRows, testStore(), redactor(token))
+			got := classifyCheck(c.err, !c.noRows, testStore(), storeaccess.Credentials{AccessToken: token}.Redact)
 			if got.status != c.status || got.reason != c.reason || got.outcome != c.outcome {
 				t.Errorf("got %s/%s/%d, want %s/%s/%d", got.status, got.reason, got.outcome, c.status, c.reason, c.outcome)
 			}

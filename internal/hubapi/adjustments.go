@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
 // Limits of an adjustment request. They are part of the API (docs/hub-api.md).
@@ -227,6 +228,16 @@ func (s *Server) serveAdjustments(w http.ResponseWriter, r *http.Request) {
 	}
 	if errs := req.validate(); len(errs) > 0 {
 		writeError(w, http.StatusUnprocessableEntity, reasonInvalid, "the adjustment is invalid; nothing was stored", errs)
+		return
+	}
+	if most := storeaccess.MaxRowsPerWrite(store.APIName()); len(req.Lines) > most {
+		// The pusher applies an adjustment all or none, in one call; a store
+		// whose API has no such call for several products (the Platform
+		// API adds one product per call) cannot promise that for more.
+		writeError(w, http.StatusUnprocessableEntity, reasonInvalid, "the adjustment is invalid; nothing was stored",
+			[]FieldError{{Field: "lines", Message: fmt.Sprintf(
+				"SmaregiStore %s/%s speaks the %s API, which applies at most %d product(s) in one all-or-none change: "+
+					"send one adjustment per product", store.Namespace, store.Name, store.APIName(), most)}})
 		return
 	}
 	ctx := r.Context()

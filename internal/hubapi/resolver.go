@@ -9,7 +9,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
-	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
@@ -116,15 +115,16 @@ func (r *SmaregiResolver) ProductIDs(ctx context.Context, store *smaregiv1alpha1
 	if len(missing) == 0 {
 		return out, nil
 	}
-	subject := storeaccess.Subject{Call: smaregi.ProcProductRef, Endpoint: endpoint, ContractID: contract,
+	subject := storeaccess.Subject{Call: storeaccess.CallProductList, Endpoint: endpoint, ContractID: contract,
 		StoreID: store.Spec.StoreID, Credentials: storeaccess.CredentialsRefOf(store)}
-	token, err := storeaccess.ReadToken(ctx, r.opts.APIReader, subject.Credentials)
+	creds, err := storeaccess.ReadCredentials(ctx, r.opts.APIReader, subject.Credentials)
 	if err != nil {
 		return nil, classifyLookupError(err, subject)
 	}
-	target := storeaccess.Target{Endpoint: endpoint, ContractID: contract, StoreID: store.Spec.StoreID, AccessToken: token}
+	target := storeaccess.Target{API: store.APIName(), Endpoint: endpoint, TokenEndpoint: store.TokenEndpointURL(),
+		ContractID: contract, StoreID: store.Spec.StoreID, Credentials: creds}
 	// The caller is waiting on an HTTP request: one retry at most.
-	c, err := r.opts.Clients.Client(target, smaregi.Options{MaxReadAttempts: 2, RequestTimeout: 15 * time.Second})
+	c, err := r.opts.Clients.Backend(target, storeaccess.Tune{MaxReadAttempts: 2, RequestTimeout: 15 * time.Second})
 	if err != nil {
 		return nil, &ResolveError{Kind: ResolveMisconfigured, Message: "the store's Smaregi settings are invalid", Err: err}
 	}

@@ -1,11 +1,9 @@
 package mirror
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
-	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 	"github.com/stocksync/smaregi-operator/internal/storeregistry"
 )
@@ -36,16 +34,14 @@ type failure struct {
 // contract but never the token (the smaregi client's errors do not carry it
 // either).
 func classify(err error, cfg storeregistry.StoreConfig) failure {
-	d := storeaccess.Explain(err, cfg.Subject(smaregi.ProcStockRef))
+	d := storeaccess.Explain(err, cfg.Subject(storeaccess.CallStockList))
 	f := failure{reason: d.Reason, message: d.Message, config: d.Config, authFailed: d.AuthFailed}
-	var ae *smaregi.APIError
-	var te *smaregi.TransportError
 	switch {
 	case d.Config:
 		f.outcome = OutcomeConfigError
 	case d.Transient:
 		f.outcome = OutcomeTransientError
-	case errors.As(err, &ae) || errors.As(err, &te):
+	case storeaccess.IsSmaregiAnswer(err):
 		f.outcome = OutcomeError
 	default:
 		// Not Smaregi's answer: the inventory store or the engine failed.

@@ -558,11 +558,11 @@ type switchTokens struct {
 	forgets atomic.Int64
 }
 
-func (s *switchTokens) Token(context.Context, storeaccess.CredentialsRef) (string, error) {
+func (s *switchTokens) Credentials(context.Context, storeaccess.CredentialsRef) (storeaccess.Credentials, error) {
 	if !s.present.Load() {
-		return "", &storeaccess.ConfigError{Reason: v1alpha1.ReasonSecretNotFound, Message: "Secret smaregi-credentials does not exist"}
+		return storeaccess.Credentials{}, &storeaccess.ConfigError{Reason: v1alpha1.ReasonSecretNotFound, Message: "Secret smaregi-credentials does not exist"}
 	}
-	return testToken, nil
+	return storeaccess.Credentials{AccessToken: testToken}, nil
 }
 func (s *switchTokens) Forget(storeaccess.CredentialsRef) { s.forgets.Add(1) }
 

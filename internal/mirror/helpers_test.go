@@ -124,12 +124,12 @@ func newHarnessAt(t testing.TB, start time.Time, mod func(*smaregisim.Options)) 
 // readers reads with the real smaregi client; one attempt per read, so
 // counts at the simulator are counts of pulls' calls.
 func (h *harness) readers() ReaderFactory {
-	return DefaultReaders(storeaccess.NewClients(smaregi.NewLimiterRegistry(0, 1), nil), smaregi.Options{MaxReadAttempts: 1})
+	return DefaultReaders(storeaccess.NewClients(smaregi.NewLimiterRegistry(0, 1), nil), storeaccess.Tune{MaxReadAttempts: 1})
 }
 
 func (h *harness) reader(t testing.TB) StockReader {
 	t.Helper()
-	r, err := h.readers()(storeaccess.Target{Endpoint: h.endpoint, ContractID: testContract, AccessToken: testToken})
+	r, err := h.readers()(storeaccess.Target{Endpoint: h.endpoint, ContractID: testContract, Credentials: storeaccess.Credentials{AccessToken: testToken}})
 	if err != nil {
 		t.Fatalf("building reader: %v", err)
 	}
@@ -210,8 +210,8 @@ type staticTokens struct {
 	forgets atomic.Int64
 }
 
-func (s *staticTokens) Token(context.Context, storeaccess.CredentialsRef) (string, error) {
-	return s.token, nil
+func (s *staticTokens) Credentials(context.Context, storeaccess.CredentialsRef) (storeaccess.Credentials, error) {
+	return storeaccess.Credentials{AccessToken: s.token}, nil
 }
 func (s *staticTokens) Forget(storeaccess.CredentialsRef) { s.forgets.Add(1) }
 

@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
-	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
@@ -172,7 +171,7 @@ func New(opts Options) (*Engine, error) {
 func (e *Engine) wire() {
 	e.readers = e.opts.Readers
 	if e.readers == nil {
-		e.readers = DefaultReaders(e.opts.Clients, smaregi.Options{})
+		e.readers = DefaultReaders(e.opts.Clients, storeaccess.Tune{})
 	}
 	e.tokens = e.opts.Tokens
 	if e.tokens == nil && e.opts.APIReader != nil {

@@ -209,7 +209,7 @@ func TestUnreachableSmaregiIsTransient(t *testing.T) {
 	h := newHarness(t, nil)
 	cfg := h.config()
 	cfg.Endpoint = "http://127.0.0.1:1/access/" // nothing listens on port 1
-	r, err := h.readers()(storeaccess.Target{Endpoint: cfg.Endpoint, ContractID: testContract, AccessToken: testToken})
+	r, err := h.readers()(storeaccess.Target{Endpoint: cfg.Endpoint, ContractID: testContract, Credentials: storeaccess.Credentials{AccessToken: testToken}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,27 +8,28 @@ import (
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
 )
 
-// DefaultReaders returns a ReaderFactory that reads with smaregi clients
-// from clients (the process's one factory, so all stores of a contract share
-// its limit), tuned by tune (retries, page size).
-func DefaultReaders(clients *storeaccess.Clients, tune smaregi.Options) ReaderFactory {
+// DefaultReaders returns a ReaderFactory that reads through the store's
+// backend from clients (the process's one factory, so all stores of a
+// contract share its limit), whichever API the store speaks, tuned by tune
+// (retries, page size).
+func DefaultReaders(clients *storeaccess.Clients, tune storeaccess.Tune) ReaderFactory {
 	return func(t storeaccess.Target) (StockReader, error) {
-		c, err := clients.Client(t, tune)
+		b, err := clients.Backend(t, tune)
 		if err != nil {
 			return nil, err
 		}
-		return &clientReader{c: c}, nil
+		return &backendReader{b: b}, nil
 	}
 }
 
-// clientReader adapts *smaregi.Client to StockReader, converting rows into
-// the inventory's type in a reused buffer.
-type clientReader struct{ c *smaregi.Client }
+// backendReader adapts a storeaccess.Backend to StockReader, converting rows
+// into the inventory's type in a reused buffer.
+type backendReader struct{ b storeaccess.Backend }
 
-func (r *clientReader) ReadStock(ctx context.Context, q StockQuery, fn func([]inventory.Row) error) error {
+func (r *backendReader) ReadStock(ctx context.Context, q StockQuery, fn func([]inventory.Row) error) error {
 	var buf []inventory.Row
 	want := smaregi.CanonicalStoreID(q.StoreID)
-	return r.c.StreamStock(ctx, smaregi.StockQuery{StoreID: q.StoreID, UpdatedSince: q.UpdatedSince}, func(page []smaregi.StockRow) error {
+	return r.b.ListStock(ctx, smaregi.StockQuery{StoreID: q.StoreID, UpdatedSince: q.UpdatedSince}, func(page []smaregi.StockRow) error {
 		buf = buf[:0]
 		for _, row := range page {
 			// The query names the store; a row of another store would

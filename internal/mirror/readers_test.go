@@ -36,8 +36,8 @@ func TestReaderComparesStoreIDsAsNumbers(t *testing.T) {
 			`{"storeId":"2","productId":"8000004","stockAmount":"6","layawayStockAmount":"0","updDateTime":"2026-11-26 09:00:03"}]}`))
 	}))
 	defer srv.Close()
-	r, err := DefaultReaders(storeaccess.NewClients(smaregi.NewLimiterRegistry(0, 1), nil), smaregi.Options{MaxReadAttempts: 1})(
-		storeaccess.Target{Endpoint: srv.URL + "/access/", ContractID: testContract, AccessToken: testToken})
+	r, err := DefaultReaders(storeaccess.NewClients(smaregi.NewLimiterRegistry(0, 1), nil), storeaccess.Tune{MaxReadAttempts: 1})(
+		storeaccess.Target{Endpoint: srv.URL + "/access/", ContractID: testContract, Credentials: storeaccess.Credentials{AccessToken: testToken}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ type StockQuery struct {
 // in order and must not keep the slice. An error from fn stops the read and is
 // returned.
 //
-// The engine depends on this narrow interface, not on *smaregi.Client, so that
+// The engine depends on this narrow interface, not on a Backend, so that
 // the pull core can be tested against the simulator through the real client
 // and, for a few narrow unit tests, against a fake.
 type StockReader interface {
@@ -35,11 +35,11 @@ type StockReader interface {
 // contract or token) changes.
 type ReaderFactory func(t storeaccess.Target) (StockReader, error)
 
-// TokenSource supplies a store's access token; the operator's is the
-// *storeaccess.Tokens cache it shares with the pusher. Forget drops a cached
-// token (after Smaregi rejected it, or the reference changed) so that the
-// next Token reads it afresh.
+// TokenSource supplies a store's credentials; the operator's is the
+// *storeaccess.Tokens cache it shares with the pusher. Forget drops cached
+// credentials (after Smaregi rejected them, or the reference changed) so
+// that the next Credentials reads them afresh.
 type TokenSource interface {
-	Token(ctx context.Context, ref storeaccess.CredentialsRef) (string, error)
+	Credentials(ctx context.Context, ref storeaccess.CredentialsRef) (storeaccess.Credentials, error)
 	Forget(ref storeaccess.CredentialsRef)
 }

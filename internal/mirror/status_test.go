@@ -121,18 +121,18 @@ func TestClassifyCredentialsErrors(t *testing.T) {
 	ctx := context.Background()
 	cfg := newHarnessConfigOnly()
 
-	if tok, err := ts.Token(ctx, cfg.Credentials()); err != nil || tok != testToken {
-		t.Fatalf("Token = %q, %v; want the trimmed token", tok, err)
+	if c, err := ts.Credentials(ctx, cfg.Credentials()); err != nil || c.AccessToken != testToken {
+		t.Fatalf("Credentials: %v; want the trimmed token", err)
 	}
 	missingKey := cfg
 	missingKey.CredentialsKey = "token"
-	_, err := ts.Token(ctx, missingKey.Credentials())
+	_, err := ts.Credentials(ctx, missingKey.Credentials())
 	if f := classify(err, missingKey); f.reason != v1alpha1.ReasonSecretKeyNotFound || !f.config || f.outcome != OutcomeConfigError {
 		t.Errorf("missing key: %+v (%v)", f, err)
 	}
 	missing := cfg
 	missing.CredentialsSecret = "nope"
-	_, err = ts.Token(ctx, missing.Credentials())
+	_, err = ts.Credentials(ctx, missing.Credentials())
 	if f := classify(err, missing); f.reason != v1alpha1.ReasonSecretNotFound || !f.config || f.outcome != OutcomeConfigError {
 		t.Errorf("missing Secret: %+v (%v)", f, err)
 	}

@@ -200,7 +200,16 @@ func (e *Engine) pull(ctx context.Context, p *attempt) (pullResult, error) {
 	if p.full() {
 		return e.puller.full(ctx, p.key, p.cfg.StoreID, reader)
 	}
-	return e.puller.incremental(ctx, p.key, p.cfg.StoreID, reader, p.widen)
+	res, err := e.puller.incremental(ctx, p.key, p.cfg.StoreID, reader, p.widen)
+	if err != nil && storeaccess.NeedsFullReconcile(err) {
+		// The watermark is older than the API lists incrementally (the
+		// Platform's 31 days: the store was suspended, or the operator
+		// off, that long): only reading every row closes the gap.
+		e.log.Info("watermark outside the incremental window; reading every row", "store", p.key.String())
+		p.kind = KindFull
+		return e.puller.full(ctx, p.key, p.cfg.StoreID, reader)
+	}
+	return res, err
 }
 
 // commit records a successful pull: the store's state and metrics, then the
@@ -396,11 +405,11 @@ func (e *Engine) failed(ctx context.Context, p attempt, err error) {
 }
 
 func (e *Engine) readerFor(ctx context.Context, key inventory.StoreKey, cfg storeregistry.StoreConfig) (StockReader, error) {
-	tok, err := e.tokens.Token(ctx, cfg.Credentials())
+	creds, err := e.tokens.Credentials(ctx, cfg.Credentials())
 	if err != nil {
 		return nil, err
 	}
-	rc := cfg.Target(tok)
+	rc := cfg.Target(creds)
 	e.mu.Lock()
 	st := e.stores[key]
 	if st != nil && st.reader != nil && st.readerTarget == rc {

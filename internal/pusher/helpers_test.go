@@ -105,7 +105,7 @@ func (h *harness) Target(_ context.Context, key inventory.StoreKey) (storeaccess
 	if !ok {
 		return storeaccess.Target{}, fmt.Errorf("unknown store %s", key)
 	}
-	return storeaccess.Target{Endpoint: h.endpoint, ContractID: testContract, StoreID: id, AccessToken: testToken}, nil
+	return storeaccess.Target{Endpoint: h.endpoint, ContractID: testContract, StoreID: id, Credentials: storeaccess.Credentials{AccessToken: testToken}}, nil
 }
 
 func (h *harness) options() Options {

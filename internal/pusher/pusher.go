@@ -52,6 +52,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
 	"github.com/stocksync/smaregi-operator/internal/storeaccess"
@@ -381,19 +382,30 @@ func (p *Pusher) setMemosKept(key inventory.StoreKey) {
 	p.keepsMemos[key] = true
 }
 
-// client returns a Smaregi client for the store's current target.
-func (p *Pusher) client(ctx context.Context, key inventory.StoreKey) (*smaregi.Client, storeaccess.Target, error) {
+// client returns the Smaregi backend of the store's current target.
+func (p *Pusher) client(ctx context.Context, key inventory.StoreKey) (storeaccess.Backend, storeaccess.Target, error) {
 	t, err := p.opts.Targets.Target(ctx, key)
 	if err != nil {
 		return nil, t, fmt.Errorf("looking up the Smaregi target of %s: %w", key, err)
 	}
-	c, err := p.opts.Clients.Client(t, smaregi.Options{
+	c, err := p.opts.Clients.Backend(t, storeaccess.Tune{
 		RequestTimeout: p.opts.RequestTimeout, Backoff: p.opts.ReadBackoff, MaxReadAttempts: p.opts.MaxReadAttempts,
 	})
 	if err != nil {
 		return nil, t, fmt.Errorf("Smaregi client for %s: %w", key, err)
 	}
 	return c, t, nil
+}
+
+// maxRows is how many products one all-or-none write of the store carries
+// (its API's). A store whose target cannot be looked up gets the legacy
+// size: the push then stops at the same look-up, before anything is sent.
+func (p *Pusher) maxRows(ctx context.Context, key inventory.StoreKey) int {
+	t, err := p.opts.Targets.Target(ctx, key)
+	if err != nil {
+		return storeaccess.MaxRowsPerWrite(v1alpha1.APILegacy)
+	}
+	return storeaccess.MaxRowsPerWrite(t.API)
 }
 
 // setBlocked records that the store's open attempt started at startedAt

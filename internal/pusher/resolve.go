@@ -292,7 +292,7 @@ func (w *worker) resolve(ctx context.Context, a inventory.Attempt) error {
 	// What the history shows is as of a moment no earlier than this.
 	asOf := opts.Clock.Now()
 	var rows []smaregi.HistoryRow
-	err = c.StreamStockHistory(ctx, smaregi.HistoryQuery{
+	err = c.History(ctx, smaregi.HistoryQuery{
 		StoreID: t.StoreID, ProductIDs: ids, Since: since, StockDivision: smaregi.DefaultStockDivision,
 	}, func(page []smaregi.HistoryRow) error {
 		rows = append(rows, page...)
@@ -364,7 +364,7 @@ var errProbeDone = errors.New("probe done")
 // newest retained applied attempt sent with a memo (other than a) around
 // that attempt's time. A row with our memo prefix there proves memos are
 // kept; none (or no such attempt) leaves it unknown.
-func (w *worker) probeMemos(ctx context.Context, c *smaregi.Client, t storeaccess.Target, a inventory.Attempt) (bool, error) {
+func (w *worker) probeMemos(ctx context.Context, c storeaccess.Backend, t storeaccess.Target, a inventory.Attempt) (bool, error) {
 	all, err := w.p.opts.Store.AppliedAttempts(ctx, w.key, time.Time{})
 	if err != nil {
 		return false, fmt.Errorf("listing applied attempts: %w", err)
@@ -385,7 +385,7 @@ func (w *worker) probeMemos(ctx context.Context, c *smaregi.Client, t storeacces
 	margin := w.p.opts.SkewMargin
 	until := ref.FinishedAt.Add(margin)
 	found := false
-	err = c.StreamStockHistory(ctx, smaregi.HistoryQuery{
+	err = c.History(ctx, smaregi.HistoryQuery{
 		StoreID: t.StoreID, ProductIDs: []string{ref.Rows[0].ProductID}, Since: ref.StartedAt.Add(-margin),
 		StockDivision: smaregi.DefaultStockDivision,
 	}, func(page []smaregi.HistoryRow) error {

@@ -142,21 +142,22 @@ func (w *worker) step(ctx context.Context) (wait time.Duration, more bool, err e
 				return w.p.opts.ConfigBackoff, true, err
 			}
 			w.unresolved(ctx, a)
-			if smaregi.IsConfigError(err) {
+			if storeaccess.IsRefusedConfig(err) {
 				return w.p.opts.ConfigBackoff, true, err
 			}
 			return w.backoff(), true, err
 		}
 	}
 	w.p.setBlocked(w.key, time.Time{})
-	adjs, isolated, err := w.nextBatch(ctx)
+	maxRows := w.p.maxRows(ctx, w.key)
+	adjs, isolated, err := w.nextBatch(ctx, maxRows)
 	if err != nil || len(adjs) == 0 {
 		if err != nil {
 			return w.backoff(), true, err
 		}
 		return 0, false, nil
 	}
-	wait, err = w.push(ctx, adjs, isolated)
+	wait, err = w.push(ctx, adjs, isolated, maxRows)
 	return wait, true, err
 }
 
@@ -215,8 +216,9 @@ func (w *worker) unresolved(ctx context.Context, a inventory.Attempt) {
 }
 
 // nextBatch picks the adjustments of the next call: an isolation group if
-// any (isolated), else the oldest ready ones whose merged rows fit one call.
-func (w *worker) nextBatch(ctx context.Context) (adjs []inventory.Adjustment, isolated bool, err error) {
+// any (isolated), else the oldest ready ones whose merged rows fit one
+// all-or-none call of maxRows products.
+func (w *worker) nextBatch(ctx context.Context, maxRows int) (adjs []inventory.Adjustment, isolated bool, err error) {
 	st := w.p.opts.Store
 	for len(w.isolate) > 0 {
 		group := w.isolate[0]
@@ -249,7 +251,7 @@ func (w *worker) nextBatch(ctx context.Context) (adjs []inventory.Adjustment, is
 				added++
 			}
 		}
-		if len(products)+added > smaregi.MaxBatchSize {
+		if len(products)+added > maxRows {
 			if len(out) == 0 {
 				// Alone it is over the limit of one atomic call: it can
 				// never be applied all-or-nothing.
@@ -273,9 +275,10 @@ func settleCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
 
-// push sends adjs as one call; isolated says they are an isolation group
-// (put back if nothing was recorded).
-func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated bool) (time.Duration, error) {
+// push sends adjs as one all-or-none call of at most maxRows products;
+// isolated says they are an isolation group (put back if nothing was
+// recorded).
+func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated bool, maxRows int) (time.Duration, error) {
 	st, m := w.p.opts.Store, w.p.metrics
 	rows := inventory.MergeAttemptRows(adjs)
 	now := w.p.opts.Clock.Now()
@@ -283,17 +286,18 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 	for _, a := range adjs {
 		at.AdjustmentIDs = append(at.AdjustmentIDs, a.ID)
 	}
-	if len(rows) > smaregi.MaxBatchSize {
+	if len(rows) > maxRows {
 		if err := st.BeginAttempt(ctx, at); err != nil {
 			return w.backoff(), err
 		}
-		reason := fmt.Sprintf("the adjustment changes %d products; one Smaregi update carries at most %d", len(rows), smaregi.MaxBatchSize)
+		reason := fmt.Sprintf("the adjustment changes %d products; one all-or-none Smaregi update of this store carries at most %d "+
+			"(send one adjustment per product)", len(rows), maxRows)
 		return w.finishFailed(ctx, at, adjs, reason)
 	}
 	// Look the target up before recording anything: a store that cannot be
 	// sent to (suspended, no credentials) must not churn the outbox.
 	var (
-		c   *smaregi.Client
+		c   storeaccess.Backend
 		t   storeaccess.Target
 		err error
 	)
@@ -338,14 +342,14 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 	// context bounded by the request timeout, and Start waits for it
 	// before returning, so the manager gives the lease up only after.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.p.opts.RequestTimeout)
-	_, err = c.UpdateStock(cctx, smaregi.Relative, upd)
+	err = c.AddStock(cctx, upd)
 	cancel()
 	switch {
 	case err == nil:
 		m.calls.WithLabelValues(CallOK).Inc()
 		w.failures = 0
 		return 0, w.finishApplied(ctx, at, adjs, inventory.AttemptResult{}, OutcomeApplied)
-	case smaregi.IsAmbiguous(err):
+	case storeaccess.IsAmbiguous(err):
 		m.calls.WithLabelValues(CallAmbiguous).Inc()
 		if ctx.Err() != nil {
 			return 0, nil // stays open: the next Start resolves it
@@ -366,10 +370,10 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 	var wait time.Duration
 	res := inventory.AttemptResult{}
 	switch {
-	case smaregi.IsConfigError(err):
+	case storeaccess.IsRefusedConfig(err):
 		m.calls.WithLabelValues(CallConfig).Inc()
 		wait = w.p.opts.ConfigBackoff
-	case smaregi.IsTransient(err):
+	case storeaccess.IsTransient(err):
 		m.calls.WithLabelValues(CallTransient).Inc()
 		wait = w.backoff()
 	default:
@@ -377,7 +381,7 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 		// refused before sending: in both cases nothing was applied.
 		m.calls.WithLabelValues(CallRejected).Inc()
 		if len(adjs) == 1 {
-			return w.finishFailed(ctx, at, adjs, safeReason(err))
+			return w.finishFailed(ctx, at, adjs, storeaccess.Refusal(err))
 		}
 		half := len(at.AdjustmentIDs) / 2
 		w.isolate = append([][]string{at.AdjustmentIDs[:half], at.AdjustmentIDs[half:]}, w.isolate...)
@@ -389,19 +393,9 @@ func (w *worker) push(ctx context.Context, adjs []inventory.Adjustment, isolated
 		return w.backoff(), errors.Join(err, ferr)
 	}
 	if err != nil {
-		err = fmt.Errorf("stock_upd for %d adjustments not applied: %w", len(adjs), err)
+		err = fmt.Errorf("stock update for %d adjustments not applied: %w", len(adjs), err)
 	}
 	return wait, err
-}
-
-// safeReason is what an adjustment's FailureReason shows: the client's
-// errors carry Smaregi's own message and never the token.
-func safeReason(err error) string {
-	var ae *smaregi.APIError
-	if errors.As(err, &ae) {
-		return ae.Error()
-	}
-	return err.Error()
 }
 
 func (w *worker) finishFailed(ctx context.Context, at inventory.Attempt, adjs []inventory.Adjustment, reason string) (time.Duration, error) {

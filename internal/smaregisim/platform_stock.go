@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -102,6 +103,10 @@ func (s *Server) platSingleWrite(w http.ResponseWriter, r *http.Request, absolut
 		return
 	}
 	pw.productID = r.PathValue("product_id")
+	if f := s.Faults(); s.chance(f.LateCommitRate) {
+		s.platCommitLate(r, pw, absolute, time.Duration(f.LateCommitDelay))
+		return
+	}
 	s.mu.Lock()
 	h, status, detail := s.applyPlatform(pw, absolute)
 	if h == nil {
@@ -117,4 +122,31 @@ func (s *Server) platSingleWrite(w http.ResponseWriter, r *http.Request, absolut
 	s.sendStock([]*historyRow{h})
 	s.stockWebhook(WebhookActionEdited, []*historyRow{h})
 	writeAPIJSON(w, http.StatusOK, jw.buf)
+}
+
+// platCommitLate is the lateCommit fault of a Platform write, as
+// holdAndCommitLate is of a stock_upd: no answer until the caller gives up,
+// then the write is applied delay later (with its echoes), as a slow server
+// that finishes an abandoned request would. The connection is cut: the
+// caller sees a timeout or a closed connection, never an answer.
+func (s *Server) platCommitLate(r *http.Request, pw platWrite, absolute bool, delay time.Duration) {
+	s.lateCommits.Add(1)
+	s.log.Info("platform", "fault", "late commit", "delay", delay)
+	<-r.Context().Done()
+	s.afterFunc(delay, func() {
+		defer s.lateCommits.Add(-1)
+		s.mu.Lock()
+		h, _, detail := s.applyPlatform(pw, absolute)
+		s.mu.Unlock()
+		if h == nil {
+			s.log.Info("platform", "fault", "late commit refused", "detail", detail)
+			return
+		}
+		s.sendStock([]*historyRow{h})
+		s.stockWebhook(WebhookActionEdited, []*historyRow{h})
+		s.log.Info("platform", "fault", "late commit applied")
+	})
+	// Through platFaults' buffer as well: aborting the handler cuts the
+	// connection without an answer.
+	panic(http.ErrAbortHandler)
 }

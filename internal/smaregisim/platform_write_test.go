@@ -324,3 +324,50 @@ func TestPlatformFaults(t *testing.T) {
 		t.Errorf("changes after faults %v", ch)
 	}
 }
+
+// lateCommit on the Platform side: a stock add gets no answer until the
+// client gives up, and is applied (with its webhook echo) lateCommitDelay
+// later, as on the legacy side.
+func TestPlatformLateCommit(t *testing.T) {
+	s, hs, _ := startPlat(t, nil)
+	tok := mustToken(t, hs)
+	type scheduled struct {
+		delay time.Duration
+		run   func()
+	}
+	timers := make(chan scheduled, 1)
+	s.afterFunc = func(d time.Duration, f func()) *time.Timer {
+		timers <- scheduled{d, f}
+		return nil
+	}
+	if err := s.SetFaults(Faults{LateCommitRate: 1, LateCommitDelay: Duration(3 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, hs.URL+"/"+testContract+"/pos/stock/8000001/add",
+		strings.NewReader(`{"storeId":"1","amount":-2,"memo":"late one"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Timeout: 200 * time.Millisecond}
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("got an answer %d, want the client to time out", resp.StatusCode)
+	}
+	sc := <-timers
+	if sc.delay != 3*time.Second {
+		t.Errorf("commit scheduled %s after the request ended, want 3s", sc.delay)
+	}
+	if n, _ := s.StockOf("1", "8000001"); n != 10 || s.LateCommitsPending() != 1 {
+		t.Fatalf("before the delay: stock %d (want 10), %d pending (want 1)", n, s.LateCommitsPending())
+	}
+	if err := s.SetFaults(Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	sc.run()
+	if n, _ := s.StockOf("1", "8000001"); n != 8 || s.LateCommitsPending() != 0 {
+		t.Errorf("after the delay: stock %d (want 8), %d pending (want 0)", n, s.LateCommitsPending())
+	}
+	ch := do(t, hs, "GET", "/"+testContract+"/pos/stock/changes?store_id=1&product_id=8000001", tok, "", nil).rows(t)
+	if len(ch) != 1 || ch[0]["memo"] != "late one" || ch[0]["amount"] != "-2" {
+		t.Errorf("changes after the late commit: %v", ch)
+	}
+}

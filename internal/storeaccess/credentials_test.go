@@ -25,7 +25,7 @@ func secret(name string, data map[string]string) *corev1.Secret {
 	return s
 }
 
-func TestReadToken(t *testing.T) {
+func TestReadCredentials(t *testing.T) {
 	r := fake.NewClientBuilder().WithObjects(
 		secret("from-file", map[string]string{"accessToken": "tok-123\n"}),
 		secret("crlf", map[string]string{"accessToken": "  tok-456\r\n"}),
@@ -39,9 +39,9 @@ func TestReadToken(t *testing.T) {
 	}
 
 	for name, want := range map[string]string{"from-file": "tok-123", "crlf": "tok-456"} {
-		got, err := ReadToken(ctx, r, ref(name))
-		if err != nil || got != want {
-			t.Errorf("%s: ReadToken = %q, %v; want %q", name, got, err, want)
+		got, err := ReadCredentials(ctx, r, ref(name))
+		if err != nil || got != (Credentials{AccessToken: want}) {
+			t.Errorf("%s: ReadCredentials = %v; want token %q", name, err, want)
 		}
 	}
 
@@ -59,7 +59,7 @@ func TestReadToken(t *testing.T) {
 			"kubectl label secret -n shop db-creds smaregi.stocksync.io/credentials=true"},
 	}
 	for _, c := range cases {
-		_, err := ReadToken(ctx, r, c.ref)
+		_, err := ReadCredentials(ctx, r, c.ref)
 		var ce *ConfigError
 		if !errors.As(err, &ce) || ce.Reason != c.reason || !strings.Contains(ce.Message, c.hint) {
 			t.Errorf("%+v: err = %v, want a ConfigError %s mentioning %s", c.ref, err, c.reason, c.hint)
@@ -92,8 +92,8 @@ func TestTokensCacheForTTLAndForget(t *testing.T) {
 	ctx := context.Background()
 	read := func() {
 		t.Helper()
-		if tok, err := tokens.Token(ctx, ref); err != nil || tok != "tok" {
-			t.Fatalf("Token = %q, %v", tok, err)
+		if c, err := tokens.Credentials(ctx, ref); err != nil || c.AccessToken != "tok" {
+			t.Fatalf("Credentials: %v", err)
 		}
 	}
 	read()
@@ -114,11 +114,40 @@ func TestTokensCacheForTTLAndForget(t *testing.T) {
 	// A failed read is not cached.
 	missing := CredentialsRef{Namespace: "shop", Secret: "nope", Key: "accessToken"}
 	for range 2 {
-		if _, err := tokens.Token(ctx, missing); !IsConfigError(err) {
+		if _, err := tokens.Credentials(ctx, missing); !IsConfigError(err) {
 			t.Fatalf("missing Secret: %v", err)
 		}
 	}
 	if r.n != 5 {
 		t.Errorf("%d Secret reads, want 5 (a missing Secret is read again)", r.n)
+	}
+}
+
+// A Platform store's Secret holds the app's client ID and secret under fixed
+// keys, trimmed by the one rule; a missing one names both keys.
+func TestReadPlatformCredentials(t *testing.T) {
+	r := fake.NewClientBuilder().WithObjects(
+		secret("app", map[string]string{"clientID": "cid\n", "clientSecret": " csecret \n"}),
+		secret("half", map[string]string{"clientID": "cid"}),
+	).Build()
+	ctx := context.Background()
+	ref := func(name string) CredentialsRef {
+		return CredentialsRef{Namespace: "shop", Secret: name, Key: "accessToken", API: v1alpha1.APIPlatform}
+	}
+	got, err := ReadCredentials(ctx, r, ref("app"))
+	if err != nil || got != (Credentials{ClientID: "cid", ClientSecret: "csecret"}) {
+		t.Fatalf("ReadCredentials = %v; want the trimmed client ID and secret", err)
+	}
+	if red := got.Redact("id cid secret csecret"); strings.Contains(red, "csecret") || strings.Contains(red, "cid") {
+		t.Errorf("Redact left a credential: %q", red)
+	}
+	_, err = ReadCredentials(ctx, r, ref("half"))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Reason != v1alpha1.ReasonSecretKeyNotFound || !strings.Contains(ce.Message, `"clientSecret"`) {
+		t.Errorf("Secret without clientSecret: %v", err)
+	}
+	_, err = ReadCredentials(ctx, r, ref("missing"))
+	if !errors.As(err, &ce) || ce.Reason != v1alpha1.ReasonSecretNotFound || !strings.Contains(ce.Message, "client ID and client secret") {
+		t.Errorf("missing Secret: %v", err)
 	}
 }

@@ -3,11 +3,19 @@
 // credential check, the sync engine's pulls, the adjustment pusher and the
 // hub API's product lookups):
 //
-//   - Target: where and as whom (endpoint, contract, store, access token);
-//   - the credentials Secret: ReadToken and the Tokens cache, with one trim
-//     rule and one message for a missing Secret or key (ConfigError);
-//   - Clients: the client factory, drawing every call of a contract from
-//     the process's one per-contract rate limiter;
+//   - Target: where and as whom (API, endpoints, contract, store,
+//     credentials: a legacy access token or a Platform app's client ID and
+//     secret);
+//   - the credentials Secret: ReadCredentials and the Tokens cache, with one
+//     trim rule and one message for a missing Secret or key (ConfigError);
+//   - Backend: the one interface the engine, the pusher, the credential
+//     check and the hub API call (list stock, add stock all-or-none, read
+//     the change history, look products up), with its two implementations,
+//     legacy and Platform, and the error predicates over both (IsAmbiguous,
+//     IsTransient, IsRefusedConfig, NeedsFullReconcile). Nothing above this
+//     package knows which API a store speaks;
+//   - Clients: the backend factory, drawing every call of a contract from
+//     the process's shared rate limiters (and Platform token cache);
 //   - Explain: one table from Smaregi's answers (legacy error codes and
 //     Platform API causes) to a condition reason and the remedy a person
 //     applies in Smaregi's admin screen or developer console.

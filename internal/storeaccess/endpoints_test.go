@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
-	"github.com/stocksync/smaregi-operator/internal/smaregi"
 )
 
 func TestEndpointAllowlist(t *testing.T) {
@@ -55,7 +54,7 @@ func TestClientsSendNothingOutsideTheAllowlist(t *testing.T) {
 		t.Fatal(err)
 	}
 	clients := &Clients{Allowed: allowed}
-	_, err = clients.Client(Target{Endpoint: srv.URL + "/access/", ContractID: "sk1", AccessToken: "tok"}, smaregi.Options{})
+	_, err = clients.Backend(Target{Endpoint: srv.URL + "/access/", ContractID: "sk1", Credentials: Credentials{AccessToken: "tok"}}, Tune{})
 	if d := Explain(err, Subject{}); d.Reason != v1alpha1.ReasonEndpointNotAllowed || !d.Config {
 		t.Fatalf("Client outside the allowlist: %v (%+v)", err, d)
 	}

@@ -122,14 +122,15 @@ const (
 	ShopAppSettings  = "the shop's スマレジ管理画面 (its app settings)"
 )
 
-// platformCallName names a Platform call for a person.
+// platformCallName names a Platform call (or the Backend's name for it,
+// Call*) for a person.
 func platformCallName(call string) string {
 	switch call {
-	case smaregiplatform.CallStockAdd, smaregiplatform.CallStockBulk:
+	case smaregiplatform.CallStockAdd, smaregiplatform.CallStockBulk, CallStockWrite:
 		return "stock writes (pos.stock:write)"
-	case smaregiplatform.CallChangesList:
+	case smaregiplatform.CallChangesList, CallHistory:
 		return "the stock change history (pos.stock-changes:read)"
-	case smaregiplatform.CallProductList:
+	case smaregiplatform.CallProductList, CallProductList:
 		return "product lookups (pos.products:read)"
 	case smaregiplatform.CallToken:
 		return "the token request"

@@ -33,9 +33,14 @@ type StoreConfig struct {
 	Generation int64
 	ContractID string
 	StoreID    string
-	Endpoint   string
-	// CredentialsSecret and CredentialsKey locate the access token in the
-	// store's namespace.
+	// API is the store's Smaregi API (spec.api, defaulted); Endpoint and
+	// TokenEndpoint its bases, defaulted by API (TokenEndpoint is empty for
+	// a legacy store).
+	API           v1alpha1.StoreAPI
+	Endpoint      string
+	TokenEndpoint string
+	// CredentialsSecret and CredentialsKey locate the credentials in the
+	// store's namespace (the key only for a legacy store's access token).
 	CredentialsSecret  string
 	CredentialsKey     string
 	PollInterval       time.Duration
@@ -73,7 +78,9 @@ func ConfigFromObject(obj *v1alpha1.SmaregiStore) StoreConfig {
 		Generation:         obj.Generation,
 		ContractID:         obj.Spec.ContractID,
 		StoreID:            obj.Spec.StoreID,
+		API:                obj.APIName(),
 		Endpoint:           obj.EndpointURL(),
+		TokenEndpoint:      obj.TokenEndpointURL(),
 		CredentialsSecret:  obj.Spec.CredentialsRef.Name,
 		CredentialsKey:     obj.CredentialsKey(),
 		PollInterval:       DefaultPollInterval,
@@ -110,17 +117,26 @@ func (c *StoreConfig) Defaults() {
 	if c.FullResyncInterval <= 0 {
 		c.FullResyncInterval = DefaultFullResyncInterval
 	}
+	if c.API == "" {
+		c.API = v1alpha1.APILegacy
+	}
 	if c.Endpoint == "" {
 		c.Endpoint = v1alpha1.DefaultEndpoint
+		if c.API == v1alpha1.APIPlatform {
+			c.Endpoint = v1alpha1.DefaultPlatformEndpoint
+		}
+	}
+	if c.TokenEndpoint == "" && c.API == v1alpha1.APIPlatform {
+		c.TokenEndpoint = v1alpha1.DefaultPlatformTokenEndpoint
 	}
 	if c.CredentialsKey == "" {
 		c.CredentialsKey = v1alpha1.DefaultCredentialsKey
 	}
 }
 
-// Credentials locates the store's access token.
+// Credentials locates the store's credentials.
 func (c StoreConfig) Credentials() storeaccess.CredentialsRef {
-	return storeaccess.CredentialsRef{Namespace: c.Key.Namespace, Secret: c.CredentialsSecret, Key: c.CredentialsKey}
+	return storeaccess.CredentialsRef{Namespace: c.Key.Namespace, Secret: c.CredentialsSecret, Key: c.CredentialsKey, API: c.API}
 }
 
 // Subject names the store in a diagnosis of a failed call.
@@ -128,9 +144,10 @@ func (c StoreConfig) Subject(call string) storeaccess.Subject {
 	return storeaccess.Subject{Call: call, Endpoint: c.Endpoint, ContractID: c.ContractID, StoreID: c.StoreID, Credentials: c.Credentials()}
 }
 
-// Target is where and as whom the store's calls go, with token.
-func (c StoreConfig) Target(token string) storeaccess.Target {
-	return storeaccess.Target{Endpoint: c.Endpoint, ContractID: c.ContractID, StoreID: c.StoreID, AccessToken: token}
+// Target is where and as whom the store's calls go, with creds.
+func (c StoreConfig) Target(creds storeaccess.Credentials) storeaccess.Target {
+	return storeaccess.Target{API: c.API, Endpoint: c.Endpoint, TokenEndpoint: c.TokenEndpoint, ContractID: c.ContractID,
+		StoreID: c.StoreID, Credentials: creds}
 }
 
 // RetryNeeded reports whether a store's configuration changed from old to

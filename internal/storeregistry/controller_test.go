@@ -85,7 +85,7 @@ func TestDeletingStoreStillPushes(t *testing.T) {
 		t.Fatalf("registered %v: %+v; want deleting and not suspended", ok, cfg)
 	}
 	targets := Targets{Registry: reg, Tokens: storeaccess.NewTokens(c, time.Minute, nil)}
-	if got, err := targets.Target(context.Background(), key); err != nil || got.AccessToken != "tok-1" {
+	if got, err := targets.Target(context.Background(), key); err != nil || got.Credentials.AccessToken != "tok-1" {
 		t.Errorf("Target of a deleting store = %+v, %v; want the store's target", got.StoreID, err)
 	}
 

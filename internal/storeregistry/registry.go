@@ -99,9 +99,9 @@ func (t Targets) Target(ctx context.Context, key inventory.StoreKey) (storeacces
 		return storeaccess.Target{}, &storeaccess.ConfigError{Reason: v1alpha1.ReasonSuspended,
 			Message: fmt.Sprintf("SmaregiStore %s is suspended (spec.suspend)", key)}
 	}
-	tok, err := t.Tokens.Token(ctx, cfg.Credentials())
+	creds, err := t.Tokens.Credentials(ctx, cfg.Credentials())
 	if err != nil {
 		return storeaccess.Target{}, err
 	}
-	return cfg.Target(tok), nil
+	return cfg.Target(creds), nil
 }

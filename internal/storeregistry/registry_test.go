@@ -93,7 +93,7 @@ func TestRegistryNotifiesAndResolvesTargets(t *testing.T) {
 	cfg.Suspend = false
 	reg.Upsert(cfg)
 	got, err := targets.Target(ctx, key)
-	want := storeaccess.Target{Endpoint: v1alpha1.DefaultEndpoint, ContractID: "sk1", StoreID: "1", AccessToken: "tok-1"}
+	want := storeaccess.Target{API: v1alpha1.APILegacy, Endpoint: v1alpha1.DefaultEndpoint, ContractID: "sk1", StoreID: "1", Credentials: storeaccess.Credentials{AccessToken: "tok-1"}}
 	if err != nil || got != want {
 		t.Errorf("Target = %+v, %v; want %+v (defaults filled, token trimmed)", got, err, want)
 	}
