@@ -10,8 +10,8 @@ import (
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
-	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 	"github.com/stocksync/smaregi-operator/internal/smaregiplatform"
+	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 )
 
 const (
