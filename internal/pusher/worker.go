@@ -257,7 +257,13 @@ func (w *worker) nextBatch(ctx context.Context, maxRows int) (adjs []inventory.A
 				// never be applied all-or-nothing.
 				return []inventory.Adjustment{a}, false, nil
 			}
-			break
+			// It waits for a later call; younger adjustments of the
+			// products already in this one still join it (stock changes
+			// of different products do not depend on each other's
+			// order). This is what batches a store whose calls carry one
+			// product (the Platform API): a burst of orders of a product
+			// goes in one call instead of one each.
+			continue
 		}
 		for _, l := range a.Lines {
 			products[l.ProductID] = true

@@ -276,6 +276,9 @@ type shop struct {
 	url      string // the /access/ endpoint
 	contract string
 	token    string
+	// base is the Platform API's (and identity) base on the same listener;
+	// clientID and clientSecret the app's credentials there.
+	base, clientID, clientSecret string
 	// lag shifts the simulator's clock back (nanoseconds), to stamp changes
 	// with old updDateTimes as a change committed late in Smaregi would be.
 	lag atomic.Int64
@@ -290,11 +293,13 @@ func newShop(t testing.TB, contract string, stores []string, products int) *shop
 func newShopAged(t testing.TB, contract string, stores []string, products int, age time.Duration) *shop {
 	t.Helper()
 	token := "tok-" + contract
-	sh := &shop{contract: contract, token: token}
+	sh := &shop{contract: contract, token: token, clientID: "app-" + contract, clientSecret: "secret-" + contract}
 	sh.lag.Store(int64(age))
 	sim, err := smaregisim.New(smaregisim.Options{Contract: contract, Token: token, Stores: stores,
 		Products: products, InitialStock: 100, Seed: 42,
-		Clock: func() time.Time { return time.Now().Add(-time.Duration(sh.lag.Load())) }})
+		Clock: func() time.Time { return time.Now().Add(-time.Duration(sh.lag.Load())) },
+		// Both APIs over one shop, with Smaregi's production rate limits.
+		Platform: smaregisim.PlatformOptions{ClientID: sh.clientID, ClientSecret: sh.clientSecret}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +315,7 @@ func newShopAged(t testing.TB, contract string, stores []string, products int, a
 		_ = sim.Close()
 	})
 	sh.sim, sh.url = sim, "http://"+ln.Addr().String()+"/access/"
+	sh.base = "http://" + ln.Addr().String() + "/"
 	return sh
 }
 
