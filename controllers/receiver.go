@@ -17,12 +17,10 @@ import (
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 )
 
-// RotatedForAnnotation is set on the key Secret to the rotate-key value
-// that its current key answers. The Secret, not the status, is the record
-// of a rotation: if the status write after a rotation failed, comparing the
-// annotation with status.receiver.lastRotation would rotate a second time
-// and throw away the key the shop is still using.
-const RotatedForAnnotation = "smaregi.stocksync.io/rotated-for"
+// RotatedForAnnotation prefixes the key Secret's per-store record of the
+// rotate-key value that its current key answers (see
+// smaregiv1alpha1.RotatedForAnnotation for why the Secret keeps it).
+const RotatedForAnnotation = smaregiv1alpha1.RotatedForAnnotation
 
 // RevokedForAnnotation prefixes the key Secret's per-store record of the
 // last handled revoke-previous-key value (revokedForKey).
