@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr/funcr"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
@@ -443,6 +446,43 @@ func TestPlatformWebhook(t *testing.T) {
 		}
 		if after.ResourceVersion != own.ResourceVersion || len(after.Labels) != 0 {
 			t.Fatal("the operator wrote to a Secret it does not manage")
+		}
+	})
+
+	t.Run("logs carry no key", func(t *testing.T) {
+		var mu sync.Mutex
+		var logs strings.Builder
+		logger := funcr.New(func(prefix, args string) {
+			mu.Lock()
+			defer mu.Unlock()
+			logs.WriteString(prefix + " " + args + "\n")
+		}, funcr.Options{Verbosity: 10})
+		srv, err := New(Options{Reader: env.cache, Sink: &failingSink{}, Clock: env.clock, Log: logger,
+			Platform: PlatformOptions{Keys: env.keys, KeyHeader: platHeader, KeyInPath: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls := httptest.NewServer(srv.Handler())
+		defer ls.Close()
+		const wrong = "wrong-key-Qx7Lm2Vt9Hs4Jd8Zp"
+		for _, w := range []webhook{
+			{key: wrong, event: EventStock, contract: "P1", eventID: "ev-log-1", body: stockBody("P1", "1")},
+			{path: "/" + wrong, event: EventStock, contract: "P1", eventID: "ev-log-2", body: stockBody("P1", "1")},
+			{path: "/" + key, event: EventStock, contract: "P1", eventID: "ev-log-3", body: `{"ids":`},
+			{key: key, event: EventStock, contract: "P1", eventID: "ev-log-4", body: stockBody("P1", "1")}, // sink fails
+			{key: key, event: "pos:products", contract: "P1", eventID: "ev-log-5", body: "{}"},
+		} {
+			postWebhook(t, ls.URL, w)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if logs.Len() == 0 {
+			t.Fatal("nothing was logged; the check below would prove nothing")
+		}
+		for _, secret := range []string{key, wrong} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("logs carry a key:\n%s", logs.String())
+			}
 		}
 	})
 
