@@ -30,6 +30,9 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -101,6 +104,9 @@ type config struct {
 	requestTimeout       time.Duration
 	pushSettlePeriod     time.Duration
 	watchNamespaces      string
+	platformKeySecret    string
+	platformKeyHeader    string
+	platformKeyInPath    bool
 }
 
 func main() {
@@ -155,6 +161,14 @@ func main() {
 		"Comma-separated namespaces the operator acts in: it caches, reconciles, receives for and serves the hub API "+
 			"only there, and reads Secrets only there (RBAC may then grant Secrets by RoleBindings in these namespaces). "+
 			"Empty (the default) is every namespace.")
+	flag.StringVar(&c.platformKeySecret, "platform-webhook-key-secret", "smaregi-platform-webhook-key",
+		"The Secret (NAME in the operator's namespace, or NAMESPACE/NAME) holding the key of the Platform API webhook URL; "+
+			"created with a random key if missing. Empty switches the Platform webhook route off.")
+	flag.StringVar(&c.platformKeyHeader, "platform-webhook-key-header", webhookserver.DefaultPlatformKeyHeader,
+		"The custom header whose value must be the Platform webhook key; empty: the key is not accepted in a header.")
+	flag.BoolVar(&c.platformKeyInPath, "platform-webhook-key-in-path", true,
+		"Accept the Platform webhook key as the last path segment ("+smaregiv1alpha1.PlatformWebhookPath+"/KEY), for an app "+
+			"whose webhook settings cannot add a header. Turn off once the header works: a key in a URL reaches access logs.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -235,6 +249,28 @@ func run(ctx context.Context, c config) error {
 		PlatformTokens: smaregiplatform.NewTokenCache(time.Now),
 		Allowed:        allowed,
 	}
+	// The operator-wide key of the Platform webhook URL, in the operator's
+	// namespace (possibly outside --watch-namespaces: read uncached).
+	var platformKeys *webhookserver.PlatformKeys
+	var platformRef *smaregiv1alpha1.WebhookKeyReference
+	if c.platformKeySecret != "" {
+		secret, err := platformKeySecretName(c.platformKeySecret, c.leaderElectionNS)
+		if err != nil {
+			return fmt.Errorf("--platform-webhook-key-secret: %w", err)
+		}
+		if platformKeys, err = webhookserver.NewPlatformKeys(webhookserver.PlatformKeysOptions{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Secret: secret,
+			RotationGrace: c.keyRotationGrace, Log: ctrl.Log.WithName("platform-webhook-key"),
+		}); err != nil {
+			return fmt.Errorf("platform webhook key: %w", err)
+		}
+		if err := mgr.Add(platformKeys); err != nil {
+			return fmt.Errorf("add platform webhook key: %w", err)
+		}
+		platformRef = &smaregiv1alpha1.WebhookKeyReference{Namespace: secret.Namespace, Name: secret.Name,
+			Key: smaregiv1alpha1.PlatformWebhookKeyKey, Header: c.platformKeyHeader, InPath: c.platformKeyInPath}
+	}
+
 	reconciler := &controllers.SmaregiStoreReconciler{
 		Client:           mgr.GetClient(),
 		APIReader:        apiReader,
@@ -243,6 +279,7 @@ func run(ctx context.Context, c config) error {
 		Clock:            clock.RealClock{},
 		Checker:          controllers.NewSmaregiChecker(clients),
 		ReceiverBaseURL:  c.receiverBaseURL,
+		PlatformWebhook:  platformRef,
 		KeyRotationGrace: c.keyRotationGrace,
 		RecheckInterval:  c.credentialsRecheck,
 		WatchNamespaces:  scope.Names(),
@@ -319,6 +356,9 @@ func run(ctx context.Context, c config) error {
 		// Smaregi's send history.
 		Status:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("smaregi-operator-receiver"),
+		// Platform webhooks: one operator-wide route, recorded through the
+		// same Sink as an edge that makes the stores pull.
+		Platform: webhookserver.PlatformOptions{Keys: platformKeys, KeyHeader: c.platformKeyHeader, KeyInPath: c.platformKeyInPath},
 	})
 	if err != nil {
 		return fmt.Errorf("create receiver: %w", err)
@@ -363,6 +403,34 @@ func run(ctx context.Context, c config) error {
 	setupLog.Info("starting manager", "receiver", c.receiverAddr, "receiverBaseURL", c.receiverBaseURL,
 		"inventory", inventory.RedactURL(c.inventoryURL), "watchNamespaces", scope.Names())
 	return mgr.Start(ctx)
+}
+
+// serviceAccountNamespaceFile holds the Pod's namespace in a cluster.
+const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// platformKeySecretName resolves --platform-webhook-key-secret: NAMESPACE/NAME,
+// or NAME in the operator's namespace (the Pod's, else
+// --leader-election-namespace).
+func platformKeySecretName(v, fallbackNS string) (types.NamespacedName, error) {
+	ns, name, found := strings.Cut(v, "/")
+	if !found {
+		name, ns = v, ""
+		if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil {
+			ns = strings.TrimSpace(string(b))
+		}
+		if ns == "" {
+			ns = fallbackNS
+		}
+		if ns == "" {
+			return types.NamespacedName{}, errors.New("outside a Pod the operator's namespace is unknown: give NAMESPACE/NAME or --leader-election-namespace")
+		}
+	}
+	for _, part := range []string{ns, name} {
+		if errs := validation.IsDNS1123Subdomain(part); len(errs) > 0 {
+			return types.NamespacedName{}, fmt.Errorf("%q: %s", v, strings.Join(errs, "; "))
+		}
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }
 
 // splitList splits a comma-separated flag value, dropping blanks.

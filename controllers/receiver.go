@@ -2,8 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"strings"
 	"time"
@@ -15,14 +13,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/webhookserver"
 )
 
-// RotatedForAnnotation is set on the key Secret to the rotate-key value
-// that its current key answers. The Secret, not the status, is the record
-// of a rotation: if the status write after a rotation failed, comparing the
-// annotation with status.receiver.lastRotation would rotate a second time
-// and throw away the key the shop is still using.
-const RotatedForAnnotation = "smaregi.stocksync.io/rotated-for"
+// RotatedForAnnotation prefixes the key Secret's per-store record of the
+// rotate-key value that its current key answers (see
+// smaregiv1alpha1.RotatedForAnnotation for why the Secret keeps it).
+const RotatedForAnnotation = smaregiv1alpha1.RotatedForAnnotation
 
 // RevokedForAnnotation prefixes the key Secret's per-store record of the
 // last handled revoke-previous-key value (revokedForKey).
@@ -33,18 +30,9 @@ const RevokedForAnnotation = "smaregi.stocksync.io/revoked-for"
 // overwrites a Secret it does not control.
 const ReasonKeySecretConflict = "KeySecretConflict"
 
-// receiverKeyBytes is the entropy of a receiver key (256 bits).
-const receiverKeyBytes = 32
-
-// newReceiverKey returns a fresh random key, base64url without padding (43
-// characters, safe in a form field and in Smaregi's パラメータ情報).
-// crypto/rand.Read cannot fail (it aborts the program instead), so there is
-// no error to handle.
-func newReceiverKey() []byte {
-	b := make([]byte, receiverKeyBytes)
-	_, _ = rand.Read(b)
-	return []byte(base64.RawURLEncoding.EncodeToString(b))
-}
+// newReceiverKey returns a fresh random key (webhookserver.NewKey: 256
+// bits, base64url, safe in a form field and in Smaregi's パラメータ情報).
+func newReceiverKey() []byte { return webhookserver.NewKey() }
 
 // keyAction is something done to the key Secret that deserves an event.
 type keyAction struct {

@@ -83,6 +83,12 @@ type SmaregiStoreReconciler struct {
 	// host, optionally a path); status.receiver.url is this plus
 	// /smaregi/v1/<routeID>.
 	ReceiverBaseURL string
+	// PlatformWebhook is where the operator-wide Platform webhook key is
+	// and how Smaregi must send it, published as status.receiver.webhookKey
+	// of every Platform store (with ReceiverBaseURL +
+	// PlatformWebhookPath as status.receiver.url). Nil means the operator
+	// runs without a Platform webhook route.
+	PlatformWebhook *smaregiv1alpha1.WebhookKeyReference
 	// KeyRotationGrace is how long the previous receiver key stays valid
 	// after a rotation. Default 24h.
 	KeyRotationGrace time.Duration
@@ -188,11 +194,16 @@ func (r *SmaregiStoreReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 	}()
 
-	if waiting == "" {
-		recv, receiver = r.reconcileReceiver(ctx, store)
-	} else {
+	switch {
+	case waiting != "" && !store.IsPlatform():
 		// A store on its way out gets no new or rotated key.
 		recv = stepResult{keepPrevious: true}
+	case store.IsPlatform():
+		// Smaregi has one webhook URL per app: a Platform store has no
+		// route or key Secret of its own.
+		recv, receiver = r.reconcilePlatformReceiver(store)
+	default:
+		recv, receiver = r.reconcileReceiver(ctx, store)
 	}
 	cred = r.reconcileCredentials(ctx, store)
 

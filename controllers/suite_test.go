@@ -128,7 +128,9 @@ func run(m *testing.M) int {
 		Clock:           fakeClock,
 		Checker:         checker,
 		ReceiverBaseURL: receiverBase,
-		Outbox:          controllers.InventoryOutbox{Store: outbox},
+		PlatformWebhook: &smaregiv1alpha1.WebhookKeyReference{Namespace: "smaregi-system", Name: "smaregi-platform-webhook-key",
+			Key: smaregiv1alpha1.PlatformWebhookKeyKey, Header: "X-Smaregi-Operator-Key"},
+		Outbox: controllers.InventoryOutbox{Store: outbox},
 		// Short, so that a drained outbox releases a deletion quickly.
 		DeletionRecheckInterval: 200 * time.Millisecond,
 	}

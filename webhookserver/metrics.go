@@ -21,11 +21,23 @@ const (
 	// could not be read (not synced yet, say): neither the shop's fault nor
 	// the sink's.
 	ResultUnavailable = "unavailable"
+	// ResultDuplicate counts Platform webhooks dropped because their
+	// Smaregi-Event-Id was recorded shortly before.
+	ResultDuplicate = "duplicate"
+	// ResultNoStores counts authenticated Platform webhooks that concern no
+	// Platform SmaregiStore (a contract or store ID nobody declared).
+	ResultNoStores = "no_stores"
 )
 
 var allResults = []string{
 	ResultAccepted, ResultIgnored, ResultUnauthorized, ResultNotFound, ResultMethodNotAllowed,
 	ResultTooLarge, ResultBadRequest, ResultSinkError, ResultUnavailable,
+}
+
+// platformResults are the results of the Platform webhook route.
+var platformResults = []string{
+	ResultAccepted, ResultIgnored, ResultDuplicate, ResultNoStores, ResultUnauthorized, ResultNotFound,
+	ResultMethodNotAllowed, ResultTooLarge, ResultBadRequest, ResultSinkError, ResultUnavailable,
 }
 
 var (
@@ -41,6 +53,18 @@ var (
 		// is a millisecond to a few seconds.
 		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 	}, []string{"result"})
+
+	platformRequestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "smaregi_receiver_platform_requests_total",
+		Help: "Requests to the Platform webhook route of the receiver, by result.",
+	}, []string{"result"})
+
+	platformRequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "smaregi_receiver_platform_request_duration_seconds",
+		Help: "Time from a Platform webhook's arrival to its answer, including the durable record, by result.",
+		// Smaregi waits about 3 s: the buckets around it matter.
+		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5},
+	}, []string{"result"})
 )
 
 func init() {
@@ -50,5 +74,9 @@ func init() {
 		requestsTotal.WithLabelValues(r)
 		requestDuration.WithLabelValues(r)
 	}
-	metrics.Registry.MustRegister(requestsTotal, requestDuration)
+	for _, r := range platformResults {
+		platformRequestsTotal.WithLabelValues(r)
+		platformRequestDuration.WithLabelValues(r)
+	}
+	metrics.Registry.MustRegister(requestsTotal, requestDuration, platformRequestsTotal, platformRequestDuration)
 }

@@ -192,8 +192,12 @@ func keyMatches(gotSum [sha256.Size]byte, want []byte) bool {
 	if len(want) == 0 {
 		return false
 	}
-	wantSum := sha256.Sum256(want)
-	return subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) == 1
+	return digestsMatch(gotSum, sha256.Sum256(want))
+}
+
+// digestsMatch compares two key digests in constant time.
+func digestsMatch(a, b [sha256.Size]byte) bool {
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 // previousKeyValid reports whether the rotated-out key is still accepted. A

@@ -36,7 +36,13 @@ type Send struct {
 	ContractID string
 	// Route is the store whose URL and key were used. Smaregi sends a whole
 	// contract to one URL, so this need not be a store the send concerns.
-	Route    types.NamespacedName
+	// Empty for a Platform webhook, whose URL and key are the operator's.
+	Route types.NamespacedName
+	// ProcName is the proc_name of a legacy send, or the Smaregi-Event of a
+	// Platform webhook (EventStock, EventTransactions). A webhook's ID is
+	// the hash of "platform", namespace, contract and Smaregi-Event-Id, its
+	// Rows the number of its ids, and it has no Stock or Transactions: a
+	// webhook carries IDs only, it is an edge that triggers a pull.
 	ProcName string
 	// StoreIDs are the distinct storeId values of all rows, sorted.
 	StoreIDs []string

@@ -3,6 +3,12 @@
 // send by the extra form parameter the shop configured, parses it, routes it
 // to the SmaregiStores of the contract it concerns and hands it to a Sink;
 // it answers 2xx only once the Sink has recorded the send.
+//
+// It also receives the webhooks of Smaregi's Platform API on one
+// operator-wide path (platform.go): authenticated by the operator's webhook
+// key (PlatformKeys), routed by contract and store IDs to the Platform
+// stores of every watched namespace, deduplicated by event ID and recorded
+// through the same Sink, as an edge that triggers a pull.
 package webhookserver
 
 import (
@@ -96,15 +102,22 @@ type Options struct {
 	// ReportInterval between repeated reports of a continuing bad verdict
 	// per contract. Defaults to DefaultReportInterval.
 	ReportInterval time.Duration
+
+	// Platform configures the route of the Platform API's webhooks
+	// (smaregiv1alpha1.PlatformWebhookPath); without Platform.Keys it
+	// answers 404. MaxBodyBytes and MaxRows (as the most ids of one
+	// event) apply to it too.
+	Platform PlatformOptions
 }
 
 // Server is the receiver. It is a manager.Runnable that every replica runs
 // (Smaregi may reach any of them through the Service), and an http.Handler.
 type Server struct {
-	opts   Options
-	log    logr.Logger
-	clock  clock.PassiveClock
-	health *sendHealth
+	opts     Options
+	log      logr.Logger
+	clock    clock.PassiveClock
+	health   *sendHealth
+	platform *platformReceiver // nil: no Platform route
 }
 
 var (
@@ -154,7 +167,11 @@ func New(opts Options) (*Server, error) {
 	defaultDuration(&opts.ReportInterval, DefaultReportInterval)
 	health := &sendHealth{status: opts.Status, recorder: opts.Recorder, interval: opts.ReportInterval, log: opts.Log,
 		now: opts.Clock.Now, last: map[string]healthRecord{}}
-	return &Server{opts: opts, log: opts.Log, clock: opts.Clock, health: health}, nil
+	platform, err := newPlatformReceiver(opts.Platform)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{opts: opts, log: opts.Log, clock: opts.Clock, health: health, platform: platform}, nil
 }
 
 func defaultDuration(d *time.Duration, def time.Duration) {
@@ -208,8 +225,12 @@ func refuse(status int, result, message string) outcome {
 	return outcome{status: status, result: result, message: message}
 }
 
-// ServeHTTP answers one send.
+// ServeHTTP answers one send, or one Platform webhook.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if isPlatformPath(r.URL.Path) {
+		s.servePlatform(w, r)
+		return
+	}
 	start := time.Now()
 	out := s.handle(w, r)
 	requestsTotal.WithLabelValues(out.result).Inc()

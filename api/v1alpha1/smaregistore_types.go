@@ -86,6 +86,26 @@ const (
 // ReceiverPathPrefix is the receiver's URL path before the route ID.
 const ReceiverPathPrefix = "/smaregi/v1/"
 
+// PlatformWebhookPath is the receiver's one URL path for the webhooks of
+// Smaregi's Platform API: Smaregi has one webhook URL per app, so every
+// Platform store of the operator shares it. When the operator accepts the
+// key in the URL (--platform-webhook-key-in-path), it is this path plus
+// "/" and the key.
+const PlatformWebhookPath = "/smaregi/platform/v1/webhook"
+
+// PlatformWebhookKeyKey is the key, in the operator-wide Platform webhook
+// key Secret (--platform-webhook-key-secret, in the operator's namespace),
+// that holds the webhook key. During a rotation the replaced key is kept
+// under this name plus PreviousKeySuffix until the Secret's
+// PreviousKeyExpiresAnnotation.
+const PlatformWebhookKeyKey = "key"
+
+// RotatedForAnnotation on a generated key Secret records the rotate-key
+// value its current key answers. The Secret, not a status, is the record of
+// a rotation: a lost status write must not rotate a second time and throw
+// away the key Smaregi is still using.
+const RotatedForAnnotation = "smaregi.stocksync.io/rotated-for"
+
 // ResyncRequestAnnotation asks for a full reconcile of the store's stock now
 // rather than at the next spec.sync.fullResyncInterval. Set it to any new
 // value (a timestamp, say); status.inventory.lastHandledResyncRequest shows
@@ -187,6 +207,11 @@ const (
 	// ReasonUnknownStoreID: Smaregi refused an update because the contract
 	// has no such store.
 	ReasonUnknownStoreID = "UnknownStoreID"
+	// ReasonPlatformWebhook: ReceiverReady of a Platform store. It has no
+	// per-contract route or key: Smaregi posts the app's webhooks to the
+	// operator-wide URL in status.receiver.url, authenticated by the key
+	// that status.receiver.webhookKey locates.
+	ReasonPlatformWebhook = "PlatformWebhook"
 )
 
 // SecretKeyReference names one key of a Secret in the store's namespace.
@@ -357,6 +382,43 @@ type ReceiverStatus struct {
 	// stops being accepted.
 	// +optional
 	PreviousKeyExpiresAt *metav1.Time `json:"previousKeyExpiresAt,omitempty"`
+
+	// WebhookKey, on a Platform store, says where the key of the
+	// operator-wide webhook URL is and how Smaregi must send it. URL is
+	// then the webhook URL to enter in the app's settings in Smaregi's
+	// developer console; RouteID, KeySecretRef and ParameterName are empty
+	// (they describe legacy sends).
+	// +optional
+	WebhookKey *WebhookKeyReference `json:"webhookKey,omitempty"`
+}
+
+// WebhookKeyReference locates the operator-wide key of the Platform webhook
+// URL. The Secret is in the operator's namespace, administered by whoever
+// runs the operator, not by the store's namespace.
+type WebhookKeyReference struct {
+	// Namespace of the key Secret (the operator's namespace).
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Name of the key Secret (--platform-webhook-key-secret).
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// Key in the Secret's data that holds the webhook key.
+	// +optional
+	Key string `json:"key,omitempty"`
+
+	// Header is the custom header whose value must be the key, set in the
+	// app's webhook settings. Empty when the operator does not accept the
+	// key in a header.
+	// +optional
+	Header string `json:"header,omitempty"`
+
+	// InPath is true when the operator accepts the key as one more path
+	// segment of the URL (URL + "/" + key), for when a custom header
+	// cannot be set.
+	// +optional
+	InPath bool `json:"inPath,omitempty"`
 }
 
 // InventoryStatus summarises the stock mirror. The rows themselves live in

@@ -131,6 +131,11 @@ Smaregi talks to the smaregi-operator instead of GoQSystem:
 The output contains the receiver key, a secret: show it only to the shop.
 It never contains the access token; the command only reads, it changes nothing.
 
+For a Platform store (spec.api: Platform) it prints instead the app to create in
+Smaregi's developer console (scopes), its installation for the contract, the
+credentials Secret (clientID, clientSecret) and the app's webhook URL, header and
+the command that reads the operator-wide webhook key (the key itself is not printed).
+
 You need get on smaregistores and on the receiver key Secret in the namespace.
 
 Exit status: 0 printed; 2 the store has no receiver URL or key yet (the output
@@ -175,6 +180,11 @@ func loadInput(ctx context.Context, r client.Reader, key types.NamespacedName) (
 		if s.Spec.ContractID == store.Spec.ContractID && s.Name != store.Name {
 			in.ContractStores = append(in.ContractStores, s)
 		}
+	}
+	if store.IsPlatform() {
+		// The webhook key is the operator's, outside the namespace: the
+		// guide prints how to read it rather than reading it.
+		return in, nil
 	}
 	_, secretName, _ := store.ReceiverKeyLocation()
 	var secret corev1.Secret

@@ -1,7 +1,9 @@
 // Package setupguide renders what a shop owner must enter in Smaregi's admin
 // screens so that Smaregi talks to this operator: the steps of the setup
 // guide shops know from GoQSystem, in the same order, with this store's
-// values filled in. kubectl-smaregi prints it.
+// values filled in; for a Platform store, the app in Smaregi's developer
+// console, its installation and its webhook (platform.go). kubectl-smaregi
+// prints it.
 package setupguide
 
 import (
@@ -22,7 +24,7 @@ type Input struct {
 	// Store is the SmaregiStore as read from the cluster, status included.
 	Store *smaregiv1alpha1.SmaregiStore
 	// KeySecret is the store's receiver key Secret, nil if it does not
-	// exist yet.
+	// exist yet (and always for a Platform store, which has none).
 	KeySecret *corev1.Secret
 	// ContractStores are the other SmaregiStores of the same contract in
 	// the store's namespace: they share its send URL and key.
@@ -72,6 +74,9 @@ func Render(w io.Writer, in Input) error {
 	}
 	st := in.Store
 	g := &guide{w: w}
+	if st.IsPlatform() {
+		return renderPlatform(g, in)
+	}
 	param, secretName, secretKey := st.ReceiverKeyLocation()
 	url := ""
 	if st.Status.Receiver != nil {
