@@ -9,7 +9,6 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -191,7 +190,7 @@ func (s *Store) SafetyStockFor(ctx context.Context, key inventory.StoreKey, prod
 			out.Overrides[*p] = *units
 		}
 	}
-	if err := res.Err(); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	if err := res.Err(); err != nil {
 		return inventory.SafetyStock{}, false, fmt.Errorf("pgstore: reading the safety stock of %s: %w", key, err)
 	}
 	return out, recorded, nil
