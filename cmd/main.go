@@ -290,6 +290,14 @@ func run(ctx context.Context, c config) error {
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up SmaregiStore controller: %w", err)
 	}
+	// Records spec.safetyStock and the overrides ConfigMap in the inventory
+	// (leader only, like every inventory writer), where the hub API of
+	// every replica reads them and their changes get resource versions.
+	if err := (&controllers.SafetyStockReconciler{
+		Client: mgr.GetClient(), APIReader: apiReader, Store: inv, Clock: clock.RealClock{},
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up safety stock controller: %w", err)
+	}
 
 	// The registry of SmaregiStores that the sync engine and the pusher
 	// subscribe to, and the token cache they share: the credentials Secret

@@ -49,17 +49,19 @@ const (
 // spec.credentialsRef.name, used to find the stores a Secret event concerns.
 const CredentialsSecretIndex = "spec.credentialsRef.name"
 
-// CacheOptions returns the manager cache options the controller needs:
+// CacheOptions returns the manager cache options the controllers need:
 // full Secret objects are cached only when labelled as created by this
 // operator (the receiver key Secrets), so the operator never holds every
-// token and certificate of the cluster in memory. With namespaces
+// token and certificate of the cluster in memory; ConfigMaps only when
+// labelled as safety stock overrides (SafetyStockReconciler). With namespaces
 // (--watch-namespaces) every informer lists and watches only there; none
 // means every namespace. cmd/main.go and the tests both use it.
 func CacheOptions(namespaces ...string) cache.Options {
 	return cache.Options{
 		DefaultNamespaces: watchscope.CacheNamespaces(namespaces),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue})},
+			&corev1.Secret{}:    {Label: labels.SelectorFromSet(labels.Set{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue})},
+			&corev1.ConfigMap{}: {Label: labels.SelectorFromSet(labels.Set{smaregiv1alpha1.SafetyStockOverridesLabel: "true"})},
 		},
 	}
 }

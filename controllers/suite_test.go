@@ -50,7 +50,8 @@ var (
 	checker    *countingChecker
 	reconciler *controllers.SmaregiStoreReconciler
 	nsCounter  atomic.Int64
-	// outbox is the inventory store whose adjustments hold deleted stores.
+	// outbox is the inventory store whose adjustments hold deleted stores,
+	// and where the safety stock controller records safety stock.
 	outbox *boltstore.Store
 )
 
@@ -135,6 +136,11 @@ func run(m *testing.M) int {
 		DeletionRecheckInterval: 200 * time.Millisecond,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := (&controllers.SafetyStockReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: outbox,
+		MissingRecheckInterval: time.Second}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

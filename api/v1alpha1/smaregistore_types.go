@@ -130,6 +130,15 @@ const DiscardPendingAdjustmentsAnnotation = "smaregi.stocksync.io/discard-pendin
 // another Secret's value (a database password, say) to an endpoint.
 const CredentialsLabel = "smaregi.stocksync.io/credentials"
 
+// SafetyStockOverridesLabel must be "true" on a ConfigMap that
+// spec.safetyStockOverridesRef names: the operator caches (and so watches)
+// only ConfigMaps that opt in, not every ConfigMap of the cluster.
+const SafetyStockOverridesLabel = "smaregi.stocksync.io/safety-stock-overrides"
+
+// MaxSafetyStock bounds spec.safetyStock and each override: far above any
+// shop's stock, and far from int64 overflow in available's arithmetic.
+const MaxSafetyStock = 1_000_000_000
+
 // ManagedByLabel and ManagedByValue mark objects this operator creates.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
@@ -160,6 +169,14 @@ const (
 	SendsHealthyCondition = "SendsHealthy"
 	// InventorySyncedCondition reports whether the stock mirror is current.
 	InventorySyncedCondition = "InventorySynced"
+	// SafetyStockOverridesValidCondition reports on the ConfigMap that
+	// spec.safetyStockOverridesRef names: True when every entry applies,
+	// False when it is missing or unlabelled (no override applies) or when
+	// some entries are invalid (they are ignored, the others apply). Absent
+	// without safetyStockOverridesRef. It does not affect Ready: the store
+	// works with spec.safetyStock alone. Written by the safety stock
+	// controller.
+	SafetyStockOverridesValidCondition = "SafetyStockOverridesValid"
 )
 
 // Condition reasons that tell the user what to do.
@@ -212,6 +229,13 @@ const (
 	// operator-wide URL in status.receiver.url, authenticated by the key
 	// that status.receiver.webhookKey locates.
 	ReasonPlatformWebhook = "PlatformWebhook"
+	// SafetyStockOverridesValid reasons: the ConfigMap does not exist, or
+	// lacks SafetyStockOverridesLabel (no override applies until fixed);
+	// some entries are not a product ID mapped to a whole number of units
+	// (those are ignored).
+	ReasonConfigMapNotFound    = "ConfigMapNotFound"
+	ReasonConfigMapNotLabelled = "ConfigMapNotLabelled"
+	ReasonInvalidEntries       = "InvalidEntries"
 )
 
 // SecretKeyReference names one key of a Secret in the store's namespace.
@@ -228,6 +252,15 @@ type SecretKeyReference struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	Key string `json:"key,omitempty"`
+}
+
+// ConfigMapReference names a ConfigMap in the same namespace.
+type ConfigMapReference struct {
+	// Name of the ConfigMap, in the same namespace as the referring object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
 }
 
 // ReceiverSpec configures how Smaregi's outgoing sends (API送信) authenticate.
@@ -336,13 +369,32 @@ type SmaregiStoreSpec struct {
 
 	// SafetyStock is held back from every product when the hub API reports
 	// what may be sold online: available = stock - layaway - safetyStock
-	// (never below 0). Defaults to 0; at most 1,000,000,000 (far above any
-	// shop's stock, and far from int64 overflow in that subtraction).
+	// (never below 0), except for products with an entry in
+	// safetyStockOverridesRef. Defaults to 0; at most 1,000,000,000 (far
+	// above any shop's stock, and far from int64 overflow in that
+	// subtraction). A change applies within seconds, and channels watching
+	// the store's stock get an event for every product whose availability
+	// it changes.
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1000000000
 	// +optional
 	SafetyStock int64 `json:"safetyStock,omitempty"`
+
+	// SafetyStockOverridesRef names a ConfigMap in the store's namespace
+	// that sets the safety stock per product, instead of safetyStock: each
+	// key is a Smaregi product ID (1 to 15 digits), each value the units
+	// held back from it (a whole number from 0 to 1,000,000,000), e.g.
+	// "8000001": "5". Tens of thousands of entries fit in one ConfigMap,
+	// which suits GitOps. The ConfigMap must carry the label
+	// smaregi.stocksync.io/safety-stock-overrides: "true" (the operator
+	// watches only labelled ConfigMaps). A change applies within seconds,
+	// with a watch event for each product whose availability it changes.
+	// Invalid entries are ignored and listed in the SafetyStockOverridesValid
+	// condition; while the ConfigMap is missing or unlabelled, no override
+	// applies (only safetyStock) and the condition says so.
+	// +optional
+	SafetyStockOverridesRef *ConfigMapReference `json:"safetyStockOverridesRef,omitempty"`
 
 	// Suspend stops credential checks, pulls and pushes for this store.
 	// Sends that arrive are still recorded and processed after resuming.
@@ -472,7 +524,8 @@ type SmaregiStoreStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready (summary), CredentialsValid, ReceiverReady,
-	// InventorySynced, and kstatus's Reconciling and Stalled.
+	// InventorySynced, SendsHealthy, SafetyStockOverridesValid (with
+	// safetyStockOverridesRef), and kstatus's Reconciling and Stalled.
 	// +listType=map
 	// +listMapKey=type
 	// +patchStrategy=merge

@@ -46,6 +46,7 @@ type stockItem struct {
 	StockAmount        int64      `json:"stockAmount"`
 	LayawayStockAmount int64      `json:"layawayStockAmount"`
 	PendingAdjustment  int64      `json:"pendingAdjustment"`
+	SafetyStock        int64      `json:"safetyStock"`
 	Available          int64      `json:"available"`
 	UpdDateTime        *time.Time `json:"updDateTime"`
 }

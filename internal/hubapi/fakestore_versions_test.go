@@ -38,3 +38,9 @@ func (m *memStore) SubscribeVersions(ctx context.Context) <-chan inventory.Store
 	}()
 	return ch
 }
+
+// SafetyStockFor: the fake records no safety stock, so the hub API uses
+// spec.safetyStock, as for a store the controller has not recorded yet.
+func (m *memStore) SafetyStockFor(context.Context, inventory.StoreKey, []string) (inventory.SafetyStock, bool, error) {
+	return inventory.SafetyStock{}, false, nil
+}

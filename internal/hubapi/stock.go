@@ -2,17 +2,23 @@ package hubapi
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 )
 
 // Available is what may be sold through other channels: stock less layaway
-// (取置) and the store's safety stock, less adjustments that will take stock
+// (取置) and the product's safety stock (its override, else the store's
+// spec.safetyStock: effectiveSafety), less adjustments that will take stock
 // away but have not reached the mirror yet. Pending additions are not
 // counted until Smaregi has applied them, so a failed or slow push can never
 // cause an oversell. Never below 0.
@@ -156,6 +162,7 @@ func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var one *inventory.Row
+	var ids []string // the products whose safety stock overrides are read first
 	if productID != "" {
 		row, found, err := s.opts.Store.Row(ctx, key, productID)
 		if err != nil {
@@ -164,7 +171,13 @@ func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 		}
 		if found {
 			one = &row
+			ids = []string{productID}
 		}
+	}
+	safety, err := s.effectiveSafety(ctx, key, store, ids)
+	if err != nil {
+		s.storeFailure(w, err, "reading the safety stock", key)
+		return
 	}
 
 	h := w.Header()
@@ -175,7 +188,7 @@ func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	enc := stockEncoder{w: bufio.NewWriterSize(w, 32<<10), safety: store.Spec.SafetyStock, pending: pending}
+	enc := stockEncoder{w: bufio.NewWriterSize(w, 32<<10), safety: safety, pending: pending}
 	enc.head(store.Namespace, store.Name, version, sum)
 	if productID != "" {
 		if one != nil {
@@ -184,6 +197,11 @@ func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 	} else {
 		for after := ""; ; {
 			page, err := s.opts.Store.RowsPage(ctx, key, after, stockPageSize)
+			if err == nil && len(page) > 0 {
+				// Each page reads the overrides of its own products, so a
+				// listing never holds the whole ConfigMap's worth.
+				enc.safety, err = s.effectiveSafety(ctx, key, store, rowIDs(page))
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					s.log.V(1).Info("client went away during a stock listing", "store", key.String(), "error", err.Error())
@@ -213,12 +231,46 @@ func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func rowIDs(rows []inventory.Row) []string {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ProductID
+	}
+	return ids
+}
+
+// effectiveSafety reads the store's safety stock for the given products
+// from the inventory, where the controller records spec.safetyStock and the
+// overrides ConfigMap (inventory.SafetyStockStore), so that the listing
+// and the watch agree with the versions that record its changes. A store
+// the controller has not recorded yet (just created, or just upgraded) gets
+// spec.safetyStock from the object: never less than the user asked for.
+func (s *Server) effectiveSafety(ctx context.Context, key inventory.StoreKey, store *smaregiv1alpha1.SmaregiStore, ids []string) (inventory.SafetyStock, error) {
+	safety, recorded, err := s.opts.Store.SafetyStockFor(ctx, key, ids)
+	if err != nil || recorded {
+		return safety, err
+	}
+	if store == nil {
+		var st smaregiv1alpha1.SmaregiStore
+		err := s.opts.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, &st)
+		if err != nil {
+			if apierrors.IsNotFound(err) {
+				// Gone: its watchers see nothing more anyway.
+				return inventory.SafetyStock{}, nil
+			}
+			return inventory.SafetyStock{}, fmt.Errorf("reading SmaregiStore %s: %w", key, err)
+		}
+		store = &st
+	}
+	return inventory.SafetyStock{Default: store.Spec.SafetyStock}, nil
+}
+
 // stockEncoder writes the stock document by hand: encoding/json would need
 // the whole list in memory, or reflection per row.
 type stockEncoder struct {
 	w       *bufio.Writer
 	buf     []byte
-	safety  int64
+	safety  inventory.SafetyStock
 	pending map[string]int64
 	n       int
 	err     error
@@ -234,7 +286,7 @@ func (e *stockEncoder) head(ns, name string, version uint64, sum inventory.Summa
 	b = strconv.AppendUint(b, version, 10)
 	b = append(b, '"')
 	b = append(b, `,"safetyStock":`...)
-	b = strconv.AppendInt(b, e.safety, 10)
+	b = strconv.AppendInt(b, e.safety.Default, 10)
 	b = append(b, `,"skus":`...)
 	b = strconv.AppendInt(b, sum.SKUs, 10)
 	b = append(b, `,"watermark":`...)
@@ -256,7 +308,7 @@ func (e *stockEncoder) row(r inventory.Row) error {
 		b = append(b, ',')
 	}
 	e.n++
-	b = appendItem(b, r, e.safety, e.pending[r.ProductID], 0)
+	b = appendItem(b, r, e.safety.For(r.ProductID), e.pending[r.ProductID], 0)
 	e.buf = b
 	if _, err := e.w.Write(b); err != nil {
 		e.err = fmt.Errorf("writing the stock listing: %w", err)
@@ -266,7 +318,7 @@ func (e *stockEncoder) row(r inventory.Row) error {
 }
 
 // appendItem writes one row as listed, and as a watch event's object (with
-// its resourceVersion; 0 leaves it out).
+// its resourceVersion; 0 leaves it out). safety is the product's own.
 func appendItem(b []byte, r inventory.Row, safety, pending int64, version uint64) []byte {
 	// Product IDs are digits (Smaregi's rule, enforced by the client that
 	// fills the mirror), but quoting keeps the output valid JSON whatever
@@ -279,6 +331,8 @@ func appendItem(b []byte, r inventory.Row, safety, pending int64, version uint64
 	b = strconv.AppendInt(b, r.LayawayStockAmount, 10)
 	b = append(b, `,"pendingAdjustment":`...)
 	b = strconv.AppendInt(b, pending, 10)
+	b = append(b, `,"safetyStock":`...)
+	b = strconv.AppendInt(b, safety, 10)
 	b = append(b, `,"available":`...)
 	b = strconv.AppendInt(b, Available(r, safety, pending), 10)
 	b = append(b, `,"updDateTime":`...)

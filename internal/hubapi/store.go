@@ -50,4 +50,8 @@ type Store interface {
 	ChangesSince(ctx context.Context, key inventory.StoreKey, version uint64, limit int) ([]inventory.Change, error)
 	RowsByID(ctx context.Context, key inventory.StoreKey, productIDs []string) (map[string]inventory.Row, error)
 	SubscribeVersions(ctx context.Context) <-chan inventory.StoreKey
+
+	// SafetyStockFor reads the store's safety stock for the given products
+	// (inventory.SafetyStockStore).
+	SafetyStockFor(ctx context.Context, key inventory.StoreKey, productIDs []string) (inventory.SafetyStock, bool, error)
 }

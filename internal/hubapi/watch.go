@@ -26,9 +26,6 @@ import (
 	"sync"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
-
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 )
@@ -262,7 +259,7 @@ func (s *Server) changeEvents(ctx context.Context, key inventory.StoreKey, versi
 	if err != nil {
 		return nil, err
 	}
-	safety, err := s.safetyStock(ctx, key)
+	safety, err := s.effectiveSafety(ctx, key, nil, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +268,7 @@ func (s *Server) changeEvents(ctx context.Context, key inventory.StoreKey, versi
 		var b []byte
 		if r, ok := rows[c.ProductID]; ok {
 			b = append(b, `{"type":"MODIFIED","object":`...)
-			b = appendItem(b, r, safety, pending[c.ProductID], c.Version)
+			b = appendItem(b, r, safety.For(c.ProductID), pending[c.ProductID], c.Version)
 		} else {
 			b = append(b, `{"type":"DELETED","object":{"productId":`...)
 			b = strconv.AppendQuote(b, c.ProductID)
@@ -282,20 +279,6 @@ func (s *Server) changeEvents(ctx context.Context, key inventory.StoreKey, versi
 		out = append(out, watchEvent{version: c.Version, line: b})
 	}
 	return out, nil
-}
-
-// safetyStock is the store's spec.safetyStock from the cache; 0 once the
-// SmaregiStore is gone (its watchers then see nothing more anyway).
-func (s *Server) safetyStock(ctx context.Context, key inventory.StoreKey) (int64, error) {
-	var st smaregiv1alpha1.SmaregiStore
-	err := s.opts.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, &st)
-	if err != nil {
-		if apierrors.IsNotFound(err) {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("reading SmaregiStore %s: %w", key, err)
-	}
-	return st.Spec.SafetyStock, nil
 }
 
 func appendVersion(b []byte, v uint64) []byte {

@@ -138,10 +138,23 @@ func TestWatchListThenWatchAcrossRestart(t *testing.T) {
 	inv = openBolt(t, path)
 	defer inv.Close()
 	pull(inv, inventory.Row{ProductID: "8000003", StockAmount: 1, UpdDateTime: t0.Add(2 * time.Minute)})
+	// The safety stock controller records spec.safetyStock and an override
+	// (its first record: an event for every product).
+	_, err = inv.SetSafetyStock(ctx, f.key, inventory.SafetyStock{Default: 1, Overrides: map[string]int64{"8000003": 0}})
+	must(t, err)
 	stop = serve(t, f, inv, addr)
 	defer stop()
 	pull(inv, inventory.Row{ProductID: "8000001", StockAmount: 7, UpdDateTime: t0.Add(3 * time.Minute)})
+	// An override changed: one event.
+	_, err = inv.SetSafetyStock(ctx, f.key, inventory.SafetyStock{Default: 1, Overrides: map[string]int64{"8000003": 0, "8000001": 4}})
+	must(t, err)
 	waitFor(t, "the events after the restart", caughtUp(inv))
+	if it, _ := rec.Get("8000001"); it.SafetyStock != 4 || it.Available != 3 {
+		t.Fatalf("with the override 4 the channel sees %+v, want available 3", it)
+	}
+	if it, _ := rec.Get("8000003"); it.SafetyStock != 0 || it.Available != 1 {
+		t.Fatalf("with the override 0 the channel sees %+v, want available 1", it)
+	}
 
 	fresh, err := c.List(ctx, f.ns, f.store.Name)
 	must(t, err)

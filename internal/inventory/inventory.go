@@ -227,7 +227,7 @@ type Store interface {
 	Row(ctx context.Context, key StoreKey, productID string) (Row, bool, error)
 	Summary(ctx context.Context, key StoreKey) (Summary, error)
 	// DeleteStore removes the store's mirror, summary, dirty mark,
-	// adjustments and push attempts.
+	// adjustments, push attempts, change log and safety stock.
 	DeleteStore(ctx context.Context, key StoreKey) error
 	// Stores lists, sorted by namespace then name (byte order), every store
 	// the inventory holds data for: a mirror summary or rows, a dirty mark,
@@ -260,6 +260,9 @@ type Store interface {
 	AdjustmentStore
 	// VersionStore is the change log channels watch (versions.go).
 	VersionStore
+	// SafetyStockStore holds the units held back per product
+	// (safetystock.go).
+	SafetyStockStore
 
 	Close() error
 }

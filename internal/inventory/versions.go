@@ -11,7 +11,9 @@ import (
 // resource version by one and records a Change naming the product: a mirror
 // row written, added or removed (ApplyPull, a full sync's commit), and a
 // product's pending adjustment sum changing (SubmitAdjustment with a negative
-// line, an adjustment failing or being reflected). Versions are durable and
+// line, an adjustment failing or being reflected), and a product's effective
+// safety stock changing (SetSafetyStock: an override added, changed or
+// removed, or the default changed; safetystock.go). Versions are durable and
 // increase by exactly one per change, in commit order, per store: a reader
 // that has seen every change up to v and reads ChangesSince(v) misses
 // nothing and sees nothing twice, across restarts and replicas. They start

@@ -29,12 +29,15 @@ import (
 // Item is one product's stock and availability, as listed and as carried
 // by an event.
 type Item struct {
-	ProductID          string     `json:"productId"`
-	StockAmount        int64      `json:"stockAmount"`
-	LayawayStockAmount int64      `json:"layawayStockAmount"`
-	PendingAdjustment  int64      `json:"pendingAdjustment"`
-	Available          int64      `json:"available"`
-	UpdDateTime        *time.Time `json:"updDateTime"`
+	ProductID          string `json:"productId"`
+	StockAmount        int64  `json:"stockAmount"`
+	LayawayStockAmount int64  `json:"layawayStockAmount"`
+	PendingAdjustment  int64  `json:"pendingAdjustment"`
+	// SafetyStock is the units held back from this product: its entry in
+	// spec.safetyStockOverridesRef's ConfigMap, else spec.safetyStock.
+	SafetyStock int64      `json:"safetyStock"`
+	Available   int64      `json:"available"`
+	UpdDateTime *time.Time `json:"updDateTime"`
 }
 
 // Stock is a listing.

@@ -12,6 +12,7 @@
 //	                                         sequence holds the record count
 //	dirty/<ns>\x00<name>                   = 8-byte mark sequence
 //	adjustments/<ns>\x00<name>/…           = adjustments and push attempts (adjustments.go)
+//	stores/<ns>\x00<name>/safety/…         = safety stock (safetystock.go)
 package boltstore
 
 import (

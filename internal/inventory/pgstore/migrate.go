@@ -134,6 +134,8 @@ CREATE UNIQUE INDEX inventory_attempts_one_open ON inventory_attempts (store_id)
 `,
 	// 6: resource versions and the change log channels watch (versions.go).
 	migrationVersions,
+	// 7: safety stock per store and product (safetystock.go).
+	migrationSafetyStock,
 }
 
 // migrationLock is the advisory lock key that serialises replicas starting
