@@ -430,7 +430,10 @@ func platformKeySecretName(v, fallbackNS string) (types.NamespacedName, error) {
 			ns = fallbackNS
 		}
 		if ns == "" {
-			return types.NamespacedName{}, errors.New("outside a Pod the operator's namespace is unknown: give NAMESPACE/NAME or --leader-election-namespace")
+			// Outside a Pod (make run, the demo, the e2e tests) with no
+			// namespace given: the operator must still start, and a
+			// local control plane always has "default".
+			ns = "default"
 		}
 	}
 	for _, part := range []string{ns, name} {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,6 +45,22 @@ func declarePlatformStore(t testing.TB, ns, name string, s *shop, storeID string
 	}
 }
 
+// connectWebhooks does what the app's developer does in Smaregi's developer
+// console: the webhook URL and the custom header carrying the key, both
+// from the store's status.
+func connectWebhooks(t *testing.T, s *shop, st *smaregiv1alpha1.SmaregiStore) {
+	t.Helper()
+	ref := st.Status.Receiver.WebhookKey
+	if ref == nil || ref.Header == "" {
+		t.Fatalf("status.receiver.webhookKey = %+v, want the key's Secret and header", ref)
+	}
+	secret := getSecret(t, ref.Namespace, ref.Name)
+	if err := s.sim.SetWebhookConfig(smaregisim.WebhookConfig{URL: st.Status.Receiver.URL,
+		Headers: map[string]string{ref.Header: string(secret.Data[ref.Key])}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitImported waits for the store to be Ready with skus rows imported.
 func waitImported(t testing.TB, ns, name string, skus int64) *smaregiv1alpha1.SmaregiStore {
 	t.Helper()
@@ -78,10 +95,17 @@ func TestPlatformAndLegacyStoresSideBySide(t *testing.T) {
 	// inside the settle period as the pusher requires.
 	cfg.extraArgs = []string{"--smaregi-request-timeout", "2s", "--push-settle-period", "5s"}
 	op := startOperator(t, cfg)
-	declareStores(t, ns, legacy, 10*time.Second, "1")
-	declarePlatformStore(t, ns, "plat-1", plat, "1", 10*time.Second)
-	waitImported(t, ns, "store-1", products)
+	// Polls an hour apart: a sale shows within the test's waits only
+	// through the legacy send or the Platform webhook.
+	declareStores(t, ns, legacy, time.Hour, "1")
+	declarePlatformStore(t, ns, "plat-1", plat, "1", time.Hour)
+	lst := waitImported(t, ns, "store-1", products)
 	pst := waitImported(t, ns, "plat-1", products)
+	if r := pst.Status.Receiver; r == nil || !strings.HasSuffix(r.URL, smaregiv1alpha1.PlatformWebhookPath) {
+		t.Fatalf("Platform store's status.receiver = %+v, want the operator's Platform webhook URL", r)
+	}
+	connectSends(t, legacy, lst)
+	connectWebhooks(t, plat, pst)
 	if c := apimeta.FindStatusCondition(pst.Status.Conditions, smaregiv1alpha1.CredentialsValidCondition); c == nil ||
 		c.Status != metav1.ConditionTrue {
 		t.Fatalf("Platform store CredentialsValid = %+v", c)
@@ -92,6 +116,33 @@ func TestPlatformAndLegacyStoresSideBySide(t *testing.T) {
 		waitFor(t, 30*time.Second, "the mirror of "+name+" to equal Smaregi", func() bool {
 			return mirrorDiff(t, op, viewer, s, ns, name, "1") == ""
 		})
+	}
+
+	// Sales are followed through the send (legacy) and the webhook
+	// (Platform): with polls an hour apart nothing else brings them in.
+	for _, tg := range []struct {
+		name string
+		s    *shop
+	}{{"store-1", legacy}, {"plat-1", plat}} {
+		pid := strconv.Itoa(smaregisim.FirstProductID + products - 1)
+		before, err := tg.s.sim.StockOf("1", pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := tg.s.sim.Sale("1", []smaregisim.SaleLine{{ProductID: pid, Quantity: 2}}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, tg.name+" to show the sale", func() bool {
+			got, _ := hubStock(t, op, viewer, ns, tg.name)
+			for _, it := range got.Items {
+				if it.ProductID == pid {
+					return it.StockAmount == before-2
+				}
+			}
+			return false
+		})
+		t.Logf("%s: sale visible in the hub API %s after it was rung up", tg.name, time.Since(start).Round(time.Millisecond))
 	}
 
 	// A Platform store applies one product per all-or-none write: a
