@@ -64,6 +64,7 @@ import (
 type options struct {
 	stateDir     string
 	simAddr      string
+	platSimAddr  string
 	receiverAddr string
 	apiAddr      string
 	products     int
@@ -74,6 +75,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.stateDir, "state-dir", ".demo", "directory for the kubeconfig, logs, binaries and the inventory file")
 	flag.StringVar(&o.simAddr, "sim-address", "127.0.0.1:9080", "where the Smaregi simulator listens")
+	flag.StringVar(&o.platSimAddr, "platform-sim-address", "127.0.0.1:9081", "where the simulator of the Platform API shop listens")
 	flag.StringVar(&o.receiverAddr, "receiver-address", "127.0.0.1:8082", "where the operator's receiver listens")
 	flag.StringVar(&o.apiAddr, "api-address", "127.0.0.1:8083", "where the operator's hub API listens")
 	flag.IntVar(&o.products, "products", 1000, "products in the simulated shop")
@@ -175,6 +177,20 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("simulator: %w (log: %s)", err, sim.log)
 	}
 
+	step("starting a second shop on the Platform API on %s (contract skplatform, store 1, app %s)", o.platSimAddr, platClientID)
+	platSim, err := startProcess(ctx, filepath.Join(state, "smaregi-sim-platform.log"),
+		[]string{"SMAREGI_SIM_CLIENT_SECRET=" + platClientSecret}, filepath.Join(bin, "smaregi-sim"),
+		"--listen", o.platSimAddr, "--contract", "skplatform", "--token", "unused-legacy-token",
+		"--stores", "1", "--products", fmt.Sprint(o.products), "--initial-stock", "10", "--seed", "2",
+		"--client-id", platClientID)
+	if err != nil {
+		return err
+	}
+	defer platSim.stop()
+	if err := waitListening(ctx, o.platSimAddr); err != nil {
+		return fmt.Errorf("Platform simulator: %w (log: %s)", err, platSim.log)
+	}
+
 	step("starting the operator (receiver on %s)", o.receiverAddr)
 	op, err := startProcess(ctx, filepath.Join(state, "operator.log"), []string{"KUBECONFIG=" + kubeconfig},
 		filepath.Join(bin, "manager"),
@@ -182,15 +198,19 @@ func run(ctx context.Context, o options) error {
 		"--api-bind-address", o.apiAddr,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--inventory", "bolt://"+filepath.Join(state, "inventory.db"),
-		"--allowed-endpoints", "http://"+o.simAddr+"/") // the simulator is the demo's Smaregi
+		// The simulators are the demo's Smaregi.
+		"--allowed-endpoints", "http://"+o.simAddr+"/,http://"+o.platSimAddr+"/")
 	if err != nil {
 		return err
 	}
 	defer op.stop()
 	fmt.Println("    log:", op.log)
 
-	step("applying the sample Secret and SmaregiStores (shibuya = store 1, harajuku = store 2)")
+	step("applying the sample Secret and SmaregiStores (shibuya = store 1, harajuku = store 2; ginza on the Platform API)")
 	if err := applySamples(ctx, kube, o.simAddr); err != nil {
+		return err
+	}
+	if err := applyPlatformSample(ctx, kube, o.platSimAddr); err != nil {
 		return err
 	}
 
@@ -204,6 +224,15 @@ func run(ctx context.Context, o options) error {
 		if store == nil {
 			store = s
 		}
+	}
+	ginza, err := waitReady(ctx, kube, types.NamespacedName{Namespace: "default", Name: platformStore}, o.timeout)
+	if err != nil {
+		return fmt.Errorf("%w (operator log: %s)", err, op.log)
+	}
+
+	step("pointing the Platform app's webhook at the operator (what the developer console holds)")
+	if err := connectWebhooks(ctx, kube, ginza, o.platSimAddr); err != nil {
+		return err
 	}
 
 	step("pointing the simulator's API送信 at the receiver and ringing up sales")
@@ -221,7 +250,13 @@ func run(ctx context.Context, o options) error {
 		}
 		fmt.Printf("    store %s: %+d × %s (transaction %s)\n", line.store, -line.qty, line.product, out["transactionHeadId"])
 	}
-	time.Sleep(3 * time.Second) // long enough for the sends and the pulls they trigger
+	var out map[string]string
+	if err := simCall(ctx, o.platSimAddr, http.MethodPost, "/_sim/sales",
+		map[string]any{"storeId": "1", "lines": []map[string]any{{"productId": "8000001", "quantity": 2}}}, &out); err != nil {
+		return fmt.Errorf("Platform shop sale: %w", err)
+	}
+	fmt.Printf("    ginza (Platform): -2 × 8000001 (transaction %s)\n", out["transactionHeadId"])
+	time.Sleep(3 * time.Second) // long enough for the sends, webhooks and the pulls they trigger
 
 	step("a token for the hub API (ServiceAccount demo-channel, ClusterRole %s)", hubapi.AdjusterRole)
 	token, err := hubToken(ctx, admin.Config(), kube)
@@ -240,6 +275,8 @@ func run(ctx context.Context, o options) error {
 
 	step("kubectl smaregi setup shibuya (what the shop enters in Smaregi)")
 	_ = runCmdEnv(ctx, os.Stdout, []string{"KUBECONFIG=" + kubeconfig}, filepath.Join(bin, "kubectl-smaregi"), "setup", "shibuya")
+	step("kubectl smaregi setup ginza (the Platform app's settings)")
+	_ = runCmdEnv(ctx, os.Stdout, []string{"KUBECONFIG=" + kubeconfig}, filepath.Join(bin, "kubectl-smaregi"), "setup", platformStore)
 
 	fmt.Printf(`
 ==> running. In another terminal:
@@ -249,6 +286,8 @@ func run(ctx context.Context, o options) error {
     kubectl smaregi setup shibuya
     curl -s -XPOST %s/_sim/sales -d '{"storeId":"1","lines":[{"productId":"8000003","quantity":1}]}'
     curl -s '%s/_sim/stock?storeId=1' | head -c 300
+  the Platform shop (ginza) has its own simulator:
+    curl -s -XPOST http://%s/_sim/sales -d '{"storeId":"1","lines":[{"productId":"8000003","quantity":1}]}'
   the hub API (docs/hub-api.md):
     API=http://%s/api/v1/namespaces/default/smaregistores/shibuya; TOKEN=$(cat %s)
     curl -s -H "Authorization: Bearer $TOKEN" "$API/stock?productId=8000001"
@@ -257,7 +296,7 @@ func run(ctx context.Context, o options) error {
     curl -s -H "Authorization: Bearer $TOKEN" "$API/adjustments/order-1"
     logs: %s, %s
 Press Ctrl-C to stop everything.
-`, kubeconfig, assets, bin, "http://"+o.simAddr, "http://"+o.simAddr, o.apiAddr, tokenFile, op.log, sim.log)
+`, kubeconfig, assets, bin, "http://"+o.simAddr, "http://"+o.simAddr, o.platSimAddr, o.apiAddr, tokenFile, op.log, sim.log)
 
 	select {
 	case <-ctx.Done():
@@ -265,6 +304,8 @@ Press Ctrl-C to stop everything.
 		return fmt.Errorf("operator exited: %v (log: %s)", err, op.log)
 	case err := <-sim.exited:
 		return fmt.Errorf("simulator exited: %v (log: %s)", err, sim.log)
+	case err := <-platSim.exited:
+		return fmt.Errorf("Platform simulator exited: %v (log: %s)", err, platSim.log)
 	}
 	step("stopping")
 	return nil
@@ -375,6 +416,56 @@ func applySamples(ctx context.Context, kube client.Client, simAddr string) error
 		}
 	}
 	return nil
+}
+
+// The demo's Platform shop: one SmaregiStore whose app credentials are
+// these (the simulator's --client-id and secret).
+const (
+	platformStore    = "ginza"
+	platClientID     = "demo-app"
+	platClientSecret = "demo-app-secret"
+)
+
+// applyPlatformSample declares the Platform shop: the app's credentials
+// Secret (clientID, clientSecret) and a SmaregiStore with api Platform whose
+// API and identity bases are the second simulator.
+func applyPlatformSample(ctx context.Context, kube client.Client, simAddr string) error {
+	secret := &corev1.Secret{}
+	secret.Namespace, secret.Name = "default", "skplatform-app"
+	secret.Labels = map[string]string{smaregiv1alpha1.CredentialsLabel: "true"}
+	secret.StringData = map[string]string{smaregiv1alpha1.PlatformClientIDKey: platClientID,
+		smaregiv1alpha1.PlatformClientSecretKey: platClientSecret}
+	if err := kube.Create(ctx, secret); err != nil {
+		return fmt.Errorf("create Secret: %w", err)
+	}
+	s := &smaregiv1alpha1.SmaregiStore{}
+	s.Namespace, s.Name = "default", platformStore
+	s.Spec.API = smaregiv1alpha1.APIPlatform
+	s.Spec.ContractID = "skplatform"
+	s.Spec.StoreID = "1"
+	s.Spec.Endpoint = "http://" + simAddr + "/"
+	s.Spec.TokenEndpoint = "http://" + simAddr + "/"
+	s.Spec.CredentialsRef.Name = secret.Name
+	if err := kube.Create(ctx, s); err != nil {
+		return fmt.Errorf("create SmaregiStore %s: %w", platformStore, err)
+	}
+	return nil
+}
+
+// connectWebhooks does what the app's developer does in the developer
+// console: the webhook URL and the custom header carrying the key.
+func connectWebhooks(ctx context.Context, kube client.Client, s *smaregiv1alpha1.SmaregiStore, simAddr string) error {
+	ref := s.Status.Receiver.WebhookKey
+	if ref == nil || ref.Header == "" {
+		return errors.New("status.receiver.webhookKey names no Secret and header")
+	}
+	secret := &corev1.Secret{}
+	if err := kube.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, secret); err != nil {
+		return fmt.Errorf("read the webhook key Secret: %w", err)
+	}
+	return simCall(ctx, simAddr, http.MethodPut, "/_sim/webhook-config", map[string]any{
+		"url": s.Status.Receiver.URL, "headers": map[string]string{ref.Header: string(secret.Data[ref.Key])},
+	}, nil)
 }
 
 func waitReady(ctx context.Context, kube client.Client, key types.NamespacedName, timeout time.Duration) (*smaregiv1alpha1.SmaregiStore, error) {
