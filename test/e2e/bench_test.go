@@ -71,7 +71,8 @@ const (
 	benchPollEvery = time.Millisecond
 )
 
-// BenchmarkEndToEnd reports, for 4 stores of one contract on bolt:
+// BenchmarkEndToEnd reports, for 4 stores of one contract on bolt, on the
+// legacy API (sales announced by API送信 sends):
 //   - sale-visible-p50-ms / -p99-ms: a sale rung up in the simulator until
 //     GET …/stock?productId= in the hub API shows its stock;
 //   - adjustment-applied-p50-ms / -p99-ms: POST …/adjustments until GET
@@ -86,22 +87,46 @@ const (
 //     whole mirror equals the simulator's stock.
 //
 // Run it with -benchtime 1x: one op is the whole workload.
-func BenchmarkEndToEnd(b *testing.B) {
+func BenchmarkEndToEnd(b *testing.B) { benchEndToEnd(b, false) }
+
+// BenchmarkEndToEndPlatform is BenchmarkEndToEnd for 4 stores of one
+// contract on the Platform API: sales announced by webhooks (pos:stock and
+// pos:transactions), adjustments written one product per call, each write
+// echoed back as a webhook. The Platform limits are the operator's
+// defaults (40 reads and 16 writes a second per app and contract), the
+// simulator's Smaregi's published 50 and 20.
+func BenchmarkEndToEndPlatform(b *testing.B) { benchEndToEnd(b, true) }
+
+func benchEndToEnd(b *testing.B, platform bool) {
 	// Initial rows an hour old: otherwise every incremental pull of the
 	// first minute (the re-read overlap) would read all 1,000 of them.
 	ids := make([]string, benchStores)
 	for i := range ids {
 		ids[i] = strconv.Itoa(i + 1)
 	}
-	s := newShopAged(b, "benche2e", ids, benchProducts, time.Hour)
+	contract := "benche2e"
+	if platform {
+		contract = "benche2eplat"
+	}
+	s := newShopAged(b, contract, ids, benchProducts, time.Hour)
 	ns := newNamespace(b, "bench")
 	op := startOperator(b, newOperatorConfig(b))
 	// A long poll, so that the figures are the sends' work alone.
-	declareStores(b, ns, s, 10*time.Minute, ids...)
+	if platform {
+		for _, id := range ids {
+			declarePlatformStore(b, ns, "store-"+id, s, id, 10*time.Minute)
+		}
+	} else {
+		declareStores(b, ns, s, 10*time.Minute, ids...)
+	}
 	for _, id := range ids {
 		waitReady(b, ns, "store-"+id)
 	}
-	connectSends(b, s, getStore(b, ns, "store-1")) // one receiver URL per contract
+	if platform {
+		connectWebhooks(b, s, getStore(b, ns, "store-1")) // one webhook URL per app
+	} else {
+		connectSends(b, s, getStore(b, ns, "store-1")) // one receiver URL per contract
+	}
 	viewer := bearerToken(b, ns, "dashboard", "hub-stock-viewer")
 	adjuster := bearerToken(b, ns, "online-shop", "hub-adjuster")
 	for _, id := range ids {
@@ -211,6 +236,9 @@ func benchBurstOf(b *testing.B, s *shop, op *operator, token, ns string, round i
 	if err := s.sim.WaitSendsIdle(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	if err := s.sim.WaitWebhooksIdle(context.Background()); err != nil {
+		b.Fatal(err)
+	}
 	pollUntil(b, "the mirror to converge after the burst", func() bool {
 		return mirrorDiff(b, op, token, s, ns, "store-1", "1") == ""
 	})
@@ -246,11 +274,16 @@ func (w waits) sub(before waits) float64 {
 	return (w.sum - before.sum) / (w.n - before.n) * 1000
 }
 
+// limiterWait reads the rate-limiter waits of both APIs' clients.
 func limiterWait(b *testing.B, op *operator) waits {
 	b.Helper()
-	sum, _ := metric(b, op, "smaregi_client_rate_limiter_wait_seconds_sum")
-	n, _ := metric(b, op, "smaregi_client_rate_limiter_wait_seconds_count")
-	return waits{sum, n}
+	var w waits
+	for _, api := range []string{"client", "platform"} {
+		sum, _ := metric(b, op, "smaregi_"+api+"_rate_limiter_wait_seconds_sum")
+		n, _ := metric(b, op, "smaregi_"+api+"_rate_limiter_wait_seconds_count")
+		w.sum, w.n = w.sum+sum, w.n+n
+	}
+	return w
 }
 
 // pollUntil polls cond every benchPollEvery: waitFor's 100 ms between
@@ -300,8 +333,9 @@ func adjustmentStateOf(hc *http.Client, op *operator, token, ns, name, id string
 	return out.State
 }
 
-// smaregiCalls sums smaregi_client_requests_total over every proc name and
-// outcome: every call the operator made, retries included.
+// smaregiCalls sums smaregi_client_requests_total and
+// smaregi_platform_requests_total over every call and outcome: every call
+// the operator made to either API, retries and token calls included.
 func smaregiCalls(b *testing.B, op *operator) float64 {
 	b.Helper()
 	resp, err := http.Get("http://" + op.metricsAddr + "/metrics")
@@ -314,6 +348,9 @@ func smaregiCalls(b *testing.B, op *operator) float64 {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		rest, ok := strings.CutPrefix(sc.Text(), "smaregi_client_requests_total{")
+		if !ok {
+			rest, ok = strings.CutPrefix(sc.Text(), "smaregi_platform_requests_total{")
+		}
 		if !ok {
 			continue
 		}

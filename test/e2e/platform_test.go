@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/hubapi"
@@ -48,13 +49,16 @@ func declarePlatformStore(t testing.TB, ns, name string, s *shop, storeID string
 // connectWebhooks does what the app's developer does in Smaregi's developer
 // console: the webhook URL and the custom header carrying the key, both
 // from the store's status.
-func connectWebhooks(t *testing.T, s *shop, st *smaregiv1alpha1.SmaregiStore) {
+func connectWebhooks(t testing.TB, s *shop, st *smaregiv1alpha1.SmaregiStore) {
 	t.Helper()
 	ref := st.Status.Receiver.WebhookKey
 	if ref == nil || ref.Header == "" {
 		t.Fatalf("status.receiver.webhookKey = %+v, want the key's Secret and header", ref)
 	}
-	secret := getSecret(t, ref.Namespace, ref.Name)
+	secret := &corev1.Secret{}
+	if err := kube.Get(context.Background(), types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, secret); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.sim.SetWebhookConfig(smaregisim.WebhookConfig{URL: st.Status.Receiver.URL,
 		Headers: map[string]string{ref.Header: string(secret.Data[ref.Key])}}); err != nil {
 		t.Fatal(err)
