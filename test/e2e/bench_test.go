@@ -38,6 +38,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 )
 
@@ -127,8 +128,8 @@ func benchEndToEnd(b *testing.B, platform bool) {
 	} else {
 		connectSends(b, s, getStore(b, ns, "store-1")) // one receiver URL per contract
 	}
-	viewer := bearerToken(b, ns, "dashboard", "hub-stock-viewer")
-	adjuster := bearerToken(b, ns, "online-shop", "hub-adjuster")
+	viewer := bearerToken(b, ns, "dashboard", hubapi.StockViewerRole)
+	adjuster := bearerToken(b, ns, "online-shop", hubapi.AdjusterRole)
 	for _, id := range ids {
 		waitFor(b, 60*time.Second, "the initial import of store-"+id, func() bool {
 			return mirrorDiff(b, op, viewer, s, ns, "store-"+id, id) == ""
