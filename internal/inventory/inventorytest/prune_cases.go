@@ -1,6 +1,7 @@
 package inventorytest
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"sync"
@@ -154,7 +155,10 @@ func testPruneAdjustments(t *testing.T, open Opener) {
 
 func testPruneAdjustmentsMany(t *testing.T, open Opener) {
 	st := mustOpen(t, open)
-	ctx := ctxT(t)
+	// 3,200 submissions under the race detector on a busy 2-core machine
+	// can take longer than ctxT's 30s; the bound only stops a hang.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
 	// More than one batch of each kind on every backend.
 	const applied, failed = 2100, 1100
 	base := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
