@@ -132,3 +132,119 @@ func TestFeedAcrossOperatorRestart(t *testing.T) {
 	}
 	t.Logf("the channel followed %d versions across the restart with one listing", view.last)
 }
+
+// TestFeedAcrossFailover: on PostgreSQL with two replicas, a channel built
+// on pkg/hubclient lists and watches two stores through the follower while
+// 600 sales and adjustments run, and the leader is killed in the middle
+// (the follower takes over the sync engine and the pusher). At the end each
+// view equals a fresh listing; the channel never listed again nor skipped or
+// repeated a version: the versions are the database's, so a fail-over moves
+// no counter.
+func TestFeedAcrossFailover(t *testing.T) {
+	dsn := e2eDatabase(t)
+	const products = 40
+	stores := []string{"1", "2"}
+	electionNS := newNamespace(t, "feed-election")
+	ns := newNamespace(t, "feed-ha")
+	s := newShop(t, "e2efeedha", stores, products)
+	newReplica := func(name string) *haReplica {
+		cfg := newOperatorConfig(t)
+		cfg.inventory = dsn
+		cfg.extraArgs = []string{"--leader-elect", "--leader-election-namespace", electionNS}
+		return &haReplica{name: name, cfg: cfg}
+	}
+	a, b := newReplica("A"), newReplica("B")
+	a.start(t)
+	b.start(t)
+	el := &election{ns: electionNS, identities: map[string]string{}}
+	leader := el.waitLeader(t, a, b)
+	follower := a
+	if leader == a {
+		follower = b
+	}
+	declareStores(t, ns, s, 10*time.Second, stores...)
+	first := waitReady(t, ns, "store-1")
+	waitReady(t, ns, "store-2")
+	// Smaregi sends to the follower, which survives: the shop's sends keep
+	// arriving while the leader dies (a Service would do the same).
+	haSendTo(t, s, first, "http://"+follower.cfg.receiverAddr+"/smaregi/v1/"+first.Status.Receiver.RouteID)
+	viewer := bearerToken(t, ns, "channel", hubapi.StockViewerRole)
+	adjuster := bearerToken(t, ns, "online-shop", hubapi.AdjusterRole)
+
+	c := &hubclient.Client{BaseURL: "http://" + follower.cfg.apiAddr, Token: viewer, Backoff: 100 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	views := map[string]*feedView{}
+	var syncs sync.WaitGroup
+	for _, id := range stores {
+		v := &feedView{Mirror: hubclient.NewMirror()}
+		views["store-"+id] = v
+		syncs.Go(func() { _ = c.Sync(ctx, ns, "store-"+id, v) })
+	}
+	defer func() {
+		cancel()
+		syncs.Wait()
+	}()
+
+	// 600 operations: 200 sales and 100 adjustments per phase, the leader
+	// killed between the two phases while the follower takes over.
+	activity := func(round int) {
+		ringUp(t, s, 200, stores, products, uint64(round+1))
+		for i := 0; i < 100; i++ {
+			store := "store-" + stores[i%len(stores)]
+			req := adjustmentRequest{ID: fmt.Sprintf("r%d-%d", round, i), Reason: "online order",
+				Lines: []adjustmentLine{{ProductID: strconv.Itoa(smaregisim.FirstProductID + (i*3)%products), Quantity: -1}}}
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				code, _, err := postAdjustment(follower.op, adjuster, ns, store, req)
+				if err == nil && code < 300 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("POST %s: %d %v for 60s", req.ID, code, err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	activity(0)
+	leader.op.kill()
+	el.waitLeader(t, follower)
+	activity(1)
+
+	lc := &hubclient.Client{BaseURL: "http://" + follower.cfg.apiAddr, Token: viewer}
+	for _, id := range stores {
+		name := "store-" + id
+		view := views[name]
+		var last string
+		waitFor(t, 120*time.Second, "the channel's view of "+name+" to equal a fresh listing with Smaregi's stock", func() bool {
+			if diff := mirrorDiff(t, follower.op, viewer, s, ns, name, id); diff != "" {
+				last = "mirror: " + diff
+				return false
+			}
+			l, err := lc.List(context.Background(), ns, name)
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			got, rv := view.Snapshot()
+			want := map[string]hubclient.Item{}
+			for _, it := range l.Items {
+				want[it.ProductID] = it
+			}
+			if rv != l.ResourceVersion || !reflect.DeepEqual(got, want) {
+				last = fmt.Sprintf("view at %d, listing at %d", rv, l.ResourceVersion)
+				return false
+			}
+			return true
+		})
+		if t.Failed() {
+			t.Logf("%s: last difference: %s", name, last)
+		}
+		view.mu.Lock()
+		if view.listings != 1 || len(view.problems) > 0 {
+			t.Errorf("%s: the channel listed %d times (want 1); version problems: %v", name, view.listings, view.problems)
+		}
+		t.Logf("%s: the channel followed %d versions across the fail-over with one listing", name, view.last)
+		view.mu.Unlock()
+	}
+}
