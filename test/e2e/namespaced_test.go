@@ -54,7 +54,8 @@ func TestNamespacedModeIgnoresStoresOutside(t *testing.T) {
 	watched, outside, opNS := newNamespace(t, "watched"), newNamespace(t, "outside"), newNamespace(t, "operator")
 
 	var managerRole, secretsRole *rbacv1.ClusterRole
-	var secretsBinding *rbacv1.RoleBinding
+	var secretsBinding, keyBinding *rbacv1.RoleBinding
+	var keyRole *rbacv1.Role
 	var watchArg string
 	for _, doc := range renderKustomize(t, "config/namespaced") {
 		u := &unstructured.Unstructured{}
@@ -71,6 +72,12 @@ func TestNamespacedModeIgnoresStoresOutside(t *testing.T) {
 		case u.GetKind() == "RoleBinding" && u.GetName() == "smaregi-operator-manager-secrets":
 			secretsBinding = &rbacv1.RoleBinding{}
 			mustUnmarshal(t, doc, secretsBinding)
+		case u.GetKind() == "Role" && u.GetName() == "smaregi-operator-platform-webhook-key":
+			keyRole = &rbacv1.Role{}
+			mustUnmarshal(t, doc, keyRole)
+		case u.GetKind() == "RoleBinding" && u.GetName() == "smaregi-operator-platform-webhook-key":
+			keyBinding = &rbacv1.RoleBinding{}
+			mustUnmarshal(t, doc, keyBinding)
 		case u.GetKind() == "Deployment":
 			args, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
 			for _, c := range args {
@@ -83,9 +90,9 @@ func TestNamespacedModeIgnoresStoresOutside(t *testing.T) {
 			}
 		}
 	}
-	if managerRole == nil || secretsRole == nil || secretsBinding == nil || watchArg == "" {
-		t.Fatalf("config/namespaced lacks a piece: manager role %v, secrets role %v, binding %v, %q",
-			managerRole != nil, secretsRole != nil, secretsBinding != nil, watchArg)
+	if managerRole == nil || secretsRole == nil || secretsBinding == nil || keyRole == nil || keyBinding == nil || watchArg == "" {
+		t.Fatalf("config/namespaced lacks a piece: manager role %v, secrets role %v, binding %v, webhook key role %v and binding %v, %q",
+			managerRole != nil, secretsRole != nil, secretsBinding != nil, keyRole != nil, keyBinding != nil, watchArg)
 	}
 	for _, r := range managerRole.Rules {
 		for _, res := range r.Resources {
@@ -118,6 +125,16 @@ func TestNamespacedModeIgnoresStoresOutside(t *testing.T) {
 	if err := kube.Create(ctx, secretsBinding); err != nil {
 		t.Fatal(err)
 	}
+	// The Platform webhook key's Secret, in the operator's own namespace.
+	keyRole.ObjectMeta = metav1.ObjectMeta{Namespace: opNS, Name: keyRole.Name}
+	if err := kube.Create(ctx, keyRole); err != nil {
+		t.Fatal(err)
+	}
+	keyBinding.ObjectMeta = metav1.ObjectMeta{Namespace: opNS, Name: keyBinding.Name}
+	keyBinding.Subjects = subject
+	if err := kube.Create(ctx, keyBinding); err != nil {
+		t.Fatal(err)
+	}
 
 	// The same shop declared in both namespaces, the outside one first.
 	s := newShop(t, "e2enamespaced", []string{"1"}, 5)
@@ -127,7 +144,9 @@ func TestNamespacedModeIgnoresStoresOutside(t *testing.T) {
 	c := newOperatorConfig(t)
 	c.kubeconfig = serviceAccountKubeconfig(t, opNS, sa)
 	// The overlay names its example namespace; the test watches its own.
-	c.extraArgs = []string{"--watch-namespaces=" + watched}
+	// Outside a Pod the operator's namespace is not known: name it, as the
+	// Pod's namespace would.
+	c.extraArgs = []string{"--watch-namespaces=" + watched, "--platform-webhook-key-secret=" + opNS + "/smaregi-platform-webhook-key"}
 	op := startOperator(t, c)
 
 	waitReady(t, watched, "store-1")
