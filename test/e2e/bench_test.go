@@ -35,11 +35,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
+	"github.com/stocksync/smaregi-operator/pkg/hubclient"
 )
 
 const (
@@ -76,6 +78,9 @@ const (
 // legacy API (sales announced by API送信 sends):
 //   - sale-visible-p50-ms / -p99-ms: a sale rung up in the simulator until
 //     GET …/stock?productId= in the hub API shows its stock;
+//   - sale-watch-p50-ms / -p99-ms: the same sale until a channel watching
+//     the store (pkg/hubclient, list then watch) receives its MODIFIED
+//     event;
 //   - adjustment-applied-p50-ms / -p99-ms: POST …/adjustments until GET
 //     …/adjustments/{id} says "applied";
 //   - sale-limiter-wait-ms, adjustment-limiter-wait-ms: the mean time a
@@ -136,6 +141,14 @@ func benchEndToEnd(b *testing.B, platform bool) {
 		})
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	// A channel watching every store, as a live feed's user would.
+	watch := newWatchClock()
+	wctx, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	wc := &hubclient.Client{BaseURL: "http://" + op.apiAddr, Token: viewer}
+	for _, id := range ids {
+		go func() { _ = wc.Sync(wctx, ns, "store-"+id, watch.handler("store-"+id)) }()
+	}
 	// Warm-up, untimed: each store's first incremental pull after the
 	// import re-reads the overlap below the import's watermark, here all
 	// 1,000 rows (the simulator stamped them all in the same second), in
@@ -158,7 +171,7 @@ func benchEndToEnd(b *testing.B, platform bool) {
 
 	for i := 0; i < b.N; i++ {
 		w0, c0 := limiterWait(b, op), smaregiCalls(b, op)
-		sale := benchSales(b, s, op, hc, viewer, ns, i)
+		sale, saleWatch := benchSales(b, s, op, hc, viewer, ns, i, watch)
 		w1, c1 := limiterWait(b, op), smaregiCalls(b, op)
 		adj := benchAdjustments(b, op, hc, adjuster, ns, i)
 		w2, c2 := limiterWait(b, op), smaregiCalls(b, op)
@@ -167,6 +180,8 @@ func benchEndToEnd(b *testing.B, platform bool) {
 		logSlowest(b, "adjustment", adj)
 		b.ReportMetric(ms(pct(sale, 50)), "sale-visible-p50-ms")
 		b.ReportMetric(ms(pct(sale, 99)), "sale-visible-p99-ms")
+		b.ReportMetric(ms(pct(saleWatch, 50)), "sale-watch-p50-ms")
+		b.ReportMetric(ms(pct(saleWatch, 99)), "sale-watch-p99-ms")
 		b.ReportMetric(ms(pct(adj, 50)), "adjustment-applied-p50-ms")
 		b.ReportMetric(ms(pct(adj, 99)), "adjustment-applied-p99-ms")
 		b.ReportMetric((c1-c0)/benchSamples, "calls/sale")
@@ -179,10 +194,12 @@ func benchEndToEnd(b *testing.B, platform bool) {
 }
 
 // benchSales times benchSamples single sales, one product each, each on an
-// idle store.
-func benchSales(b *testing.B, s *shop, op *operator, hc *http.Client, token, ns string, round int) []time.Duration {
+// idle store: until the hub API shows it, and until the watching channel
+// received it.
+func benchSales(b *testing.B, s *shop, op *operator, hc *http.Client, token, ns string, round int, watch *watchClock) (visible, watched []time.Duration) {
 	b.Helper()
 	out := make([]time.Duration, 0, benchSamples)
+	outWatch := make([]time.Duration, 0, benchSamples)
 	for i := range benchSamples {
 		p := strconv.Itoa(smaregisim.FirstProductID + (round*benchSamples+i)%benchProducts)
 		id := strconv.Itoa(i%benchStores + 1)
@@ -199,8 +216,56 @@ func benchSales(b *testing.B, s *shop, op *operator, hc *http.Client, token, ns 
 			return ok && got == want
 		})
 		out = append(out, time.Since(start))
+		var at time.Time
+		pollUntil(b, "sale "+strconv.Itoa(i)+" in the watch", func() bool {
+			var ok bool
+			at, ok = watch.seen("store-"+id, p, want)
+			return ok
+		})
+		outWatch = append(outWatch, at.Sub(start))
 	}
-	return out
+	return out, outWatch
+}
+
+// watchClock records when a watching channel received each product's
+// stock, per store.
+type watchClock struct {
+	mu   sync.Mutex
+	last map[string]watchSeen // store/product
+}
+
+type watchSeen struct {
+	stock int64
+	at    time.Time
+}
+
+func newWatchClock() *watchClock { return &watchClock{last: map[string]watchSeen{}} }
+
+func (w *watchClock) seen(store, product string, stock int64) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v, ok := w.last[store+"/"+product]
+	return v.at, ok && v.stock == stock
+}
+
+// handler is the hubclient.Handler of one store's watch.
+func (w *watchClock) handler(store string) hubclient.Handler { return watchHandler{w, store} }
+
+type watchHandler struct {
+	w     *watchClock
+	store string
+}
+
+func (h watchHandler) Replace([]hubclient.Item, uint64) {}
+
+func (h watchHandler) Apply(e hubclient.Event) {
+	if e.Type != hubclient.Modified {
+		return
+	}
+	now := time.Now()
+	h.w.mu.Lock()
+	h.w.last[h.store+"/"+e.Item.ProductID] = watchSeen{stock: e.Item.StockAmount, at: now}
+	h.w.mu.Unlock()
 }
 
 // benchAdjustments times benchSamples adjustments of one line each, each
