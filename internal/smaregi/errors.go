@@ -124,11 +124,7 @@ type TransportError struct {
 }
 
 func (e *TransportError) Error() string {
-	state := "not sent"
-	if e.MaybeSent {
-		state = "request may have been received"
-	}
-	return fmt.Sprintf("smaregi %s: %s: %v", e.ProcName, state, e.Err)
+	return fmt.Sprintf("smaregi %s: %s: %v", e.ProcName, smaregihttp.Reached(e.MaybeSent), e.Err)
 }
 
 func (e *TransportError) Unwrap() error { return e.Err }

@@ -38,6 +38,16 @@ func Unanswered(write, maybeSent bool) Verdict {
 	return Transient
 }
 
+// Reached says how far a failed exchange got, in the words both clients'
+// TransportError texts use, so an operator reads a lost call alike on
+// either API.
+func Reached(maybeSent bool) string {
+	if maybeSent {
+		return "request may have been received"
+	}
+	return "not sent"
+}
+
 // Judge is the verdict on a client's error: by the server's answer when one
 // came (an A in err's chain), else by how far the exchange got (a T in
 // err's chain, see Unanswered). Any other error is not the client's, so it

@@ -103,3 +103,12 @@ func TestJudgeLooksForTheAnswerFirst(t *testing.T) {
 		}
 	}
 }
+
+func TestReached(t *testing.T) {
+	if got := Reached(false); got != "not sent" {
+		t.Errorf("Reached(false) = %q", got)
+	}
+	if got := Reached(true); got != "request may have been received" {
+		t.Errorf("Reached(true) = %q", got)
+	}
+}

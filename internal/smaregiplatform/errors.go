@@ -107,11 +107,7 @@ type TransportError struct {
 }
 
 func (e *TransportError) Error() string {
-	state := "not sent"
-	if e.MaybeSent {
-		state = "request may have been received"
-	}
-	return fmt.Sprintf("smaregi platform %s: %s: %v", e.Call, state, e.Err)
+	return fmt.Sprintf("smaregi platform %s: %s: %v", e.Call, smaregihttp.Reached(e.MaybeSent), e.Err)
 }
 
 func (e *TransportError) Unwrap() error { return e.Err }
