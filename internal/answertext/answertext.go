@@ -16,15 +16,23 @@ import (
 // maxLen bounds a text in bytes (cut at a rune boundary).
 const maxLen = 300
 
-// Safe returns s with every non-empty secret replaced by "[redacted]", its
-// white space folded to single spaces, and cut to maxLen bytes.
-func Safe(s string, secrets ...string) string {
+// Redact returns s with every non-empty secret replaced by "[redacted]".
+// It is the one place that says how a secret leaves a text, so that an
+// operator finds the same marker in a status, an event or a log line,
+// whichever part removed it.
+func Redact(s string, secrets ...string) string {
 	for _, secret := range secrets {
 		if secret != "" {
 			s = strings.ReplaceAll(s, secret, "[redacted]")
 		}
 	}
-	s = strings.Join(strings.Fields(s), " ")
+	return s
+}
+
+// Safe returns s redacted (Redact), its white space folded to single
+// spaces, and cut to maxLen bytes.
+func Safe(s string, secrets ...string) string {
+	s = strings.Join(strings.Fields(Redact(s, secrets...)), " ")
 	if len(s) > maxLen {
 		cut := maxLen
 		for cut > 0 && !utf8.RuneStart(s[cut]) {

@@ -26,3 +26,14 @@ func TestOpaque(t *testing.T) {
 		t.Errorf("Opaque without a title = %q", got)
 	}
 }
+
+func TestRedact(t *testing.T) {
+	// Empty secrets are skipped: replacing "" would put the marker between
+	// every byte. White space is kept as it is (only Safe folds it).
+	if got := Redact("id cid  secret csecret", "", "csecret", "cid"); got != "id [redacted]  secret [redacted]" {
+		t.Errorf("Redact = %q", got)
+	}
+	if got := Redact("nothing to hide", "tok"); got != "nothing to hide" {
+		t.Errorf("Redact without a secret in the text = %q", got)
+	}
+}

@@ -11,20 +11,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stocksync/smaregi-operator/internal/answertext"
+	"github.com/stocksync/smaregi-operator/internal/smaregihttp"
 )
 
 // DefaultEndpoint is the legacy API URL shown in every shop's admin screen.
@@ -42,9 +37,6 @@ const (
 	DefaultRequestTimeout  = 60 * time.Second
 	defaultBackoffInitial  = 250 * time.Millisecond
 	defaultBackoffMax      = 10 * time.Second
-	// maxBodyBytes caps one answer. A full page is ~150 KB; anything near
-	// this cap is not an answer this client can use.
-	maxBodyBytes = 32 << 20
 )
 
 // Backoff sets the wait between read attempts: exponential from Initial,
@@ -92,18 +84,13 @@ type Client struct {
 	contractID  string
 	token       string
 	http        *http.Client
-	limiter     limiter
+	limiter     smaregihttp.Limiter
 	maxAttempts int
 	backoff     Backoff
 	timeout     time.Duration
 	pageSize    int
 	batchSize   int
-	metrics     *clientMetrics
-}
-
-// limiter is the part of *rate.Limiter the client uses.
-type limiter interface {
-	Wait(ctx context.Context) error
+	metrics     *smaregihttp.CallMetrics
 }
 
 // New validates opts and returns a client. Errors never contain the token.
@@ -142,7 +129,6 @@ func New(opts Options) (*Client, error) {
 		endpoint:    u.String(),
 		contractID:  opts.ContractID,
 		token:       opts.AccessToken,
-		http:        opts.HTTPClient,
 		maxAttempts: opts.MaxReadAttempts,
 		backoff:     opts.Backoff,
 		timeout:     opts.RequestTimeout,
@@ -150,13 +136,9 @@ func New(opts Options) (*Client, error) {
 		batchSize:   opts.BatchSize,
 		metrics:     getMetrics(),
 	}
-	if c.http == nil {
-		c.http = defaultHTTPClient()
-	} else {
-		hc := *c.http
-		hc.CheckRedirect = noRedirects
-		c.http = &hc
-	}
+	// The legacy API never redirects; following one would carry
+	// X_access_token to wherever the Location points (see exchange).
+	c.http = smaregihttp.Client(opts.HTTPClient)
 	if opts.Limiters != nil {
 		c.limiter = opts.Limiters.For(opts.ContractID)
 	}
@@ -184,24 +166,6 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
-// sharedTransport is used by every client built without an HTTPClient, so
-// one operator with 1,000 stores keeps one connection pool.
-var sharedTransport = func() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 16
-	return t
-}()
-
-func defaultHTTPClient() *http.Client {
-	return &http.Client{Transport: sharedTransport, CheckRedirect: noRedirects}
-}
-
-// noRedirects makes the client hand a 3xx back instead of following it:
-// Go copies custom headers such as X_access_token to the redirect target,
-// even to another host or from https to http. The legacy API never
-// redirects, so a 3xx is reported as an error (see exchange).
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
 // attemptResult is what one HTTP exchange produced besides its error.
 type attemptResult struct {
 	retryAfter time.Duration
@@ -220,50 +184,29 @@ func (c *Client) call(ctx context.Context, proc string, params []byte, buf *byte
 		if err == nil || attempt >= attempts || !IsTransient(err) || ctx.Err() != nil {
 			return err
 		}
-		wait := c.backoffFor(attempt)
+		wait := smaregihttp.Backoff(c.backoff.Initial, c.backoff.Max, attempt)
 		if res.retryAfter > wait {
 			wait = min(res.retryAfter, c.backoff.Max)
 		}
 		log.FromContext(ctx).V(1).Info("retrying Smaregi read", "proc", proc, "attempt", attempt, "wait", wait.String(), "error", err.Error())
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if cerr := smaregihttp.Sleep(ctx, wait); cerr != nil {
 			// Keep the last real failure (it says more, and keeps its
 			// class) and the context's reason for errors.Is.
-			return fmt.Errorf("%w (gave up retrying: %w)", err, ctx.Err())
-		case <-t.C:
+			return fmt.Errorf("%w (gave up retrying: %w)", err, cerr)
 		}
 	}
-}
-
-// backoffFor returns the wait before attempt+1: half the exponential step
-// plus a random half ("equal jitter"), so waits grow for sure while stores
-// of one contract still spread out.
-func (c *Client) backoffFor(attempt int) time.Duration {
-	ceil := c.backoff.Initial << min(attempt-1, 20)
-	if ceil <= 0 || ceil > c.backoff.Max {
-		ceil = c.backoff.Max
-	}
-	half := ceil / 2
-	return half + time.Duration(rand.Int64N(int64(ceil-half)+1))
 }
 
 // attempt performs one HTTP exchange and records its metrics.
 func (c *Client) attempt(ctx context.Context, proc string, params []byte, buf *bytes.Buffer, decode func([]byte) error) (attemptResult, error) {
-	if c.limiter != nil {
-		start := time.Now()
-		if err := c.limiter.Wait(ctx); err != nil {
-			err = &TransportError{ProcName: proc, Err: fmt.Errorf("wait for the contract's rate limiter: %w", err)}
-			c.metrics.requests.WithLabelValues(proc, outcomeOf(err)).Inc()
-			return attemptResult{}, err
-		}
-		c.metrics.limitWait.Observe(time.Since(start).Seconds())
+	if err := c.metrics.WaitLimiter(ctx, c.limiter); err != nil {
+		err = &TransportError{ProcName: proc, Err: fmt.Errorf("wait for the contract's rate limiter: %w", err)}
+		c.metrics.Count(proc, outcomeOf(err))
+		return attemptResult{}, err
 	}
 	start := time.Now()
 	res, err := c.exchange(ctx, proc, params, buf, decode)
-	c.metrics.duration.WithLabelValues(proc).Observe(time.Since(start).Seconds())
-	c.metrics.requests.WithLabelValues(proc, outcomeOf(err)).Inc()
+	c.metrics.Observe(proc, outcomeOf(err), start)
 	return res, err
 }
 
@@ -284,36 +227,18 @@ func (c *Client) exchange(ctx context.Context, proc string, params []byte, buf *
 	req.Header["X_contract_id"] = []string{c.contractID}
 	req.Header["X_access_token"] = []string{c.token}
 
-	// Track whether request bytes may have left this process: it decides
-	// whether a failed write is ambiguous (maybe applied) or safely retryable.
-	var traced, wrote atomic.Bool
-	trace := &httptrace.ClientTrace{
-		GetConn:      func(string) { traced.Store(true) },
-		WroteHeaders: func() { wrote.Store(true) },
-	}
-	req = req.WithContext(httptrace.WithClientTrace(ctx, trace))
-
-	resp, err := c.http.Do(req)
+	// Whether request bytes may have left this process decides whether a
+	// failed write is ambiguous (maybe applied) or safely retryable.
+	resp, maybeSent, err := smaregihttp.Send(c.http, req)
 	if err != nil {
-		maybeSent := wrote.Load()
-		if !traced.Load() {
-			// A transport that ignores traces: only a failed dial proves
-			// nothing was sent.
-			maybeSent = !isDialError(err)
-		}
 		return res, &TransportError{ProcName: proc, MaybeSent: maybeSent, Err: c.scrub(err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
+		res.retryAfter = smaregihttp.ParseRetryAfter(resp.Header.Get("Retry-After"))
 	}
-	buf.Reset()
-	_, err = buf.ReadFrom(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err != nil {
-		return res, &TransportError{ProcName: proc, MaybeSent: true, Err: fmt.Errorf("read answer (HTTP %d): %w", resp.StatusCode, c.scrub(err))}
-	}
-	if buf.Len() > maxBodyBytes {
-		return res, &TransportError{ProcName: proc, MaybeSent: true, Err: fmt.Errorf("answer larger than %d bytes", maxBodyBytes)}
+	if err := smaregihttp.ReadAnswer(buf, resp, c.token); err != nil {
+		return res, &TransportError{ProcName: proc, MaybeSent: true, Err: err}
 	}
 	body := buf.Bytes()
 
@@ -330,7 +255,7 @@ func (c *Client) exchange(ctx context.Context, proc string, params []byte, buf *
 	if code, msg, ok := c.parseErrorBody(body); ok {
 		return res, &APIError{ProcName: proc, HTTPStatus: resp.StatusCode, Code: code, Message: msg}
 	}
-	if !looksLikeJSON(body) {
+	if !smaregihttp.LooksLikeJSON(body) {
 		// Something answered 200 with a page we cannot read: for a write we
 		// do not know whether Smaregi applied it, so it is a transport-level
 		// failure with the request sent (ambiguous for writes).
@@ -397,48 +322,5 @@ func (c *Client) describeOpaque(resp *http.Response, body []byte) string {
 // the token removed (answertext.Safe).
 func (c *Client) safeText(s string) string { return answertext.Safe(s, c.token) }
 
-// scrub removes the token from an error's text while keeping the chain for
-// errors.Is/As when the token is absent (the common case).
-func (c *Client) scrub(err error) error {
-	if err == nil || c.token == "" || !strings.Contains(err.Error(), c.token) {
-		return err
-	}
-	return &scrubbedError{msg: strings.ReplaceAll(err.Error(), c.token, "[redacted]"), err: err}
-}
-
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
-
-func looksLikeJSON(b []byte) bool {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	return len(b) > 0 && (b[0] == '{' || b[0] == '[')
-}
-
-func isDialError(err error) bool {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return true
-	}
-	var dns *net.DNSError
-	return errors.As(err, &dns)
-}
-
-func parseRetryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
+// scrub removes the token from an error's text (smaregihttp.Scrub).
+func (c *Client) scrub(err error) error { return smaregihttp.Scrub(err, c.token) }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/stocksync/smaregi-operator/internal/smaregihttp"
 )
 
 // Error codes from the protocol document (docs/smaregi-api.md, section 1.5).
@@ -122,11 +124,7 @@ type TransportError struct {
 }
 
 func (e *TransportError) Error() string {
-	state := "not sent"
-	if e.MaybeSent {
-		state = "request may have been received"
-	}
-	return fmt.Sprintf("smaregi %s: %s: %v", e.ProcName, state, e.Err)
+	return fmt.Sprintf("smaregi %s: %s: %v", e.ProcName, smaregihttp.Reached(e.MaybeSent), e.Err)
 }
 
 func (e *TransportError) Unwrap() error { return e.Err }
@@ -157,17 +155,7 @@ func IsConfigError(err error) bool {
 // every other failed write that reached a server is either a definite
 // rejection (a coded non-5xx answer) or ambiguous. IsTransient and
 // IsAmbiguous never both hold for one error.
-func IsTransient(err error) bool {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return apiErrorTransient(ae)
-	}
-	var te *TransportError
-	if errors.As(err, &te) {
-		return !isWriteProc(te.ProcName) || !te.MaybeSent
-	}
-	return false
-}
+func IsTransient(err error) bool { return verdict(err) == smaregihttp.Transient }
 
 // IsAmbiguous reports whether err comes from a write that may have been
 // applied: the request may have reached Smaregi and no trustworthy answer
@@ -180,16 +168,12 @@ func IsTransient(err error) bool {
 // apply it twice. Ambiguity takes precedence: a 5xx carrying a
 // configuration code is ambiguous for a write even though IsConfigError
 // holds too.
-func IsAmbiguous(err error) bool {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return apiErrorAmbiguous(ae)
-	}
-	var te *TransportError
-	if errors.As(err, &te) {
-		return isWriteProc(te.ProcName) && te.MaybeSent
-	}
-	return false
+func IsAmbiguous(err error) bool { return verdict(err) == smaregihttp.Ambiguous }
+
+func verdict(err error) smaregihttp.Verdict {
+	return smaregihttp.Judge(err, apiErrorVerdict, func(te *TransportError) smaregihttp.Verdict {
+		return smaregihttp.Unanswered(isWriteProc(te.ProcName), te.MaybeSent)
+	})
 }
 
 // apiErrorAmbiguous: for a write, any 5xx and any answer without Smaregi's
@@ -200,18 +184,22 @@ func apiErrorAmbiguous(ae *APIError) bool {
 	return isWriteProc(ae.ProcName) && (ae.HTTPStatus >= 500 || ae.Code == 0)
 }
 
-func apiErrorTransient(ae *APIError) bool {
-	if apiErrorAmbiguous(ae) || isConfigCode(ae.Code) {
-		return false
-	}
-	if ae.HTTPStatus == http.StatusTooManyRequests || ae.HTTPStatus >= 500 {
+func apiErrorVerdict(ae *APIError) smaregihttp.Verdict {
+	switch {
+	case apiErrorAmbiguous(ae):
+		return smaregihttp.Ambiguous
+	case isConfigCode(ae.Code):
+		return smaregihttp.Definite
+	case ae.HTTPStatus == http.StatusTooManyRequests || ae.HTTPStatus >= 500:
 		// A read is safe to repeat; a write gets here only with Smaregi's
 		// coded 429 (a refusal of the whole call).
-		return true
+		return smaregihttp.Transient
+	case ae.Code == 0:
+		// A read answered by a 4xx (or odd 2xx) page without an error
+		// code: something in front of Smaregi answered, not Smaregi.
+		return smaregihttp.Transient
 	}
-	// A read answered by a 4xx (or odd 2xx) page without an error code:
-	// something in front of Smaregi answered, not Smaregi.
-	return ae.Code == 0
+	return smaregihttp.Definite
 }
 
 // ErrorCode returns Smaregi's error_code carried by err, if any.

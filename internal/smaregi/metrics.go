@@ -5,9 +5,7 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/stocksync/smaregi-operator/internal/metricsreg"
+	"github.com/stocksync/smaregi-operator/internal/smaregihttp"
 )
 
 // Outcome label values of smaregi_client_requests_total.
@@ -22,45 +20,20 @@ const (
 	OutcomeThrottled = "throttled"
 )
 
-type clientMetrics struct {
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	limitWait prometheus.Histogram
-}
-
-var (
-	metricsOnce sync.Once
-	theMetrics  *clientMetrics
-)
-
 // getMetrics registers the collectors with controller-runtime's registry on
-// first use, so the manager's /metrics endpoint serves them. Labels are the
-// proc name and outcome only: never a contract, store or token.
-func getMetrics() *clientMetrics {
-	metricsOnce.Do(func() {
-		m := &clientMetrics{
-			requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-				Name: "smaregi_client_requests_total",
-				Help: "Calls to the Smaregi legacy API by proc name and outcome (success, config_error, api_error, transient, ambiguous, throttled). Each attempt counts.",
-			}, []string{"proc_name", "outcome"}),
-			duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-				Name:    "smaregi_client_request_duration_seconds",
-				Help:    "Duration of one Smaregi legacy API call (one attempt), from send to decoded answer.",
-				Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-			}, []string{"proc_name"}),
-			limitWait: prometheus.NewHistogram(prometheus.HistogramOpts{
-				Name:    "smaregi_client_rate_limiter_wait_seconds",
-				Help:    "Time a Smaregi call waited for its contract's rate limiter.",
-				Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10},
-			}),
-		}
-		m.requests = metricsreg.Register(m.requests)
-		m.duration = metricsreg.Register(m.duration)
-		m.limitWait = metricsreg.Register(m.limitWait)
-		theMetrics = m
+// first use, so the manager's /metrics endpoint serves them (and a process
+// without a legacy store shows none). Labels are the proc name and outcome
+// only: never a contract, store or token. Dashboards, alerts and the e2e
+// tests read these names and labels: keep them.
+var getMetrics = sync.OnceValue(func() *smaregihttp.CallMetrics {
+	return smaregihttp.NewCallMetrics(smaregihttp.MetricsOpts{
+		Prefix:          "smaregi_client",
+		CallLabel:       "proc_name",
+		RequestsHelp:    "Calls to the Smaregi legacy API by proc name and outcome (success, config_error, api_error, transient, ambiguous, throttled). Each attempt counts.",
+		DurationHelp:    "Duration of one Smaregi legacy API call (one attempt), from send to decoded answer.",
+		LimiterWaitHelp: "Time a Smaregi call waited for its contract's rate limiter.",
 	})
-	return theMetrics
-}
+})
 
 // outcomeOf maps a call's error to its outcome label.
 func outcomeOf(err error) string {

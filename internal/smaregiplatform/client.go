@@ -5,7 +5,8 @@
 // `Link: rel="next"`, relative adds with a memo, bulk adds with a callback,
 // the stock change history for resolving ambiguous writes, and product
 // lookups by code. It follows the legacy client's (internal/smaregi)
-// conventions: typed errors with IsTransient/IsAmbiguous/IsConfigError, one
+// conventions, with the HTTP plumbing both share (internal/smaregihttp):
+// typed errors with IsTransient/IsAmbiguous/IsConfigError, one
 // rate limiter per app and contract from a smaregi.LimiterRegistry, retries
 // only where they are safe, no redirects, Prometheus metrics, and rows of
 // the legacy client's types (smaregi.StockRow, smaregi.HistoryRow).
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/stocksync/smaregi-operator/internal/smaregi"
+	"github.com/stocksync/smaregi-operator/internal/smaregihttp"
 )
 
 // Default bases of the production service; the sandbox is
@@ -66,7 +68,6 @@ const (
 	DefaultWindowMargin = time.Hour
 	defaultBackoffInit  = 250 * time.Millisecond
 	defaultBackoffMax   = 10 * time.Second
-	maxBodyBytes        = 32 << 20
 )
 
 // Options configures a Client.
@@ -128,8 +129,8 @@ type Client struct {
 	basicAuth    string // "Basic …", a secret too
 	scopes       string
 	http         *http.Client
-	readLimiter  limiter
-	writeLimiter limiter
+	readLimiter  smaregihttp.Limiter
+	writeLimiter smaregihttp.Limiter
 	tokens       *TokenCache
 	tokenKey     tokenKey
 	maxAttempts  int
@@ -140,10 +141,6 @@ type Client struct {
 	margin       time.Duration
 	now          func() time.Time
 	metrics      *clientMetrics
-}
-
-type limiter interface {
-	Wait(ctx context.Context) error
 }
 
 // LimiterKey is the key of an app's and contract's limiter in a
@@ -195,7 +192,6 @@ func New(opts Options) (*Client, error) {
 		secret:      opts.ClientSecret,
 		basicAuth:   "Basic " + base64.StdEncoding.EncodeToString([]byte(opts.ClientID+":"+opts.ClientSecret)),
 		scopes:      strings.Join(scopes, " "),
-		http:        opts.HTTPClient,
 		tokens:      opts.Tokens,
 		maxAttempts: opts.MaxAttempts,
 		backoff:     opts.Backoff,
@@ -207,13 +203,10 @@ func New(opts Options) (*Client, error) {
 		metrics:     getMetrics(),
 	}
 	c.apiBase.Path += "/"
-	if c.http == nil {
-		c.http = defaultHTTPClient()
-	} else {
-		hc := *c.http
-		hc.CheckRedirect = noRedirects
-		c.http = &hc
-	}
+	// Smaregi does not redirect API calls; following one would carry the
+	// Authorization header (Bearer token, or the Basic client secret) to
+	// the target (see exchange).
+	c.http = smaregihttp.Client(opts.HTTPClient)
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -285,23 +278,6 @@ func validContract(s string) bool {
 	}
 	return true
 }
-
-// sharedTransport is used by every client built without an HTTPClient, so
-// all stores keep one connection pool.
-var sharedTransport = func() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 16
-	return t
-}()
-
-func defaultHTTPClient() *http.Client {
-	return &http.Client{Transport: sharedTransport, CheckRedirect: noRedirects}
-}
-
-// noRedirects hands a 3xx back instead of following it: Go would copy the
-// Authorization header (Bearer token, or the Basic client secret) to the
-// target. Smaregi does not redirect API calls; a 3xx is reported as an error.
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // request is one HTTP exchange to make.
 type request struct {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/stocksync/smaregi-operator/internal/smaregihttp"
 )
 
 // Call names: the "function" of a request, used in errors, metric labels and
@@ -105,11 +107,7 @@ type TransportError struct {
 }
 
 func (e *TransportError) Error() string {
-	state := "not sent"
-	if e.MaybeSent {
-		state = "request may have been received"
-	}
-	return fmt.Sprintf("smaregi platform %s: %s: %v", e.Call, state, e.Err)
+	return fmt.Sprintf("smaregi platform %s: %s: %v", e.Call, smaregihttp.Reached(e.MaybeSent), e.Err)
 }
 
 func (e *TransportError) Unwrap() error { return e.Err }
@@ -142,6 +140,10 @@ func Cause(err error) string {
 	if !errors.As(err, &ae) {
 		return ""
 	}
+	return apiErrorCause(ae)
+}
+
+func apiErrorCause(ae *APIError) string {
 	switch {
 	case ae.Call == CallToken && ae.OAuthError == OAuthInvalidClient,
 		ae.Call != CallToken && ae.HTTPStatus == http.StatusUnauthorized && ae.Refreshed:
@@ -161,9 +163,13 @@ func Cause(err error) string {
 // secret in the developer console, the app's installation in the shop's
 // app settings, the app's scopes): retrying cannot help.
 func IsConfigError(err error) bool {
-	switch Cause(err) {
+	return isConfigCause(Cause(err)) && !IsAmbiguous(err)
+}
+
+func isConfigCause(cause string) bool {
+	switch cause {
 	case CauseInvalidClient, CauseAppNotInstalled, CauseMissingScope:
-		return !IsAmbiguous(err)
+		return true
 	}
 	return false
 }
@@ -173,42 +179,35 @@ func IsConfigError(err error) bool {
 // not from Smaregi (a proxy's page); for writes only a 429 (Smaregi applies
 // nothing it throttles) and failures before anything was sent. IsTransient
 // and IsAmbiguous never both hold.
-func IsTransient(err error) bool {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		if apiErrorAmbiguous(ae) || IsConfigError(err) {
-			return false
-		}
-		if ae.HTTPStatus == http.StatusTooManyRequests {
-			return true
-		}
-		if isWriteCall(ae.Call) {
-			return false // a definite verdict on the write
-		}
-		return ae.HTTPStatus >= 500 || !ae.Problem
-	}
-	var te *TransportError
-	if errors.As(err, &te) {
-		return !isWriteCall(te.Call) || !te.MaybeSent
-	}
-	return false
-}
+func IsTransient(err error) bool { return verdict(err) == smaregihttp.Transient }
 
 // IsAmbiguous reports whether err comes from a write that may have been
 // applied: sent, and no trustworthy answer came back (timeout or cut
 // connection after sending, a 5xx, a page not from Smaregi, an undecodable
 // 2xx). Resolve it with the stock change history (FindChanges, by memo)
 // before anything is resent: a relative add is not idempotent.
-func IsAmbiguous(err error) bool {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return apiErrorAmbiguous(ae)
+func IsAmbiguous(err error) bool { return verdict(err) == smaregihttp.Ambiguous }
+
+func verdict(err error) smaregihttp.Verdict {
+	return smaregihttp.Judge(err, apiErrorVerdict, func(te *TransportError) smaregihttp.Verdict {
+		return smaregihttp.Unanswered(isWriteCall(te.Call), te.MaybeSent)
+	})
+}
+
+func apiErrorVerdict(ae *APIError) smaregihttp.Verdict {
+	switch {
+	case apiErrorAmbiguous(ae):
+		return smaregihttp.Ambiguous
+	case isConfigCause(apiErrorCause(ae)):
+		return smaregihttp.Definite // a person must act first
+	case ae.HTTPStatus == http.StatusTooManyRequests:
+		return smaregihttp.Transient // Smaregi applies nothing it throttles
+	case isWriteCall(ae.Call):
+		return smaregihttp.Definite // Smaregi's verdict on the write
+	case ae.HTTPStatus >= 500 || !ae.Problem:
+		return smaregihttp.Transient
 	}
-	var te *TransportError
-	if errors.As(err, &te) {
-		return isWriteCall(te.Call) && te.MaybeSent
-	}
-	return false
+	return smaregihttp.Definite
 }
 
 func apiErrorAmbiguous(ae *APIError) bool {

@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
-	"net/http/httptrace"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/stocksync/smaregi-operator/internal/smaregihttp"
 )
 
 // do runs an API call with a Bearer token: on a 401 the token is dropped and
@@ -51,7 +50,7 @@ func (c *Client) retryWith(ctx context.Context, r request, auth string, buf *byt
 		if err == nil || attempt >= c.maxAttempts || !IsTransient(err) || ctx.Err() != nil {
 			return h, err
 		}
-		wait := c.backoffFor(attempt)
+		wait := smaregihttp.Backoff(c.backoff.Initial, c.backoff.Max, attempt)
 		var ae *APIError
 		throttled := errors.As(err, &ae) && ae.HTTPStatus == http.StatusTooManyRequests
 		if throttled || (ae != nil && ae.RetryAfter > 0) {
@@ -67,28 +66,13 @@ func (c *Client) retryWith(ctx context.Context, r request, auth string, buf *byt
 		log.FromContext(ctx).V(1).Info("retrying Smaregi Platform call", "call", r.call, "attempt", attempt,
 			"wait", wait.String(), "error", err.Error())
 		start := time.Now()
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return h, fmt.Errorf("%w (gave up retrying: %w)", err, ctx.Err())
-		case <-t.C:
+		if cerr := smaregihttp.Sleep(ctx, wait); cerr != nil {
+			return h, fmt.Errorf("%w (gave up retrying: %w)", err, cerr)
 		}
 		if throttled {
 			c.metrics.retryAfterWait.Observe(time.Since(start).Seconds())
 		}
 	}
-}
-
-// backoffFor: half the exponential step plus a random half ("equal
-// jitter"), as in the legacy client.
-func (c *Client) backoffFor(attempt int) time.Duration {
-	ceil := c.backoff.Initial << min(attempt-1, 20)
-	if ceil <= 0 || ceil > c.backoff.Max {
-		ceil = c.backoff.Max
-	}
-	half := ceil / 2
-	return half + time.Duration(rand.Int64N(int64(ceil-half)+1))
 }
 
 // attempt performs one exchange after the limiter and records its metrics.
@@ -97,19 +81,14 @@ func (c *Client) attempt(ctx context.Context, r request, auth string, buf *bytes
 	if isWriteCall(r.call) {
 		lim = c.writeLimiter
 	}
-	if lim != nil {
-		start := time.Now()
-		if err := lim.Wait(ctx); err != nil {
-			err = &TransportError{Call: r.call, Err: fmt.Errorf("wait for the app and contract's rate limiter: %w", err)}
-			c.metrics.requests.WithLabelValues(r.call, outcomeOf(err)).Inc()
-			return nil, err
-		}
-		c.metrics.limitWait.Observe(time.Since(start).Seconds())
+	if err := c.metrics.calls.WaitLimiter(ctx, lim); err != nil {
+		err = &TransportError{Call: r.call, Err: fmt.Errorf("wait for the app and contract's rate limiter: %w", err)}
+		c.metrics.calls.Count(r.call, outcomeOf(err))
+		return nil, err
 	}
 	start := time.Now()
 	h, err := c.exchange(ctx, r, auth, buf, decode)
-	c.metrics.duration.WithLabelValues(r.call).Observe(time.Since(start).Seconds())
-	c.metrics.requests.WithLabelValues(r.call, outcomeOf(err)).Inc()
+	c.metrics.calls.Observe(r.call, outcomeOf(err), start)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.HTTPStatus == http.StatusTooManyRequests {
 		c.metrics.throttled.WithLabelValues(r.call).Inc()
@@ -142,27 +121,13 @@ func (c *Client) exchange(ctx context.Context, r request, auth string, buf *byte
 
 	// Whether request bytes may have left this process decides whether a
 	// failed write is ambiguous or safely retryable.
-	var traced, wrote atomic.Bool
-	trace := &httptrace.ClientTrace{
-		GetConn:      func(string) { traced.Store(true) },
-		WroteHeaders: func() { wrote.Store(true) },
-	}
-	req = req.WithContext(httptrace.WithClientTrace(ctx, trace))
-	resp, err := c.http.Do(req)
+	resp, maybeSent, err := smaregihttp.Send(c.http, req)
 	if err != nil {
-		maybeSent := wrote.Load()
-		if !traced.Load() {
-			maybeSent = !isDialError(err)
-		}
 		return nil, &TransportError{Call: r.call, MaybeSent: maybeSent, Err: c.scrub(err)}
 	}
 	defer resp.Body.Close()
-	buf.Reset()
-	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxBodyBytes+1)); err != nil {
-		return nil, &TransportError{Call: r.call, MaybeSent: true, Err: fmt.Errorf("read answer (HTTP %d): %w", resp.StatusCode, c.scrub(err))}
-	}
-	if buf.Len() > maxBodyBytes {
-		return nil, &TransportError{Call: r.call, MaybeSent: true, Err: fmt.Errorf("answer larger than %d bytes", maxBodyBytes)}
+	if err := smaregihttp.ReadAnswer(buf, resp, c.secrets()...); err != nil {
+		return nil, &TransportError{Call: r.call, MaybeSent: true, Err: err}
 	}
 	b := buf.Bytes()
 	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
@@ -174,7 +139,7 @@ func (c *Client) exchange(ctx context.Context, r request, auth string, buf *byte
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, c.apiError(r.call, resp, b)
 	}
-	if !looksLikeJSON(b) {
+	if !smaregihttp.LooksLikeJSON(b) {
 		return nil, &TransportError{Call: r.call, MaybeSent: true,
 			Err: fmt.Errorf("HTTP %d with a non-JSON answer: %s", resp.StatusCode, c.describeOpaque(resp, b))}
 	}

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/answertext"
 )
 
 // CredentialsRef locates a store's credentials: a Secret in the store's
@@ -52,10 +53,7 @@ type Credentials struct {
 // depth for text that came from elsewhere (the clients already keep
 // credentials out of their errors).
 func (c Credentials) Redact(s string) string {
-	for _, v := range c.values() {
-		s = strings.ReplaceAll(s, v, "[redacted]")
-	}
-	return s
+	return answertext.Redact(s, c.values()...)
 }
 
 // values lists the non-empty secrets, for redaction.
