@@ -134,6 +134,7 @@ CREATE UNIQUE INDEX inventory_attempts_one_open ON inventory_attempts (store_id)
 `,
 	// 6: resource versions and the change log channels watch (versions.go).
 	migrationVersions,
+	migrationPoolOrders,
 }
 
 // migrationLock is the advisory lock key that serialises replicas starting
