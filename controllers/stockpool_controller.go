@@ -31,7 +31,7 @@ const DefaultPoolResyncInterval = time.Minute
 const poolSKUPageSize = 1000
 
 // StockPoolReconciler writes a StockPool's status: its members and their
-// readiness, the distinct products of its ready members, and the Ready,
+// readiness, the distinct products of its active members, and the Ready,
 // Reconciling and Stalled conditions. It is the only writer of that status.
 // The hub API serves the pool's stock and orders (internal/hubapi), both by
 // internal/stockpool's rules, so status and API agree.
@@ -72,9 +72,9 @@ func (r *StockPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	} else {
 		var keys []inventory.StoreKey
 		for _, m := range ms {
-			status.Members = append(status.Members, smaregiv1alpha1.StockPoolMember{Name: m.Name(), Priority: m.Priority, Ready: m.Ready})
-			if m.Ready {
-				status.ReadyMembers++
+			status.Members = append(status.Members, smaregiv1alpha1.StockPoolMember{Name: m.Name(), Priority: m.Priority, Ready: m.Ready, Active: m.Active})
+			if m.Active {
+				status.ActiveMembers++
 				keys = append(keys, inventory.StoreKey{Namespace: pool.Namespace, Name: m.Name()})
 			}
 		}
@@ -90,12 +90,12 @@ func (r *StockPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		case len(ms) == 0:
 			ready, reason = string(metav1.ConditionFalse), smaregiv1alpha1.ReasonNoMembers
 			message = "spec.storeSelector selects no SmaregiStore in this namespace: the pool has nothing to sell"
-		case status.ReadyMembers == 0:
-			ready, reason = string(metav1.ConditionFalse), smaregiv1alpha1.ReasonMembersNotReady
-			message = fmt.Sprintf("none of the %d member SmaregiStores is Ready (see their status): the pool has nothing to sell", len(ms))
+		case status.ActiveMembers == 0:
+			ready, reason = string(metav1.ConditionFalse), smaregiv1alpha1.ReasonNoActiveMembers
+			message = fmt.Sprintf("none of the %d member SmaregiStores takes orders (suspended, being deleted or Stalled; see their status): the pool has nothing to sell", len(ms))
 		default:
 			ready, reason = string(metav1.ConditionTrue), smaregiv1alpha1.ReasonSucceeded
-			message = fmt.Sprintf("%d of %d member SmaregiStores are Ready and take orders", status.ReadyMembers, len(ms))
+			message = fmt.Sprintf("%d of %d member SmaregiStores take orders", status.ActiveMembers, len(ms))
 		}
 	}
 	reconciling := retryErr != nil
@@ -136,7 +136,7 @@ func boolCondition(typ string, on bool, reason, message string) metav1.Condition
 // equalPoolStatus compares what the controller writes, conditions without
 // their times (condition() keeps the time of an unchanged status).
 func equalPoolStatus(a, b smaregiv1alpha1.StockPoolStatus) bool {
-	if a.ObservedGeneration != b.ObservedGeneration || a.ReadyMembers != b.ReadyMembers || a.SKUs != b.SKUs ||
+	if a.ObservedGeneration != b.ObservedGeneration || a.ActiveMembers != b.ActiveMembers || a.SKUs != b.SKUs ||
 		len(a.Members) != len(b.Members) || len(a.Conditions) != len(b.Conditions) {
 		return false
 	}

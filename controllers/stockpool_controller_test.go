@@ -23,7 +23,7 @@ func getPool(t *testing.T, ns, name string) *smaregiv1alpha1.StockPool {
 }
 
 // TestStockPoolStatus: a pool's status follows its selector and its
-// members' readiness: no member, then one Ready member (with the distinct
+// members' state: no member, then one active (Ready) member (with the distinct
 // products of the members' mirrors), then a second that is not Ready.
 func TestStockPoolStatus(t *testing.T) {
 	s := startSim(t)
@@ -60,13 +60,17 @@ func TestStockPoolStatus(t *testing.T) {
 	shop.Labels = map[string]string{"pool": "kanto"}
 	mustCreate(t, shop)
 	eventually(t, waitLong, readyIs(metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded))
-	p := getPool(t, ns, "kanto")
-	if len(p.Status.Members) != 1 || p.Status.Members[0] != (smaregiv1alpha1.StockPoolMember{Name: "shop", Priority: 5, Ready: true}) ||
-		p.Status.ReadyMembers != 1 || p.Status.SKUs != 2 || p.Status.ObservedGeneration != p.Generation {
-		t.Fatalf("status = %+v", p.Status)
-	}
+	// Active at once; Ready once the store's credentials are checked.
+	eventually(t, waitLong, func() error {
+		p := getPool(t, ns, "kanto")
+		if len(p.Status.Members) != 1 || p.Status.Members[0] != (smaregiv1alpha1.StockPoolMember{Name: "shop", Priority: 5, Ready: true, Active: true}) ||
+			p.Status.ActiveMembers != 1 || p.Status.SKUs != 2 || p.Status.ObservedGeneration != p.Generation {
+			return fmt.Errorf("status = %+v", p.Status)
+		}
+		return nil
+	})
 
-	// A member that is not Ready (suspended) is listed and not counted:
+	// A suspended member is listed and not counted:
 	// its products are not the pool's.
 	closed := newStore(ns, "closed", s.endpoint)
 	closed.Labels = map[string]string{"pool": "kanto"}
@@ -74,7 +78,7 @@ func TestStockPoolStatus(t *testing.T) {
 	mustCreate(t, closed)
 	eventually(t, waitLong, func() error {
 		p := getPool(t, ns, "kanto")
-		if len(p.Status.Members) != 2 || p.Status.Members[0].Name != "closed" || p.Status.Members[0].Ready || p.Status.ReadyMembers != 1 || p.Status.SKUs != 2 {
+		if len(p.Status.Members) != 2 || p.Status.Members[0].Name != "closed" || p.Status.Members[0].Active || p.Status.ActiveMembers != 1 || p.Status.SKUs != 2 {
 			return fmt.Errorf("status = %+v", p.Status)
 		}
 		return nil

@@ -40,8 +40,9 @@ const (
 	// ReasonNoMembers: the selector selects no SmaregiStore, so the pool
 	// has nothing to sell.
 	ReasonNoMembers = "NoMembers"
-	// ReasonMembersNotReady: members exist but none is Ready.
-	ReasonMembersNotReady = "MembersNotReady"
+	// ReasonNoActiveMembers: members exist but none takes orders (all are
+	// suspended, being deleted or Stalled).
+	ReasonNoActiveMembers = "NoActiveMembers"
 	// ReasonInvalidSelector: spec.storeSelector does not parse.
 	ReasonInvalidSelector = "InvalidSelector"
 )
@@ -82,7 +83,7 @@ type StockPoolSpec struct {
 
 	// SafetyStock is held back from every product of the pool, on top of
 	// each member's own spec.safetyStock: the pool's available is the sum
-	// of its Ready members' available minus this (never below 0). Defaults
+	// of its active members' available minus this (never below 0). Defaults
 	// to 0.
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=0
@@ -103,10 +104,14 @@ type StockPoolMember struct {
 	Name string `json:"name"`
 	// Priority from spec.memberPriorities (0 when not listed).
 	Priority int32 `json:"priority"`
-	// Ready is true when the SmaregiStore is Ready, not suspended and not
-	// being deleted: only such members count in the pool's available and
-	// take orders.
+	// Ready is the SmaregiStore's Ready condition (True or not).
 	Ready bool `json:"ready"`
+	// Active is true when the member counts in the pool's available and
+	// takes orders: it is not suspended, not being deleted and not Stalled
+	// (a human must fix it). A transient failure (Ready False while
+	// Reconciling) does not take a member out: its own stock listing keeps
+	// selling too, and its adjustments are pushed once Smaregi answers.
+	Active bool `json:"active"`
 }
 
 // StockPoolStatus is what the operator observed.
@@ -115,7 +120,7 @@ type StockPoolStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready (at least one Ready member), and kstatus's
+	// Conditions: Ready (at least one active member), and kstatus's
 	// Reconciling and Stalled.
 	// +listType=map
 	// +listMapKey=type
@@ -129,12 +134,12 @@ type StockPoolStatus struct {
 	// +optional
 	Members []StockPoolMember `json:"members,omitempty"`
 
-	// ReadyMembers counts the members that are Ready.
+	// ActiveMembers counts the members that are active.
 	// +optional
-	ReadyMembers int32 `json:"readyMembers"`
+	ActiveMembers int32 `json:"activeMembers"`
 
 	// SKUs is the number of distinct products with a stock row in any
-	// Ready member's mirror.
+	// active member's mirror.
 	// +optional
 	SKUs int64 `json:"skus"`
 }
@@ -147,7 +152,7 @@ type StockPoolStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=spool,categories=smaregi
 // +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.spec.allocationPolicy`
-// +kubebuilder:printcolumn:name="Members",type=integer,JSONPath=`.status.readyMembers`,description="Ready members"
+// +kubebuilder:printcolumn:name="Active",type=integer,JSONPath=`.status.activeMembers`,description="Members that take orders"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="SKUs",type=integer,JSONPath=`.status.skus`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`

@@ -7,7 +7,7 @@ package hubapi
 // four steps, all under the pool's lock (inventory.PoolOrderStore.LockPool:
 // this process on bbolt, every replica on PostgreSQL):
 //
-//  1. read each Ready member's available (the store listing's Available,
+//  1. read each active member's available (the store listing's Available,
 //     which already counts the member's pending adjustments, pool orders'
 //     included) and decide the allocation, or refuse with 422;
 //  2. record the order with its allocation durably (RecordPoolOrder): from
@@ -81,15 +81,17 @@ type PoolMemberInfo struct {
 	Name     string `json:"name"`
 	Priority int32  `json:"priority"`
 	Ready    bool   `json:"ready"`
+	// Active: counts in the pool's available and takes orders.
+	Active bool `json:"active"`
 }
 
 // PoolStockItem is one product of a pool.
 type PoolStockItem struct {
 	ProductID string `json:"productId"`
-	// Available is what the pool may sell: the sum of the ready members'
+	// Available is what the pool may sell: the sum of the active members'
 	// available less the pool's safety stock, never below 0.
 	Available int64 `json:"available"`
-	// Members are the ready members that have a stock row for the product,
+	// Members are the active members that have a stock row for the product,
 	// with what each may sell.
 	Members []PoolMemberStock `json:"members"`
 }
@@ -179,12 +181,12 @@ func (s *Server) members(w http.ResponseWriter, r *http.Request, pool *smaregiv1
 func memberInfos(ms []stockpool.Member) []PoolMemberInfo {
 	out := make([]PoolMemberInfo, len(ms))
 	for i, m := range ms {
-		out[i] = PoolMemberInfo{Name: m.Name(), Priority: m.Priority, Ready: m.Ready}
+		out[i] = PoolMemberInfo{Name: m.Name(), Priority: m.Priority, Ready: m.Ready, Active: m.Active}
 	}
 	return out
 }
 
-// servePoolStock lists a pool's products: a merge of the ready members'
+// servePoolStock lists a pool's products: a merge of the active members'
 // mirrors in product ID order, read in pages like the store listing.
 func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
@@ -223,7 +225,7 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 		pending []map[string]int64
 	)
 	for _, m := range ms {
-		if !m.Ready {
+		if !m.Active {
 			continue
 		}
 		key := storeKey(m.Store)
@@ -472,13 +474,13 @@ func (s *Server) servePoolAdjustments(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, resp)
 }
 
-// candidates returns, per product, each ready member's available: the
+// candidates returns, per product, each active member's available: the
 // store listing's Available of its row, its safety stock and its pending
 // adjustments. A member without a row has nothing of the product.
 func (s *Server) candidates(ctx context.Context, ms []stockpool.Member, products []string) (map[string][]stockpool.Candidate, error) {
 	out := make(map[string][]stockpool.Candidate, len(products))
 	for _, m := range ms {
-		if !m.Ready {
+		if !m.Active {
 			continue
 		}
 		key := storeKey(m.Store)

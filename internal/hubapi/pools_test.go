@@ -20,7 +20,7 @@ import (
 // poolFixture is a fixture with a real bbolt store, three member stores
 // (shibuya from the fixture, umeda and namba) and a pool "kanto" over the
 // stores labelled pool=kanto: shibuya (priority 10), umeda, and namba, which
-// is not Ready.
+// is Stalled (its credentials were refused) and so takes no orders.
 type poolFixture struct {
 	*fixture
 	inv  *boltstore.Store
@@ -46,6 +46,9 @@ func newPoolFixture(t *testing.T, policy smaregiv1alpha1.AllocationPolicy, poolS
 			status = metav1.ConditionTrue
 		}
 		meta.SetStatusCondition(&st.Status.Conditions, metav1.Condition{Type: smaregiv1alpha1.ReadyCondition, Status: status, Reason: "Test"})
+		if !ready {
+			meta.SetStatusCondition(&st.Status.Conditions, metav1.Condition{Type: smaregiv1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: "Test"})
+		}
 		must(t, k8s.Status().Update(ctx, st))
 	}
 	member(f.store, true)
@@ -109,11 +112,11 @@ func decodeOrder(t *testing.T, res response) PoolOrderResponse {
 func TestPoolStockListing(t *testing.T) {
 	f := newPoolFixture(t, smaregiv1alpha1.AllocationPriority, 2)
 	got := f.stock()
-	wantMembers := []PoolMemberInfo{{"namba", 0, false}, {"shibuya", 10, true}, {"umeda", 0, true}}
+	wantMembers := []PoolMemberInfo{{"namba", 0, false, false}, {"shibuya", 10, true, true}, {"umeda", 0, true, true}}
 	if len(got.Members) != 3 || got.Members[0] != wantMembers[0] || got.Members[1] != wantMembers[1] || got.Members[2] != wantMembers[2] {
 		t.Fatalf("members = %+v, want %+v", got.Members, wantMembers)
 	}
-	// Product 1: shibuya 4-1=3, umeda 5, namba not Ready; pool 8-2=6.
+	// Product 1: shibuya 4-1=3, umeda 5, namba Stalled; pool 8-2=6.
 	// Product 2: umeda 7 → 5. Product 3: shibuya 2-1=1 → 0.
 	want := map[string]int64{"1": 6, "2": 5, "3": 0}
 	if len(got.Items) != 3 {

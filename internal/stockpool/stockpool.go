@@ -24,20 +24,26 @@ import (
 type Member struct {
 	Store    *smaregiv1alpha1.SmaregiStore
 	Priority int32
-	// Ready: the store is Ready, not suspended and not being deleted. Only
-	// ready members count in the pool's availability and take orders: the
-	// others' adjustments would wait (or be refused) however long the
-	// order does.
+	// Ready: the store's Ready condition is True (reported, not used).
 	Ready bool
+	// Active: the member counts in the pool's availability and takes
+	// orders (StoreActive).
+	Active bool
 }
 
 // Name is the member store's name.
 func (m Member) Name() string { return m.Store.Name }
 
-// StoreReady is the rule Member.Ready applies to a store.
-func StoreReady(st *smaregiv1alpha1.SmaregiStore) bool {
+// StoreActive is the rule Member.Active applies: a store takes pool orders
+// unless it is suspended, being deleted (it accepts no adjustments) or
+// Stalled (its parts would wait for a human). A transient failure (Ready
+// False while Reconciling, as Smaregi's 5xx make it) does not take it out:
+// its own listing keeps selling the same stock, and its adjustments are
+// pushed, exactly once, once Smaregi answers again. Taking it out would
+// make the pool refuse orders its stock covers at every blip.
+func StoreActive(st *smaregiv1alpha1.SmaregiStore) bool {
 	return st.DeletionTimestamp == nil && !st.Spec.Suspend &&
-		meta.IsStatusConditionTrue(st.Status.Conditions, smaregiv1alpha1.ReadyCondition)
+		!meta.IsStatusConditionTrue(st.Status.Conditions, smaregiv1alpha1.StalledCondition)
 }
 
 // Members lists the pool's members sorted by name. An invalid selector is
@@ -54,13 +60,13 @@ func Members(ctx context.Context, r client.Reader, pool *smaregiv1alpha1.StockPo
 	out := make([]Member, len(list.Items))
 	for i := range list.Items {
 		st := &list.Items[i]
-		out[i] = Member{Store: st, Priority: pool.MemberPriority(st.Name), Ready: StoreReady(st)}
+		out[i] = Member{Store: st, Priority: pool.MemberPriority(st.Name), Ready: meta.IsStatusConditionTrue(st.Status.Conditions, smaregiv1alpha1.ReadyCondition), Active: StoreActive(st)}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Store.Name < out[j].Store.Name })
 	return out, nil
 }
 
-// Candidate is a ready member's availability of one product.
+// Candidate is an active member's availability of one product.
 type Candidate struct {
 	Store     string
 	Priority  int32
@@ -73,7 +79,7 @@ type Take struct {
 	Amount int64
 }
 
-// Pooled is the pool's availability of a product: the sum of its ready
+// Pooled is the pool's availability of a product: the sum of its active
 // members' available less the pool's safety stock, never below 0. The sum
 // saturates, like Available, so that no overflow turns into stock.
 func Pooled(cands []Candidate, safetyStock int64) int64 {

@@ -69,6 +69,13 @@ func poolRequest(op *operator, method, token, ns, pool, rest string, body any) (
 // up to what the pool accepted, no member's stock goes below zero, and an
 // order beyond the pool's availability gets 422.
 func TestPoolOrdersAllocatedAndAppliedOnce(t *testing.T) {
+	t.Run("bbolt", func(t *testing.T) { testPoolOrders(t, "") })
+	// Two replicas serve the hub API on one database: the pool's lock must
+	// hold across them.
+	t.Run("PostgreSQL, two replicas", func(t *testing.T) { testPoolOrders(t, e2eDatabase(t)) })
+}
+
+func testPoolOrders(t *testing.T, dsn string) {
 	const (
 		products   = 4
 		orders     = 500
@@ -78,9 +85,26 @@ func TestPoolOrdersAllocatedAndAppliedOnce(t *testing.T) {
 	stores := []string{"1", "2", "3"}
 	s := newShop(t, "e2epool", stores, products)
 	ns := newNamespace(t, "pool")
-	cfg := newOperatorConfig(t)
-	cfg.extraArgs = []string{"--smaregi-request-timeout", "2s", "--push-settle-period", "5s"}
-	op := startOperator(t, cfg)
+	args := []string{"--smaregi-request-timeout", "2s", "--push-settle-period", "5s"}
+	var cfgs []operatorConfig
+	if dsn == "" {
+		cfg := newOperatorConfig(t)
+		cfg.extraArgs = args
+		cfgs = append(cfgs, cfg)
+	} else {
+		electionNS := newNamespace(t, "pool-election")
+		for range 2 {
+			cfg := newOperatorConfig(t)
+			cfg.inventory = dsn
+			cfg.extraArgs = append(append([]string(nil), args...), "--leader-elect", "--leader-election-namespace", electionNS)
+			cfgs = append(cfgs, cfg)
+		}
+	}
+	replicas := make([]atomic.Pointer[operator], len(cfgs))
+	for i, cfg := range cfgs {
+		replicas[i].Store(startOperator(t, cfg))
+	}
+	op := replicas[len(replicas)-1].Load() // never killed: reads go there
 	declareStores(t, ns, s, 10*time.Second, stores...)
 	ctx := context.Background()
 	for _, id := range stores {
@@ -105,12 +129,12 @@ func TestPoolOrdersAllocatedAndAppliedOnce(t *testing.T) {
 	adjuster := bearerToken(t, ns, "online-shop", hubapi.AdjusterRole)
 	viewer := bearerToken(t, ns, "dashboard", hubapi.StockViewerRole)
 
-	waitFor(t, 60*time.Second, "the pool's status to show 3 Ready members and the products", func() bool {
+	waitFor(t, 60*time.Second, "the pool's status to show 3 active members and the products", func() bool {
 		p := &smaregiv1alpha1.StockPool{}
 		if err := kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web"}, p); err != nil {
 			t.Fatal(err)
 		}
-		return p.Status.ReadyMembers == 3 && p.Status.SKUs == products &&
+		return p.Status.ActiveMembers == 3 && p.Status.SKUs == products &&
 			apimeta.IsStatusConditionTrue(p.Status.Conditions, smaregiv1alpha1.ReadyCondition)
 	})
 	full := int64(len(stores)*initial - poolSafety)
@@ -164,15 +188,15 @@ func TestPoolOrdersAllocatedAndAppliedOnce(t *testing.T) {
 		refused  atomic.Int64
 		accepted atomic.Int64
 		retried  atomic.Int64
-		current  atomic.Pointer[operator]
 	)
-	current.Store(op)
 	submit := func(i int) {
+		r := i % len(replicas)
 		for attempt := 0; ; attempt++ {
 			if attempt > 0 {
 				retried.Add(1)
+				r = (r + 1) % len(replicas) // another replica, or the same one restarted
 			}
-			code, body, err := poolRequest(current.Load(), http.MethodPost, adjuster, ns, "web", "/adjustments", requests[i])
+			code, body, err := poolRequest(replicas[r].Load(), http.MethodPost, adjuster, ns, "web", "/adjustments", requests[i])
 			switch {
 			case err == nil && (code == http.StatusAccepted || code == http.StatusOK):
 				var o hubapi.PoolOrderResponse
@@ -215,10 +239,12 @@ func TestPoolOrdersAllocatedAndAppliedOnce(t *testing.T) {
 	waitFor(t, 120*time.Second, "a third of the orders to be answered", func() bool {
 		return accepted.Load()+refused.Load() >= orders/3
 	})
-	op.kill()
+	// Kill the first replica (the only one on bbolt) while orders are
+	// being allocated and pushed, and start it again.
+	replicas[0].Load().kill()
 	time.Sleep(500 * time.Millisecond)
-	op = startOperator(t, cfg)
-	current.Store(op)
+	replicas[0].Store(startOperator(t, cfgs[0]))
+	op = replicas[len(replicas)-1].Load()
 	<-posted
 	if refused.Load() == 0 {
 		t.Error("no order was refused: the run never reached the pool's limits")
@@ -293,6 +319,6 @@ func TestPoolOrdersAllocatedAndAppliedOnce(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d pool orders accepted and applied exactly once, %d refused as beyond availability; %d POSTs retried across a restart",
+	t.Logf("%d replica(s): %d pool orders accepted and applied exactly once, %d refused as beyond availability; %d POSTs retried across a restart", len(replicas),
 		accepted.Load(), refused.Load(), retried.Load())
 }
