@@ -68,8 +68,11 @@ const (
 
 // PoolStockResponse is GET …/stockpools/{name}/stock.
 type PoolStockResponse struct {
-	Namespace        string                           `json:"namespace"`
-	Name             string                           `json:"name"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// ResourceVersion is where to watch from: the positions of the active
+	// members' change logs, read before the first page (opaque).
+	ResourceVersion  string                           `json:"resourceVersion"`
 	SafetyStock      int64                            `json:"safetyStock"`
 	AllocationPolicy smaregiv1alpha1.AllocationPolicy `json:"allocationPolicy"`
 	Members          []PoolMemberInfo                 `json:"members"`
@@ -194,20 +197,39 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if q.Get("watch") != "" {
-		// Checked before access so that nobody waits for a review to learn it.
-		writeError(w, http.StatusBadRequest, reasonBadRequest, "watching a StockPool's stock is not supported yet; watch its member SmaregiStores, or list again", nil)
-		return
+	watch := q.Get("watch") == "true" || q.Get("watch") == "1"
+	verb := "get"
+	if watch {
+		verb = "watch"
 	}
-	pool, ok := s.accessPool(w, r, SubresourceStock, "get")
+	pool, ok := s.accessPool(w, r, SubresourceStock, verb)
 	if !ok {
 		return
 	}
 	for k := range q {
-		if k != "productId" {
-			writeError(w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("unknown query parameter %q; known is productId", k), nil)
+		switch k {
+		case "productId", "watch", "resourceVersion", "timeoutSeconds", "allowWatchBookmarks":
+		default:
+			writeError(w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("unknown query parameter %q; known are productId, watch, resourceVersion, timeoutSeconds", k), nil)
 			return
 		}
+	}
+	if watch {
+		if q.Has("productId") {
+			writeError(w, http.StatusBadRequest, reasonBadRequest, "a watch is a GET of the whole pool's stock, without productId", nil)
+			return
+		}
+		timeout, ok := s.watchTimeout(q.Get("timeoutSeconds"))
+		if !ok {
+			writeError(w, http.StatusBadRequest, reasonBadRequest, "timeoutSeconds must be a positive number of seconds", nil)
+			return
+		}
+		s.servePoolWatch(w, r, pool, q.Get("resourceVersion"), timeout)
+		return
+	}
+	if q.Has("resourceVersion") || q.Has("timeoutSeconds") {
+		writeError(w, http.StatusBadRequest, reasonBadRequest, "resourceVersion and timeoutSeconds go with watch=true; a listing is always current", nil)
+		return
 	}
 	productID := q.Get("productId")
 	if q.Has("productId") && (len(q["productId"]) != 1 || !validProductID(productID)) {
@@ -223,12 +245,20 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 		ready   []stockpool.Member
 		keys    []inventory.StoreKey
 		pending []map[string]int64
+		version poolVersion
 	)
 	for _, m := range ms {
 		if !m.Active {
 			continue
 		}
 		key := storeKey(m.Store)
+		// Each member's version before its pages, as serveStock does.
+		v, err := s.opts.Store.StoreVersion(ctx, key)
+		if err != nil {
+			s.storeFailure(w, err, "reading a member's resource version", key)
+			return
+		}
+		version.names, version.versions = append(version.names, m.Name()), append(version.versions, v)
 		p, err := s.opts.Store.PendingDeltas(ctx, key)
 		if err != nil {
 			s.storeFailure(w, err, "reading pending adjustments", key)
@@ -256,7 +286,7 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	head, _ := json.Marshal(PoolStockResponse{
-		Namespace: pool.Namespace, Name: pool.Name, SafetyStock: pool.Spec.SafetyStock,
+		Namespace: pool.Namespace, Name: pool.Name, ResourceVersion: version.String(), SafetyStock: pool.Spec.SafetyStock,
 		AllocationPolicy: pool.Policy(), Members: memberInfos(ms),
 	})
 	// The head without its closing `"items":null}`, then the items streamed.

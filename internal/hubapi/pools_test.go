@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
@@ -282,5 +285,125 @@ func TestPoolOrderRecordedButNotSubmitted(t *testing.T) {
 	}
 	if got := f.stock().Items[0]; got.Available != 2 {
 		t.Fatalf("product 1: %+v, want 2 available", got)
+	}
+}
+
+// poolWatchEvent is one line of a pool watch.
+type poolWatchEvent struct {
+	Type   string `json:"type"`
+	Object struct {
+		PoolStockItem
+		ResourceVersion string `json:"resourceVersion"`
+		Code            int    `json:"code"`
+	} `json:"object"`
+}
+
+// watchPool opens a pool watch and returns its events as they come.
+func (f *poolFixture) watchPool(rv string) (<-chan poolWatchEvent, func()) {
+	f.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.poolPath("/stock?watch=true&resourceVersion="+url.QueryEscape(rv)), nil)
+	must(f.t, err)
+	req.Header.Set("Authorization", "Bearer "+f.viewer)
+	resp, err := http.DefaultClient.Do(req)
+	must(f.t, err)
+	if resp.StatusCode != http.StatusOK {
+		cancel()
+		f.t.Fatalf("pool watch: %d", resp.StatusCode)
+	}
+	out := make(chan poolWatchEvent, 100)
+	go func() {
+		defer close(out)
+		defer resp.Body.Close()
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var e poolWatchEvent
+			if dec.Decode(&e) != nil {
+				return
+			}
+			out <- e
+		}
+	}()
+	return out, cancel
+}
+
+func nextEvent(t *testing.T, ch <-chan poolWatchEvent, skipBookmarks bool) poolWatchEvent {
+	t.Helper()
+	for {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				t.Fatal("the watch ended")
+			}
+			if skipBookmarks && e.Type == "BOOKMARK" {
+				continue
+			}
+			return e
+		case <-time.After(30 * time.Second): // only stops a broken test from hanging
+			t.Fatal("no event")
+		}
+	}
+}
+
+// TestPoolWatch: list, then watch: a member's stock change and a pool
+// order each show as the product's pooled item now; a watch resumed from
+// an event's resourceVersion repeats nothing; a change of the active
+// members ends the watch with 410.
+func TestPoolWatch(t *testing.T) {
+	f := newPoolFixture(t, smaregiv1alpha1.AllocationPriority, 0)
+	ctx := context.Background()
+	list := f.stock()
+	if list.ResourceVersion == "" {
+		t.Fatal("the pool listing has no resourceVersion")
+	}
+	events, stop := f.watchPool(list.ResourceVersion)
+	defer stop()
+
+	// umeda sells 2 of product 1: 3 + 3 = 6.
+	_, err := f.inv.ApplyPull(ctx, inventory.StoreKey{Namespace: f.ns, Name: "umeda"}, []inventory.Row{{ProductID: "1", StockAmount: 3, UpdDateTime: t0.Add(time.Minute)}}, t0.Add(time.Minute))
+	must(t, err)
+	e := nextEvent(t, events, true)
+	if e.Type != "MODIFIED" || e.Object.ProductID != "1" || e.Object.Available != 6 || len(e.Object.Members) != 2 {
+		t.Fatalf("event after umeda's change: %+v", e)
+	}
+	afterPull := e.Object.ResourceVersion
+	// A pool order of 4 takes shibuya's 3 and 1 of umeda's: 2 left.
+	if res := f.order("watch-1", RequestLine{ProductID: "1", Quantity: -4}); res.code != http.StatusAccepted {
+		t.Fatalf("POST: %d %s", res.code, res.body)
+	}
+	// Events carry the product as it is when sent, so the last one (at the
+	// listing's version now) shows 2.
+	now := f.stock().ResourceVersion
+	var last poolWatchEvent
+	for last.Object.ResourceVersion != now {
+		last = nextEvent(t, events, true)
+		if last.Type != "MODIFIED" || last.Object.ProductID != "1" {
+			t.Fatalf("event after the order: %+v", last)
+		}
+	}
+	if last.Object.Available != 2 {
+		t.Fatalf("last event after the order: %+v, want 2 available", last)
+	}
+	stop()
+
+	// Resumed from the first event: the order's changes again, not the pull.
+	resumed, stop2 := f.watchPool(afterPull)
+	defer stop2()
+	if e := nextEvent(t, resumed, true); e.Object.ProductID != "1" || e.Object.Available != 2 {
+		t.Fatalf("resumed watch: %+v", e)
+	}
+	// From the last event: nothing until the members change; then 410.
+	stop2()
+	latest, stop3 := f.watchPool(last.Object.ResourceVersion)
+	defer stop3()
+	namba := &smaregiv1alpha1.SmaregiStore{}
+	must(t, k8s.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: "namba"}, namba))
+	meta.SetStatusCondition(&namba.Status.Conditions, metav1.Condition{Type: smaregiv1alpha1.StalledCondition, Status: metav1.ConditionFalse, Reason: "Test"})
+	must(t, k8s.Status().Update(ctx, namba))
+	if e := nextEvent(t, latest, true); e.Type != "ERROR" || e.Object.Code != http.StatusGone {
+		t.Fatalf("after namba became active: %+v, want a 410 ERROR", e)
+	}
+	if res := f.do(http.MethodGet, f.poolPath("/stock?watch=true&resourceVersion="+url.QueryEscape(last.Object.ResourceVersion)), f.viewer, nil); res.code != http.StatusGone {
+		t.Fatalf("watching from a version of other members: %d, want 410", res.code)
 	}
 }
