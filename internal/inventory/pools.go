@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -94,4 +95,25 @@ func NormalizePoolOrder(o PoolOrder, now time.Time) (PoolOrder, error) {
 	o.CreatedAt = NormalizeTime(o.CreatedAt)
 	o.Submitted = false
 	return o, nil
+}
+
+// KeyedMutex is a mutex per key whose Lock a waiter can give up on (its
+// context ends). The backends' LockPool use it: bbolt as the whole lock,
+// PostgreSQL to queue a replica's own waiters before the advisory lock, so
+// that they do not each hold a database connection while they wait.
+type KeyedMutex struct {
+	locks sync.Map // StoreKey -> chan struct{} (capacity 1)
+}
+
+// Lock locks key until unlock is called (once; later calls do nothing).
+func (m *KeyedMutex) Lock(ctx context.Context, key StoreKey) (unlock func(), err error) {
+	v, _ := m.locks.LoadOrStore(key, make(chan struct{}, 1))
+	ch := v.(chan struct{})
+	select {
+	case ch <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-ch }) }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

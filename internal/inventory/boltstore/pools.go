@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -194,16 +193,5 @@ func (s *Store) LockPool(ctx context.Context, pool inventory.StoreKey) (func(), 
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	v, _ := s.poolLocks.LoadOrStore(pool, &poolLock{ch: make(chan struct{}, 1)})
-	l := v.(*poolLock)
-	select {
-	case l.ch <- struct{}{}:
-		var once sync.Once
-		return func() { once.Do(func() { <-l.ch }) }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return s.poolLocks.Lock(ctx, pool)
 }
-
-// poolLock is a mutex that a waiter can give up on.
-type poolLock struct{ ch chan struct{} }

@@ -100,7 +100,7 @@ type Store struct {
 	lastPrune atomic.Int64 // unix nanos
 	pruneWG   sync.WaitGroup
 	// poolLocks serialise pool allocations (pools.go).
-	poolLocks sync.Map // inventory.StoreKey -> *poolLock
+	poolLocks inventory.KeyedMutex
 }
 
 var _ inventory.Store = (*Store)(nil)

@@ -3,6 +3,7 @@ package inventorytest
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,4 +123,30 @@ func testLockPool(t *testing.T, open Opener) {
 		t.Fatalf("LockPool after unlock: %v", err)
 	}
 	unlock2()
+
+	// More waiters than a backend has connections, each doing the work a
+	// pool order does under the lock: nobody starves the holder.
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for range 40 {
+		wg.Go(func() {
+			unlock, err := st.LockPool(ctx, poolA)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer unlock()
+			if _, _, err := st.GetPoolOrder(ctx, poolA, "none"); err != nil {
+				errs <- err
+			}
+			if _, err := st.PendingDeltas(ctx, shopA); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a lock holder could not work: %v", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -150,15 +151,28 @@ func poolLockKey(pool inventory.StoreKey) int64 {
 	return int64(h.Sum64())
 }
 
+// lockConns bounds the connections that hold or wait for pool locks: one
+// per pool being allocated on this replica at a time (more pools wait for a
+// connection, holding nothing).
+const lockConns = 4
+
 // LockPool implements inventory.PoolOrderStore with a session advisory lock
 // on a connection held until unlock: every replica allocating for the pool
-// waits for it, and PostgreSQL releases it if this process dies.
+// waits for it, and PostgreSQL releases it if this process dies. This
+// replica's own waiters queue in memory first, so at most one of its
+// connections waits per pool, and those connections come from a pool of
+// their own: waiters never take the connections the holder needs.
 func (s *Store) LockPool(ctx context.Context, pool inventory.StoreKey) (func(), error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	conn, err := s.pool.Acquire(ctx)
+	local, err := s.poolLocks.Lock(ctx, pool)
 	if err != nil {
+		return nil, fmt.Errorf("pgstore: locking pool %s: %w", pool, err)
+	}
+	conn, err := s.locks.Acquire(ctx)
+	if err != nil {
+		local()
 		return nil, fmt.Errorf("pgstore: locking pool %s: %w", pool, err)
 	}
 	key := poolLockKey(pool)
@@ -167,16 +181,21 @@ func (s *Store) LockPool(ctx context.Context, pool inventory.StoreKey) (func(), 
 		// return it to the pool.
 		_ = conn.Conn().Close(context.Background())
 		conn.Release()
+		local()
 		return nil, fmt.Errorf("pgstore: locking pool %s: %w", pool, err)
 	}
+	var once sync.Once
 	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var unlocked bool
-		if err := conn.QueryRow(ctx, `SELECT pg_advisory_unlock($1)`, key).Scan(&unlocked); err != nil || !unlocked {
-			// Closing the session is the one sure way to drop the lock.
-			_ = conn.Conn().Close(context.Background())
-		}
-		conn.Release()
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var unlocked bool
+			if err := conn.QueryRow(ctx, `SELECT pg_advisory_unlock($1)`, key).Scan(&unlocked); err != nil || !unlocked {
+				// Closing the session is the one sure way to drop the lock.
+				_ = conn.Conn().Close(context.Background())
+			}
+			conn.Release()
+			local()
+		})
 	}, nil
 }
