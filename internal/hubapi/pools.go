@@ -242,7 +242,7 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	var (
-		ready   []stockpool.Member
+		active  []stockpool.Member
 		keys    []inventory.StoreKey
 		pending []map[string]int64
 		version poolVersion
@@ -264,7 +264,7 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 			s.storeFailure(w, err, "reading pending adjustments", key)
 			return
 		}
-		ready, keys, pending = append(ready, m), append(keys, key), append(pending, p)
+		active, keys, pending = append(active, m), append(keys, key), append(pending, p)
 	}
 	var one []stockpool.MemberRow
 	if productID != "" {
@@ -298,7 +298,7 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 		it := PoolStockItem{ProductID: productID, Members: make([]PoolMemberStock, 0, len(rows))}
 		cands := make([]stockpool.Candidate, 0, len(rows))
 		for _, mr := range rows {
-			m := ready[mr.Index]
+			m := active[mr.Index]
 			a := Available(mr.Row, m.Store.Spec.SafetyStock, pending[mr.Index][productID])
 			it.Members = append(it.Members, PoolMemberStock{Store: m.Name(), Available: a})
 			cands = append(cands, stockpool.Candidate{Store: m.Name(), Available: a})
@@ -354,6 +354,10 @@ func validatePoolRequest(req *AdjustmentRequest) []FieldError {
 	}
 	return errs
 }
+
+// submitTimeout bounds recording and submitting a pool order once its
+// allocation is decided.
+const submitTimeout = 30 * time.Second
 
 // PoolShortage is the 422 answer of a pool order beyond availability.
 type PoolShortage struct {
@@ -476,6 +480,11 @@ func (s *Server) servePoolAdjustments(w http.ResponseWriter, r *http.Request) {
 			})
 		}
 	}
+	// From the record on, a client that goes away must not leave the order
+	// half submitted: the rest runs to its end (bounded) whatever the
+	// connection does.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitTimeout)
+	defer cancel()
 	stored, created, err := pools.RecordPoolOrder(ctx, order)
 	switch {
 	case errors.Is(err, ErrAdjustmentConflict):
