@@ -298,6 +298,9 @@ func run(ctx context.Context, c config) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up safety stock controller: %w", err)
 	}
+	if err := (&controllers.StockPoolReconciler{Client: mgr.GetClient(), Rows: inv}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up StockPool controller: %w", err)
+	}
 
 	// The registry of SmaregiStores that the sync engine and the pusher
 	// subscribe to, and the token cache they share: the credentials Secret

@@ -226,7 +226,11 @@ func (s *Server) serveAdjustments(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if errs := req.validate(); len(errs) > 0 {
+	errs := req.validate()
+	if reservedStoreID(req.ID) {
+		errs = append(errs, FieldError{Field: "id", Message: "ids starting with spool: are reserved for the parts of StockPool orders"})
+	}
+	if len(errs) > 0 {
 		writeError(w, http.StatusUnprocessableEntity, reasonInvalid, "the adjustment is invalid; nothing was stored", errs)
 		return
 	}

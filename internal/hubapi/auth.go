@@ -34,6 +34,7 @@ const (
 	SubresourceStock       = "stock"
 	SubresourceAdjustments = "adjustments"
 	storeResource          = "smaregistores"
+	poolResource           = "stockpools"
 )
 
 // The hub ClusterRoles as installed: config/rbac's hub-stock-viewer and
@@ -57,6 +58,7 @@ func hashToken(token string) tokenKey { return sha256.Sum256([]byte(token)) }
 // attributes are what one request asks to do.
 type attributes struct {
 	verb        string
+	resource    string // storeResource or poolResource
 	subresource string
 	namespace   string
 	name        string
@@ -201,7 +203,7 @@ func (r *reviewer) audienceOK(got []string) bool {
 // reviewed as.
 func (r *reviewer) authorize(ctx context.Context, user authnv1.UserInfo, token tokenKey, a attributes) (bool, error) {
 	key := decisionKey{token: token, attrs: a}
-	flight := strings.Join([]string{"authz", string(token[:]), a.verb, a.subresource, a.namespace, a.name}, "\x00")
+	flight := strings.Join([]string{"authz", string(token[:]), a.verb, a.resource, a.subresource, a.namespace, a.name}, "\x00")
 	review := func() (any, error) {
 		extra := make(map[string]authzv1.ExtraValue, len(user.Extra))
 		for k, v := range user.Extra {
@@ -219,7 +221,7 @@ func (r *reviewer) authorize(ctx context.Context, user authnv1.UserInfo, token t
 					Namespace:   a.namespace,
 					Verb:        a.verb,
 					Group:       smaregiv1alpha1.GroupVersion.Group,
-					Resource:    storeResource,
+					Resource:    a.resource,
 					Subresource: a.subresource,
 					Name:        a.name,
 				},
@@ -228,7 +230,7 @@ func (r *reviewer) authorize(ctx context.Context, user authnv1.UserInfo, token t
 		if err != nil {
 			reviewsTotal.WithLabelValues(reviewAccess, sourceError).Inc()
 			return nil, fmt.Errorf("subject access review for %s %s/%s %s/%s: %w",
-				a.verb, storeResource, a.subresource, a.namespace, a.name, err)
+				a.verb, a.resource, a.subresource, a.namespace, a.name, err)
 		}
 		reviewsTotal.WithLabelValues(reviewAccess, sourceAPI).Inc()
 		allowed := sar.Status.Allowed && !sar.Status.Denied

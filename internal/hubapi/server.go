@@ -95,6 +95,10 @@ type Options struct {
 	Audiences []string
 	// Store is the inventory store.
 	Store Store
+	// Pools keeps StockPool orders. Nil uses Store when it is an
+	// inventory.PoolOrderStore (both backends are); without one the pool
+	// order routes answer 404.
+	Pools inventory.PoolOrderStore
 	// Resolver maps productCode to productId. Nil with APIReader set means
 	// a SmaregiResolver; nil without APIReader refuses productCode lines.
 	Resolver Resolver
@@ -201,6 +205,9 @@ func New(opts Options) (*Server, error) {
 	if opts.WatchRing <= 0 {
 		opts.WatchRing = DefaultWatchRing
 	}
+	if opts.Pools == nil {
+		opts.Pools, _ = opts.Store.(inventory.PoolOrderStore)
+	}
 	if opts.Resolver == nil && opts.APIReader != nil {
 		r, err := NewSmaregiResolver(SmaregiResolverOptions{APIReader: opts.APIReader, Clients: opts.Clients, Clock: opts.Clock})
 		if err != nil {
@@ -232,6 +239,9 @@ func New(opts Options) (*Server, error) {
 	mux.Handle("/api/v1/namespaces/{ns}/smaregistores/{name}/stock", s.route(RouteStock, s.serveStock))
 	mux.Handle("/api/v1/namespaces/{ns}/smaregistores/{name}/adjustments", s.route(RouteAdjustments, s.serveAdjustments))
 	mux.Handle("/api/v1/namespaces/{ns}/smaregistores/{name}/adjustments/{id}", s.route(RouteAdjustment, s.serveAdjustment))
+	mux.Handle("/api/v1/namespaces/{ns}/stockpools/{name}/stock", s.route(RoutePoolStock, s.servePoolStock))
+	mux.Handle("/api/v1/namespaces/{ns}/stockpools/{name}/adjustments", s.route(RoutePoolAdjustments, s.servePoolAdjustments))
+	mux.Handle("/api/v1/namespaces/{ns}/stockpools/{name}/adjustments/{id}", s.route(RoutePoolAdjustment, s.servePoolAdjustment))
 	mux.Handle("/", s.route(RouteOther, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, reasonNotFound, "no such endpoint; see docs/hub-api.md", nil)
 	}))
@@ -392,55 +402,8 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 // when the request must stop. Authorisation comes before the existence
 // check so that callers without rights cannot probe which stores exist.
 func (s *Server) access(w http.ResponseWriter, r *http.Request, subresource, verb string) (*smaregiv1alpha1.SmaregiStore, bool) {
-	token, ok := bearerToken(r.Header.Get("Authorization"))
+	ns, name, ok := s.authorizeRequest(w, r, storeResource, subresource, verb)
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="smaregi-operator hub API"`)
-		writeError(w, http.StatusUnauthorized, reasonUnauthorized, "send a Kubernetes bearer token: Authorization: Bearer <token>", nil)
-		return nil, false
-	}
-	user, tk, authenticated, err := s.reviewer.authenticate(r.Context(), token)
-	if errors.Is(err, errReviewsBusy) {
-		s.log.V(1).Info("refused a hub API request: too many token reviews in flight", "route", r.Pattern)
-		w.Header().Set("Retry-After", tokenReviewRetryAfter)
-		writeError(w, http.StatusTooManyRequests, reasonTooManyRequests, "too many new tokens are being checked; retry shortly", nil)
-		return nil, false
-	}
-	if err != nil {
-		s.log.Error(err, "authenticating a hub API caller")
-		writeError(w, http.StatusServiceUnavailable, reasonUnavailable, "the Kubernetes API server could not check the token; retry later", nil)
-		return nil, false
-	}
-	if !authenticated {
-		// The route pattern, not the path: a path can carry a "?" and a
-		// secret after it as %3F, and a query is never logged.
-		s.log.V(1).Info("refused a hub API request: token not authenticated", "route", r.Pattern)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="smaregi-operator hub API", error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, reasonUnauthorized, "the bearer token is invalid or expired", nil)
-		return nil, false
-	}
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	// Names that cannot exist in Kubernetes cannot name a store either.
-	if len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
-		writeError(w, http.StatusNotFound, reasonNotFound, "not a valid namespace and SmaregiStore name", nil)
-		return nil, false
-	}
-	allowed, err := s.reviewer.authorize(r.Context(), user, tk, attributes{verb: verb, subresource: subresource, namespace: ns, name: name})
-	if err != nil {
-		s.log.Error(err, "authorising a hub API caller", "user", user.Username)
-		writeError(w, http.StatusServiceUnavailable, reasonUnavailable, "the Kubernetes API server could not check permissions; retry later", nil)
-		return nil, false
-	}
-	if !allowed {
-		s.log.V(1).Info("refused a hub API request: forbidden", "user", user.Username, "verb", verb, "subresource", subresource, "namespace", ns, "name", name)
-		role := AdjusterRole
-		if subresource == SubresourceStock {
-			role = StockViewerRole
-		}
-		writeError(w, http.StatusForbidden, reasonForbidden, fmt.Sprintf(
-			"%s may not %s %s/%s of SmaregiStore %s in namespace %s (RBAC: group %s, resource %s/%s, verb %s); "+
-				"the ClusterRole %s grants it: kubectl -n %s create rolebinding <name> --clusterrole=%s --serviceaccount=<namespace>:<name>",
-			user.Username, verb, storeResource, subresource, name, ns, smaregiv1alpha1.GroupVersion.Group, storeResource, subresource, verb,
-			role, ns, role), nil)
 		return nil, false
 	}
 	var store smaregiv1alpha1.SmaregiStore
@@ -454,6 +417,74 @@ func (s *Server) access(w http.ResponseWriter, r *http.Request, subresource, ver
 		return nil, false
 	}
 	return &store, true
+}
+
+// kindOf names an authorised resource in messages.
+func kindOf(resource string) string {
+	if resource == poolResource {
+		return "StockPool"
+	}
+	return "SmaregiStore"
+}
+
+// authorizeRequest authenticates the caller and authorises verb on the
+// subresource of the object {ns}/{name} of the path, a resource of the
+// operator's group. It writes the refusal and returns false when the
+// request must stop.
+func (s *Server) authorizeRequest(w http.ResponseWriter, r *http.Request, resource, subresource, verb string) (ns, name string, _ bool) {
+	token, ok := bearerToken(r.Header.Get("Authorization"))
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="smaregi-operator hub API"`)
+		writeError(w, http.StatusUnauthorized, reasonUnauthorized, "send a Kubernetes bearer token: Authorization: Bearer <token>", nil)
+		return "", "", false
+	}
+	user, tk, authenticated, err := s.reviewer.authenticate(r.Context(), token)
+	if errors.Is(err, errReviewsBusy) {
+		s.log.V(1).Info("refused a hub API request: too many token reviews in flight", "route", r.Pattern)
+		w.Header().Set("Retry-After", tokenReviewRetryAfter)
+		writeError(w, http.StatusTooManyRequests, reasonTooManyRequests, "too many new tokens are being checked; retry shortly", nil)
+		return "", "", false
+	}
+	if err != nil {
+		s.log.Error(err, "authenticating a hub API caller")
+		writeError(w, http.StatusServiceUnavailable, reasonUnavailable, "the Kubernetes API server could not check the token; retry later", nil)
+		return "", "", false
+	}
+	if !authenticated {
+		// The route pattern, not the path: a path can carry a "?" and a
+		// secret after it as %3F, and a query is never logged.
+		s.log.V(1).Info("refused a hub API request: token not authenticated", "route", r.Pattern)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="smaregi-operator hub API", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, reasonUnauthorized, "the bearer token is invalid or expired", nil)
+		return "", "", false
+	}
+	ns, name = r.PathValue("ns"), r.PathValue("name")
+	kind := kindOf(resource)
+	// Names that cannot exist in Kubernetes cannot name an object either.
+	if len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		writeError(w, http.StatusNotFound, reasonNotFound, "not a valid namespace and "+kind+" name", nil)
+		return "", "", false
+	}
+	allowed, err := s.reviewer.authorize(r.Context(), user, tk, attributes{verb: verb, resource: resource, subresource: subresource, namespace: ns, name: name})
+	if err != nil {
+		s.log.Error(err, "authorising a hub API caller", "user", user.Username)
+		writeError(w, http.StatusServiceUnavailable, reasonUnavailable, "the Kubernetes API server could not check permissions; retry later", nil)
+		return "", "", false
+	}
+	if !allowed {
+		s.log.V(1).Info("refused a hub API request: forbidden", "user", user.Username, "verb", verb, "resource", resource, "subresource", subresource, "namespace", ns, "name", name)
+		role := AdjusterRole
+		if subresource == SubresourceStock {
+			role = StockViewerRole
+		}
+		writeError(w, http.StatusForbidden, reasonForbidden, fmt.Sprintf(
+			"%s may not %s %s/%s of %s %s in namespace %s (RBAC: group %s, resource %s/%s, verb %s); "+
+				"the ClusterRole %s grants it: kubectl -n %s create rolebinding <name> --clusterrole=%s --serviceaccount=<namespace>:<name>",
+			user.Username, verb, resource, subresource, kind, name, ns, smaregiv1alpha1.GroupVersion.Group, resource, subresource, verb,
+			role, ns, role), nil)
+		return "", "", false
+	}
+	return ns, name, true
 }
 
 func storeKey(st *smaregiv1alpha1.SmaregiStore) inventory.StoreKey {

@@ -52,10 +52,12 @@ const (
 	watchPage = 500
 )
 
-// watchEvent is one encoded event line and the version it carries.
+// watchEvent is one encoded event line, the version it carries and the
+// product it is about (for pool watches, pool_watch.go).
 type watchEvent struct {
-	version uint64
-	line    []byte
+	version   uint64
+	line      []byte
+	productID string
 }
 
 // storeFeed reads one store's change log for the watchers of one replica.
@@ -276,7 +278,7 @@ func (s *Server) changeEvents(ctx context.Context, key inventory.StoreKey, versi
 			b = append(b, '}')
 		}
 		b = append(b, "}\n"...)
-		out = append(out, watchEvent{version: c.Version, line: b})
+		out = append(out, watchEvent{version: c.Version, line: b, productID: c.ProductID})
 	}
 	return out, nil
 }

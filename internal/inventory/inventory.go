@@ -258,6 +258,8 @@ type Store interface {
 	Subscribe(ctx context.Context) <-chan StoreKey
 
 	AdjustmentStore
+	// PoolOrderStore keeps StockPool orders (pools.go).
+	PoolOrderStore
 	// VersionStore is the change log channels watch (versions.go).
 	VersionStore
 	// SafetyStockStore holds the units held back per product

@@ -88,7 +88,7 @@ func TestHubAPIDocRunsAsWritten(t *testing.T) {
 	if strings.Contains(got, `"error":`) {
 		t.Errorf("a documented call answered an error:\n%s", got)
 	}
-	for _, want := range []string{`"name":"shibuya"`, `"id":"order-123"`, `"state":"pending"`} {
+	for _, want := range []string{`"name":"shibuya"`, `"id":"order-123"`, `"state":"pending"`, `"pool":"tokyo"`, `"adjustmentId":"spool:tokyo:web-1001"`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the documented calls' output lacks %s:\n%s", want, got)
 		}

@@ -31,9 +31,13 @@ import (
 // The samples users copy must pass the API server's validation (the CRD's
 // schema and CEL rules), checked with a server-side dry run.
 func TestSamplesAreAcceptedByTheAPIServer(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "samples", "smaregi_v1alpha1_smaregistore.yaml"))
-	if err != nil {
-		t.Fatal(err)
+	var data []byte
+	for _, f := range []string{"smaregi_v1alpha1_smaregistore.yaml", "smaregi_v1alpha1_stockpool.yaml"} {
+		b, err := os.ReadFile(filepath.Join(repoRoot, "config", "samples", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(append(data, b...), "\n---\n"...)
 	}
 	ns := newNamespace(t, "samples")
 	kinds := map[string]bool{}
@@ -51,7 +55,7 @@ func TestSamplesAreAcceptedByTheAPIServer(t *testing.T) {
 		}
 		kinds[obj.GetKind()] = true
 	}
-	if !kinds["SmaregiStore"] || !kinds["Secret"] {
-		t.Fatalf("the sample file should hold a Secret and a SmaregiStore, found %v", kinds)
+	if !kinds["SmaregiStore"] || !kinds["Secret"] || !kinds["StockPool"] {
+		t.Fatalf("the sample files should hold a Secret, a SmaregiStore and a StockPool, found %v", kinds)
 	}
 }

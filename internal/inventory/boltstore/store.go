@@ -100,6 +100,8 @@ type Store struct {
 	pruning   atomic.Bool
 	lastPrune atomic.Int64 // unix nanos
 	pruneWG   sync.WaitGroup
+	// poolLocks serialise pool allocations (pools.go).
+	poolLocks inventory.KeyedMutex
 }
 
 var _ inventory.Store = (*Store)(nil)
@@ -122,7 +124,7 @@ func OpenWithOptions(path string, opts Options) (*Store, error) {
 	}
 	opts = opts.withDefaults()
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketStores, bucketStaging, bucketSends, bucketSendsByTime, bucketDirty, bucketAdjustments} {
+		for _, b := range [][]byte{bucketStores, bucketStaging, bucketSends, bucketSendsByTime, bucketDirty, bucketAdjustments, bucketPools} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -69,6 +69,7 @@ func Run(t *testing.T, newStorage NewStorage) {
 	tests = append(tests, storesTests...)
 	tests = append(tests, versionTests...)
 	tests = append(tests, safetyStockTests...)
+	tests = append(tests, poolTests...)
 	for _, tc := range append(tests, adjustmentTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStorage(t))

@@ -136,6 +136,8 @@ CREATE UNIQUE INDEX inventory_attempts_one_open ON inventory_attempts (store_id)
 	migrationVersions,
 	// 7: safety stock per store and product (safetystock.go).
 	migrationSafetyStock,
+	// 8: stock pool orders and their allocation (pools.go).
+	migrationPoolOrders,
 }
 
 // migrationLock is the advisory lock key that serialises replicas starting

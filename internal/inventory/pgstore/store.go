@@ -75,8 +75,13 @@ func (o Options) withDefaults() Options {
 // Store is the PostgreSQL backend of inventory.Store.
 type Store struct {
 	pool *pgxpool.Pool
-	opts Options
-	feed *dirtyfeed.Feed
+	// locks holds the connections of pool advisory locks (pools.go), apart
+	// from pool: a lock holder needs pool connections to do its work, which
+	// lock waiters must not use up.
+	locks     *pgxpool.Pool
+	poolLocks inventory.KeyedMutex
+	opts      Options
+	feed      *dirtyfeed.Feed
 	// adjFeed republishes adjustmentsChannel for SubscribeAdjustments.
 	adjFeed *dirtyfeed.Feed
 	// verFeed republishes versionsChannel for SubscribeVersions.
@@ -127,9 +132,17 @@ func OpenWithOptions(ctx context.Context, dsn string, opts Options) (*Store, err
 		pool.Close()
 		return nil, fmt.Errorf("pgstore: migrating the schema in %s: %w", inventory.RedactURL(dsn), err)
 	}
+	lockCfg := cfg.Copy()
+	lockCfg.MaxConns = lockConns
+	locks, err := pgxpool.NewWithConfig(ctx, lockCfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: connecting to %s: %w", inventory.RedactURL(dsn), err)
+	}
 	opts = opts.withDefaults()
 	s := &Store{
 		pool:        pool,
+		locks:       locks,
 		opts:        opts,
 		feed:        dirtyfeed.New(),
 		adjFeed:     dirtyfeed.New(),
@@ -163,6 +176,7 @@ func (s *Store) Close() error {
 	s.feed.Close()
 	s.adjFeed.Close()
 	s.verFeed.Close()
+	s.locks.Close()
 	s.pool.Close()
 	return nil
 }

@@ -1,0 +1,409 @@
+package hubapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/inventory/boltstore"
+	"github.com/stocksync/smaregi-operator/internal/stockpool"
+)
+
+// poolFixture is a fixture with a real bbolt store, three member stores
+// (shibuya from the fixture, umeda and namba) and a pool "kanto" over the
+// stores labelled pool=kanto: shibuya (priority 10), umeda, and namba, which
+// is Stalled (its credentials were refused) and so takes no orders.
+type poolFixture struct {
+	*fixture
+	inv  *boltstore.Store
+	pool *smaregiv1alpha1.StockPool
+}
+
+func newPoolFixture(t *testing.T, policy smaregiv1alpha1.AllocationPolicy, poolSafety int64) *poolFixture {
+	t.Helper()
+	inv, err := boltstore.Open(filepath.Join(t.TempDir(), "inventory.db"))
+	must(t, err)
+	t.Cleanup(func() { _ = inv.Close() })
+	f := newFixture(t, fixtureOpts{store: inv, safetyStock: 1})
+	ctx := context.Background()
+	member := func(st *smaregiv1alpha1.SmaregiStore, ready bool) {
+		if st.ResourceVersion == "" {
+			must(t, k8s.Create(ctx, st))
+		} else {
+			st.Labels = map[string]string{"pool": "kanto"}
+			must(t, k8s.Update(ctx, st))
+		}
+		status := metav1.ConditionFalse
+		if ready {
+			status = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Status.Conditions, metav1.Condition{Type: smaregiv1alpha1.ReadyCondition, Status: status, Reason: "Test"})
+		if !ready {
+			meta.SetStatusCondition(&st.Status.Conditions, metav1.Condition{Type: smaregiv1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: "Test"})
+		}
+		must(t, k8s.Status().Update(ctx, st))
+	}
+	member(f.store, true)
+	for _, m := range []struct {
+		name  string
+		ready bool
+	}{{"umeda", true}, {"namba", false}} {
+		member(&smaregiv1alpha1.SmaregiStore{
+			ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: m.name, Labels: map[string]string{"pool": "kanto"}},
+			Spec: smaregiv1alpha1.SmaregiStoreSpec{ContractID: "sb12345", StoreID: "2", Endpoint: "http://127.0.0.1:1/access/",
+				CredentialsRef: smaregiv1alpha1.SecretKeyReference{Name: "smaregi-credentials"}},
+		}, m.ready)
+	}
+	pool := &smaregiv1alpha1.StockPool{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "kanto"},
+		Spec: smaregiv1alpha1.StockPoolSpec{
+			StoreSelector:    metav1.LabelSelector{MatchLabels: map[string]string{"pool": "kanto"}},
+			MemberPriorities: []smaregiv1alpha1.MemberPriority{{Store: "shibuya", Priority: 10}},
+			SafetyStock:      poolSafety, AllocationPolicy: policy,
+		},
+	}
+	must(t, k8s.Create(ctx, pool))
+	// shibuya keeps 1 back (its spec.safetyStock), umeda and namba none.
+	pull := func(store string, rows ...inventory.Row) {
+		_, err := inv.ApplyPull(ctx, inventory.StoreKey{Namespace: f.ns, Name: store}, rows, t0)
+		must(t, err)
+	}
+	pull("shibuya", inventory.Row{ProductID: "1", StockAmount: 4, UpdDateTime: t0}, inventory.Row{ProductID: "3", StockAmount: 2, UpdDateTime: t0})
+	pull("umeda", inventory.Row{ProductID: "1", StockAmount: 5, UpdDateTime: t0}, inventory.Row{ProductID: "2", StockAmount: 7, UpdDateTime: t0})
+	pull("namba", inventory.Row{ProductID: "1", StockAmount: 100, UpdDateTime: t0})
+	return &poolFixture{fixture: f, inv: inv, pool: pool}
+}
+
+func (f *poolFixture) poolPath(rest string) string {
+	return f.base + "/api/v1/namespaces/" + f.ns + "/stockpools/" + f.pool.Name + rest
+}
+
+func (f *poolFixture) stock() PoolStockResponse {
+	f.t.Helper()
+	res := f.do(http.MethodGet, f.poolPath("/stock"), f.viewer, nil)
+	if res.code != http.StatusOK {
+		f.t.Fatalf("GET pool stock: %d %s", res.code, res.body)
+	}
+	var out PoolStockResponse
+	must(f.t, json.Unmarshal(res.body, &out))
+	return out
+}
+
+func (f *poolFixture) order(id string, lines ...RequestLine) response {
+	f.t.Helper()
+	return f.do(http.MethodPost, f.poolPath("/adjustments"), f.adjuster, AdjustmentRequest{ID: id, Reason: "web order", Lines: lines})
+}
+
+func decodeOrder(t *testing.T, res response) PoolOrderResponse {
+	t.Helper()
+	var o PoolOrderResponse
+	must(t, json.Unmarshal(res.body, &o))
+	return o
+}
+
+func TestPoolStockListing(t *testing.T) {
+	f := newPoolFixture(t, smaregiv1alpha1.AllocationPriority, 2)
+	got := f.stock()
+	wantMembers := []PoolMemberInfo{{"namba", 0, false, false}, {"shibuya", 10, true, true}, {"umeda", 0, true, true}}
+	if len(got.Members) != 3 || got.Members[0] != wantMembers[0] || got.Members[1] != wantMembers[1] || got.Members[2] != wantMembers[2] {
+		t.Fatalf("members = %+v, want %+v", got.Members, wantMembers)
+	}
+	// Product 1: shibuya 4-1=3, umeda 5, namba Stalled; pool 8-2=6.
+	// Product 2: umeda 7 → 5. Product 3: shibuya 2-1=1 → 0.
+	want := map[string]int64{"1": 6, "2": 5, "3": 0}
+	if len(got.Items) != 3 {
+		t.Fatalf("items = %+v", got.Items)
+	}
+	for i, it := range got.Items {
+		if it.Available != want[it.ProductID] || (i > 0 && got.Items[i-1].ProductID >= it.ProductID) {
+			t.Errorf("item %+v, want available %d, in product order", it, want[it.ProductID])
+		}
+	}
+	if m := got.Items[0].Members; len(m) != 2 || m[0] != (PoolMemberStock{"shibuya", 3}) || m[1] != (PoolMemberStock{"umeda", 5}) {
+		t.Errorf("breakdown of product 1 = %+v", m)
+	}
+	res := f.do(http.MethodGet, f.poolPath("/stock?productId=2"), f.viewer, nil)
+	var one PoolStockResponse
+	must(t, json.Unmarshal(res.body, &one))
+	if res.code != http.StatusOK || len(one.Items) != 1 || one.Items[0].Available != 5 {
+		t.Errorf("?productId=2: %d %s", res.code, res.body)
+	}
+	if res := f.do(http.MethodGet, f.poolPath("/stock"), f.nobody, nil); res.code != http.StatusForbidden {
+		t.Errorf("a caller without the role: %d, want 403", res.code)
+	}
+}
+
+func TestPoolOrderAllocatesDurablyAndOnce(t *testing.T) {
+	f := newPoolFixture(t, smaregiv1alpha1.AllocationPriority, 0)
+	ctx := context.Background()
+	// Product 1 has 3 (shibuya, priority 10) + 5 (umeda): 4 is split.
+	res := f.order("order-1", RequestLine{ProductID: "1", Quantity: -4}, RequestLine{ProductID: "2", Quantity: -1})
+	if res.code != http.StatusAccepted {
+		t.Fatalf("POST: %d %s", res.code, res.body)
+	}
+	o := decodeOrder(t, res)
+	if o.State != AdjustmentPending || len(o.Allocations) != 2 ||
+		o.Allocations[0].Store != "shibuya" || o.Allocations[0].Lines[0] != (ResponseLine{"1", -3}) ||
+		o.Allocations[1].Store != "umeda" || len(o.Allocations[1].Lines) != 2 {
+		t.Fatalf("order = %+v", o)
+	}
+	id := stockpool.MemberAdjustmentID("kanto", "order-1")
+	for store, want := range map[string]int{"shibuya": 1, "umeda": 2} {
+		a, found, err := f.inv.GetAdjustment(ctx, inventory.StoreKey{Namespace: f.ns, Name: store}, id)
+		if err != nil || !found || len(a.Lines) != want {
+			t.Fatalf("member adjustment of %s: %+v %v %v", store, a, found, err)
+		}
+	}
+	// The pool now has 4 of product 1: a replay changes nothing, and a
+	// different body under the id is a conflict.
+	if res := f.order("order-1", RequestLine{ProductID: "2", Quantity: -1}, RequestLine{ProductID: "1", Quantity: -4}); res.code != http.StatusOK ||
+		decodeOrder(t, res).Allocations[0].Lines[0] != (ResponseLine{"1", -3}) {
+		t.Fatalf("replay: %d %s", res.code, res.body)
+	}
+	if res := f.order("order-1", RequestLine{ProductID: "1", Quantity: -1}); res.code != http.StatusConflict {
+		t.Fatalf("another body under the id: %d %s", res.code, res.body)
+	}
+	if got := f.stock().Items[0]; got.Available != 4 {
+		t.Fatalf("product 1 after the order: %+v, want 4 available", got)
+	}
+	// Beyond availability: 422 with what there is, nothing stored.
+	res = f.order("order-2", RequestLine{ProductID: "1", Quantity: -5})
+	var short PoolShortage
+	must(t, json.Unmarshal(res.body, &short))
+	if res.code != http.StatusUnprocessableEntity || short.Available["1"] != 4 {
+		t.Fatalf("order beyond availability: %d %s", res.code, res.body)
+	}
+	if res := f.do(http.MethodGet, f.poolPath("/adjustments/order-2"), f.adjuster, nil); res.code != http.StatusNotFound {
+		t.Fatalf("a refused order was stored: %d %s", res.code, res.body)
+	}
+	// The state follows the members' adjustments.
+	for _, store := range []string{"shibuya", "umeda"} {
+		markApplied(t, f.inv, inventory.StoreKey{Namespace: f.ns, Name: store}, id)
+	}
+	res = f.do(http.MethodGet, f.poolPath("/adjustments/order-1"), f.adjuster, nil)
+	if o := decodeOrder(t, res); res.code != http.StatusOK || o.State != AdjustmentApplied || o.Allocations[1].AppliedAt == nil {
+		t.Fatalf("GET after both parts applied: %d %s", res.code, res.body)
+	}
+	// Positive lines and product codes are refused; a store's own id may
+	// not take the pool's prefix.
+	if res := f.order("order-3", RequestLine{ProductID: "1", Quantity: 1}); res.code != http.StatusUnprocessableEntity {
+		t.Errorf("a positive pool line: %d", res.code)
+	}
+	if res := f.do(http.MethodPost, f.path("/adjustments"), f.adjuster, AdjustmentRequest{ID: "spool:kanto:x", Lines: []RequestLine{{ProductID: "1", Quantity: -1}}}); res.code != http.StatusUnprocessableEntity {
+		t.Errorf("a store adjustment with a reserved id: %d", res.code)
+	}
+	if res := f.do(http.MethodPost, f.poolPath("/adjustments"), f.viewer, AdjustmentRequest{ID: "o", Lines: []RequestLine{{ProductID: "1", Quantity: -1}}}); res.code != http.StatusForbidden {
+		t.Errorf("a viewer ordering from the pool: %d, want 403", res.code)
+	}
+}
+
+// markApplied settles an adjustment as the pusher does when Smaregi applied it.
+func markApplied(t *testing.T, st inventory.Store, key inventory.StoreKey, id string) {
+	t.Helper()
+	ctx := context.Background()
+	at := inventory.Attempt{Key: key, ID: "attempt-" + id, AdjustmentIDs: []string{id}, StartedAt: t0}
+	must(t, st.BeginAttempt(ctx, at))
+	must(t, st.FinishAttempt(ctx, key, at.ID, inventory.AttemptResult{Applied: true, At: t0}))
+}
+
+// TestPoolOrdersNeverOversell: concurrent orders for the last units; the
+// pool lock lets exactly as many through as there are.
+func TestPoolOrdersNeverOversell(t *testing.T) {
+	f := newPoolFixture(t, smaregiv1alpha1.AllocationMostAvailable, 0)
+	const orders = 20 // product 1: 3 + 5 available
+	codes := make([]int, orders)
+	var wg sync.WaitGroup
+	for i := range orders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = f.order("race-"+string(rune('a'+i)), RequestLine{ProductID: "1", Quantity: -1}).code
+		}()
+	}
+	wg.Wait()
+	accepted := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusAccepted:
+			accepted++
+		case http.StatusUnprocessableEntity:
+		default:
+			t.Fatalf("answers %v", codes)
+		}
+	}
+	if accepted != 8 {
+		t.Fatalf("%d orders accepted for 8 units: %v", accepted, codes)
+	}
+	if got := f.stock().Items[0]; got.Available != 0 || got.Members[0].Available != 0 || got.Members[1].Available != 0 {
+		t.Fatalf("product 1 after selling out: %+v", got)
+	}
+}
+
+// TestPoolOrderRecordedButNotSubmitted: a process that died after recording
+// an allocation, before submitting its member adjustments. The retry
+// submits the recorded allocation (not a new one, although availability
+// changed meanwhile), and another order first completes it, so it never
+// counts the recorded units as available.
+func TestPoolOrderRecordedButNotSubmitted(t *testing.T) {
+	f := newPoolFixture(t, smaregiv1alpha1.AllocationPriority, 0)
+	ctx := context.Background()
+	key := inventory.StoreKey{Namespace: f.ns, Name: "kanto"}
+	req := AdjustmentRequest{ID: "crashed", Reason: "web order", Lines: []RequestLine{{ProductID: "1", Quantity: -6}}}
+	id := stockpool.MemberAdjustmentID("kanto", "crashed")
+	_, _, err := f.inv.RecordPoolOrder(ctx, inventory.PoolOrder{
+		Pool: key, ID: req.ID, Reason: req.Reason, Fingerprint: req.fingerprint(),
+		Lines: []inventory.AdjustmentLine{{ProductID: "1", Quantity: -6}},
+		Allocations: []inventory.PoolAllocation{
+			{Store: "shibuya", AdjustmentID: id, Lines: []inventory.AdjustmentLine{{ProductID: "1", Quantity: -3}}},
+			{Store: "umeda", AdjustmentID: id, Lines: []inventory.AdjustmentLine{{ProductID: "1", Quantity: -3}}},
+		},
+	})
+	must(t, err)
+	// Of 8, 6 are recorded for "crashed": a new order for 3 must fail.
+	res := f.order("next", RequestLine{ProductID: "1", Quantity: -3})
+	if res.code != http.StatusUnprocessableEntity {
+		t.Fatalf("an order counting the unsubmitted allocation as available: %d %s", res.code, res.body)
+	}
+	if _, found, _ := f.inv.GetAdjustment(ctx, inventory.StoreKey{Namespace: f.ns, Name: "umeda"}, id); !found {
+		t.Fatal("the next order did not complete the recorded one first")
+	}
+	res = f.do(http.MethodPost, f.poolPath("/adjustments"), f.adjuster, req)
+	o := decodeOrder(t, res)
+	if res.code != http.StatusOK || len(o.Allocations) != 2 || o.Allocations[1].Lines[0].Quantity != -3 {
+		t.Fatalf("retry of the recorded order: %d %s", res.code, res.body)
+	}
+	if got := f.stock().Items[0]; got.Available != 2 {
+		t.Fatalf("product 1: %+v, want 2 available", got)
+	}
+}
+
+// poolWatchEvent is one line of a pool watch.
+type poolWatchEvent struct {
+	Type   string `json:"type"`
+	Object struct {
+		PoolStockItem
+		ResourceVersion string `json:"resourceVersion"`
+		Code            int    `json:"code"`
+	} `json:"object"`
+}
+
+// watchPool opens a pool watch and returns its events as they come.
+func (f *poolFixture) watchPool(rv string) (<-chan poolWatchEvent, func()) {
+	f.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.poolPath("/stock?watch=true&resourceVersion="+url.QueryEscape(rv)), nil)
+	must(f.t, err)
+	req.Header.Set("Authorization", "Bearer "+f.viewer)
+	resp, err := http.DefaultClient.Do(req)
+	must(f.t, err)
+	if resp.StatusCode != http.StatusOK {
+		cancel()
+		f.t.Fatalf("pool watch: %d", resp.StatusCode)
+	}
+	out := make(chan poolWatchEvent, 100)
+	go func() {
+		defer close(out)
+		defer resp.Body.Close()
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var e poolWatchEvent
+			if dec.Decode(&e) != nil {
+				return
+			}
+			out <- e
+		}
+	}()
+	return out, cancel
+}
+
+func nextEvent(t *testing.T, ch <-chan poolWatchEvent, skipBookmarks bool) poolWatchEvent {
+	t.Helper()
+	for {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				t.Fatal("the watch ended")
+			}
+			if skipBookmarks && e.Type == "BOOKMARK" {
+				continue
+			}
+			return e
+		case <-time.After(30 * time.Second): // only stops a broken test from hanging
+			t.Fatal("no event")
+		}
+	}
+}
+
+// TestPoolWatch: list, then watch: a member's stock change and a pool
+// order each show as the product's pooled item now; a watch resumed from
+// an event's resourceVersion repeats nothing; a change of the active
+// members ends the watch with 410.
+func TestPoolWatch(t *testing.T) {
+	f := newPoolFixture(t, smaregiv1alpha1.AllocationPriority, 0)
+	ctx := context.Background()
+	list := f.stock()
+	if list.ResourceVersion == "" {
+		t.Fatal("the pool listing has no resourceVersion")
+	}
+	events, stop := f.watchPool(list.ResourceVersion)
+	defer stop()
+
+	// umeda sells 2 of product 1: 3 + 3 = 6.
+	_, err := f.inv.ApplyPull(ctx, inventory.StoreKey{Namespace: f.ns, Name: "umeda"}, []inventory.Row{{ProductID: "1", StockAmount: 3, UpdDateTime: t0.Add(time.Minute)}}, t0.Add(time.Minute))
+	must(t, err)
+	e := nextEvent(t, events, true)
+	if e.Type != "MODIFIED" || e.Object.ProductID != "1" || e.Object.Available != 6 || len(e.Object.Members) != 2 {
+		t.Fatalf("event after umeda's change: %+v", e)
+	}
+	afterPull := e.Object.ResourceVersion
+	// A pool order of 4 takes shibuya's 3 and 1 of umeda's: 2 left.
+	if res := f.order("watch-1", RequestLine{ProductID: "1", Quantity: -4}); res.code != http.StatusAccepted {
+		t.Fatalf("POST: %d %s", res.code, res.body)
+	}
+	// Events carry the product as it is when sent, so the last one (at the
+	// listing's version now) shows 2.
+	now := f.stock().ResourceVersion
+	var last poolWatchEvent
+	for last.Object.ResourceVersion != now {
+		last = nextEvent(t, events, true)
+		if last.Type != "MODIFIED" || last.Object.ProductID != "1" {
+			t.Fatalf("event after the order: %+v", last)
+		}
+	}
+	if last.Object.Available != 2 {
+		t.Fatalf("last event after the order: %+v, want 2 available", last)
+	}
+	stop()
+
+	// Resumed from the first event: the order's changes again, not the pull.
+	resumed, stop2 := f.watchPool(afterPull)
+	defer stop2()
+	if e := nextEvent(t, resumed, true); e.Object.ProductID != "1" || e.Object.Available != 2 {
+		t.Fatalf("resumed watch: %+v", e)
+	}
+	// From the last event: nothing until the members change; then 410.
+	stop2()
+	latest, stop3 := f.watchPool(last.Object.ResourceVersion)
+	defer stop3()
+	namba := &smaregiv1alpha1.SmaregiStore{}
+	must(t, k8s.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: "namba"}, namba))
+	meta.SetStatusCondition(&namba.Status.Conditions, metav1.Condition{Type: smaregiv1alpha1.StalledCondition, Status: metav1.ConditionFalse, Reason: "Test"})
+	must(t, k8s.Status().Update(ctx, namba))
+	if e := nextEvent(t, latest, true); e.Type != "ERROR" || e.Object.Code != http.StatusGone {
+		t.Fatalf("after namba became active: %+v, want a 410 ERROR", e)
+	}
+	if res := f.do(http.MethodGet, f.poolPath("/stock?watch=true&resourceVersion="+url.QueryEscape(last.Object.ResourceVersion)), f.viewer, nil); res.code != http.StatusGone {
+		t.Fatalf("watching from a version of other members: %d, want 410", res.code)
+	}
+}
