@@ -290,8 +290,12 @@ func (s *Server) poolEvents(ctx context.Context, pool *smaregiv1alpha1.StockPool
 		if err != nil {
 			return nil, err
 		}
+		avail, err := s.memberAvailable(ctx, m, keys[i], rows, pending)
+		if err != nil {
+			return nil, err
+		}
 		for _, id := range ids {
-			row, ok := rows[id]
+			a, ok := avail[id]
 			if !ok {
 				continue
 			}
@@ -300,7 +304,6 @@ func (s *Server) poolEvents(ctx context.Context, pool *smaregiv1alpha1.StockPool
 				it = &PoolStockItem{ProductID: id}
 				items[id] = it
 			}
-			a := Available(row, m.Store.Spec.SafetyStock, pending[id])
 			it.Members = append(it.Members, PoolMemberStock{Store: m.Name(), Available: a})
 			cands[id] = append(cands[id], stockpool.Candidate{Store: m.Name(), Available: a})
 		}

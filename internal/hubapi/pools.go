@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -294,23 +295,62 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 	_, _ = bw.Write(head)
 	_, _ = bw.WriteString(`"items":[`)
 	n := 0
+	// Products are written in chunks: each member's effective safety stock
+	// (spec.safetyStock and its per-product overrides) is read once per
+	// member and chunk, as the store listing reads it once per page.
+	type pooledProduct struct {
+		id   string
+		rows []stockpool.MemberRow
+	}
+	var chunk []pooledProduct
+	flush := func() error {
+		memberRows := make([]map[string]inventory.Row, len(active))
+		for _, p := range chunk {
+			for _, mr := range p.rows {
+				if memberRows[mr.Index] == nil {
+					memberRows[mr.Index] = map[string]inventory.Row{}
+				}
+				memberRows[mr.Index][p.id] = mr.Row
+			}
+		}
+		avail := make([]map[string]int64, len(active))
+		for i, rows := range memberRows {
+			if rows == nil {
+				continue
+			}
+			a, err := s.memberAvailable(ctx, active[i], keys[i], rows, pending[i])
+			if err != nil {
+				return &stockpool.ErrMergeRead{Err: err}
+			}
+			avail[i] = a
+		}
+		for _, p := range chunk {
+			it := PoolStockItem{ProductID: p.id, Members: make([]PoolMemberStock, 0, len(p.rows))}
+			cands := make([]stockpool.Candidate, 0, len(p.rows))
+			for _, mr := range p.rows {
+				m, a := active[mr.Index], avail[mr.Index][p.id]
+				it.Members = append(it.Members, PoolMemberStock{Store: m.Name(), Available: a})
+				cands = append(cands, stockpool.Candidate{Store: m.Name(), Available: a})
+			}
+			it.Available = stockpool.Pooled(cands, pool.Spec.SafetyStock)
+			b, _ := json.Marshal(it)
+			if n > 0 {
+				_ = bw.WriteByte(',')
+			}
+			n++
+			if _, err := bw.Write(b); err != nil {
+				return err
+			}
+		}
+		chunk = chunk[:0]
+		return nil
+	}
 	item := func(productID string, rows []stockpool.MemberRow) error {
-		it := PoolStockItem{ProductID: productID, Members: make([]PoolMemberStock, 0, len(rows))}
-		cands := make([]stockpool.Candidate, 0, len(rows))
-		for _, mr := range rows {
-			m := active[mr.Index]
-			a := Available(mr.Row, m.Store.Spec.SafetyStock, pending[mr.Index][productID])
-			it.Members = append(it.Members, PoolMemberStock{Store: m.Name(), Available: a})
-			cands = append(cands, stockpool.Candidate{Store: m.Name(), Available: a})
+		chunk = append(chunk, pooledProduct{id: productID, rows: slices.Clone(rows)})
+		if len(chunk) < stockPageSize {
+			return nil
 		}
-		it.Available = stockpool.Pooled(cands, pool.Spec.SafetyStock)
-		b, _ := json.Marshal(it)
-		if n > 0 {
-			_ = bw.WriteByte(',')
-		}
-		n++
-		_, err := bw.Write(b)
-		return err
+		return flush()
 	}
 	var err error
 	if productID != "" {
@@ -319,6 +359,9 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		err = stockpool.Merge(ctx, s.opts.Store, keys, stockPageSize, item)
+	}
+	if err == nil {
+		err = flush()
 	}
 	var readErr *stockpool.ErrMergeRead
 	switch {
@@ -531,15 +574,38 @@ func (s *Server) candidates(ctx context.Context, ms []stockpool.Member, products
 		if err != nil {
 			return nil, err
 		}
+		avail, err := s.memberAvailable(ctx, m, key, rows, pending)
+		if err != nil {
+			return nil, err
+		}
 		for _, p := range products {
-			row, ok := rows[p]
+			a, ok := avail[p]
 			if !ok {
 				continue
 			}
-			out[p] = append(out[p], stockpool.Candidate{
-				Store: m.Name(), Priority: m.Priority, Available: Available(row, m.Store.Spec.SafetyStock, pending[p]),
-			})
+			out[p] = append(out[p], stockpool.Candidate{Store: m.Name(), Priority: m.Priority, Available: a})
 		}
+	}
+	return out, nil
+}
+
+// memberAvailable is what each product of rows is available in member m:
+// the rule of the member's own listing (Available, with the member's
+// effective safety stock and its pending adjustments), so that a pool never
+// offers more of a member than the member's listing does.
+func (s *Server) memberAvailable(ctx context.Context, m stockpool.Member, key inventory.StoreKey, rows map[string]inventory.Row,
+	pending map[string]int64) (map[string]int64, error) {
+	ids := make([]string, 0, len(rows))
+	for id := range rows {
+		ids = append(ids, id)
+	}
+	safety, err := s.effectiveSafety(ctx, key, m.Store, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(rows))
+	for id, row := range rows {
+		out[id] = Available(row, safety.For(id), pending[id])
 	}
 	return out, nil
 }

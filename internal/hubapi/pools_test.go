@@ -407,3 +407,31 @@ func TestPoolWatch(t *testing.T) {
 		t.Fatalf("watching from a version of other members: %d, want 410", res.code)
 	}
 }
+
+// A member's per-product safety stock (its overrides ConfigMap, recorded in
+// the inventory) holds stock back in the pool as in the member's own
+// listing: the pool lists, watches and allocates with the member's rule.
+func TestPoolHonoursMembersSafetyStockOverrides(t *testing.T) {
+	f := newPoolFixture(t, smaregiv1alpha1.AllocationPriority, 0)
+	ctx := context.Background()
+	// umeda holds back 4 of product 1 (it has 5) and nothing else.
+	_, err := f.inv.SetSafetyStock(ctx, inventory.StoreKey{Namespace: f.ns, Name: "umeda"},
+		inventory.SafetyStock{Default: 0, Overrides: map[string]int64{"1": 4}})
+	must(t, err)
+	got := f.stock()
+	for _, it := range got.Items {
+		if it.ProductID != "1" {
+			continue
+		}
+		// shibuya 4-1=3, umeda 5-4=1: 4 in the pool.
+		if it.Available != 4 || len(it.Members) != 2 || it.Members[1] != (PoolMemberStock{"umeda", 1}) {
+			t.Fatalf("product 1 = %+v, want 4 available with umeda at 1", it)
+		}
+	}
+	if res := f.order("over", RequestLine{ProductID: "1", Quantity: -5}); res.code != http.StatusUnprocessableEntity {
+		t.Fatalf("an order for 5 of 4 pooled: %d %s, want 422", res.code, res.body)
+	}
+	if res := f.order("fits", RequestLine{ProductID: "1", Quantity: -4}); res.code != http.StatusAccepted && res.code != http.StatusCreated {
+		t.Fatalf("an order for 4 of 4 pooled: %d %s", res.code, res.body)
+	}
+}
