@@ -93,6 +93,10 @@ type storeState struct {
 
 	skus  int64
 	drift int64
+	// pollStretch is how many times the poll interval is doubled (see
+	// pollIntervalLocked): once for each poll in a row that found nothing
+	// new while the last full reconcile found no drift.
+	pollStretch uint8
 
 	// Send tracking for lastSendTime and the send→mirror lag.
 	lastSend time.Time
