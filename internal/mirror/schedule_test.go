@@ -47,6 +47,11 @@ func TestPollStretchesWhileQuietAndSnapsBack(t *testing.T) {
 	if got, want := walk(40), []int{1, 3, 7, 15, 23, 31, 39}; !slices.Equal(got, want) {
 		t.Fatalf("quiet store polled at minutes %v, want %v", got, want)
 	}
+	// The interval in force is reported (smaregi_mirror_poll_interval_seconds),
+	// so the staleness alert measures against it.
+	if s, _ := e.Snapshot(testKey); s.PollInterval != 8*time.Minute {
+		t.Fatalf("snapshot's poll interval %s, want 8m", s.PollInterval)
+	}
 
 	// A change no send announced: the next (stretched) poll finds it, and
 	// the store is polled every minute again.
