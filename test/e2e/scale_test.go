@@ -29,8 +29,10 @@ package e2e
 //	SMAREGI_SCALE_CONTRACTS  contracts they are spread over (default one per 100 stores)
 //	SMAREGI_SCALE_PRODUCTS   SKUs per store (default 1000)
 //	SMAREGI_SCALE_IDLE       how long idle CPU and calls are measured (default 1m)
+//	SMAREGI_SCALE_BACKENDS   inventories to run, in order (default bolt,postgres)
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -60,6 +62,8 @@ import (
 //     import-limiter-wait-ms: the mean wait per call for it;
 //   - rss-MB and peak-rss-MB: the operator process's resident set after the
 //     import, and its peak (VmHWM), bbolt's mapped pages included;
+//     rss-anon-MB and rss-file-MB split it (anonymous memory; file-backed
+//     pages: bbolt's mapped file, the binary); heap-inuse-MB is the Go heap;
 //   - goroutines and goroutines/store: the operator's go_goroutines after
 //     the import, and its growth over the count before any store existed,
 //     per store;
@@ -84,10 +88,11 @@ func BenchmarkScale(b *testing.B) {
 	if contracts > stores {
 		b.Fatalf("%d contracts for %d stores", contracts, stores)
 	}
-	for _, backend := range []string{"bolt", "postgres"} {
+	backends := strings.Split(cmp.Or(os.Getenv("SMAREGI_SCALE_BACKENDS"), "bolt,postgres"), ",")
+	for i, backend := range backends {
 		b.Run(backend, func(b *testing.B) {
 			for range b.N {
-				scale(b, backend, stores, contracts, products, idle)
+				scale(b, backend, stores, contracts, products, idle, i < len(backends)-1)
 			}
 		})
 	}
@@ -113,7 +118,10 @@ type scaleContract struct {
 	ids  []string
 }
 
-func scale(b *testing.B, backend string, stores, contracts, products int, idle time.Duration) {
+func scale(b *testing.B, backend string, stores, contracts, products int, idle time.Duration, more bool) {
+	if backend != "bolt" && backend != "postgres" {
+		b.Fatalf("SMAREGI_SCALE_BACKENDS: %q is neither bolt nor postgres", backend)
+	}
 	cfg := newOperatorConfig(b)
 	if backend == "postgres" {
 		cfg.inventory = e2eDatabase(b)
@@ -170,8 +178,11 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 		if imported == stores && importedAt == 0 {
 			importedAt = time.Since(start)
 		}
-		b.Logf("%s: %d/%d ready, %d/%d imported after %s; operator RSS %.0f MB",
-			backend, ready, stores, imported, stores, time.Since(start).Round(time.Second), procField(pid, "VmRSS:"))
+		// Progress on stderr as it happens (b.Logf is held until the end),
+		// so that a run stopped early still shows how far it got.
+		fmt.Fprintf(os.Stderr, "scale %s: %d/%d ready, %d/%d imported after %s; operator RSS %.0f MB (anonymous %.0f, file-backed %.0f)\n",
+			backend, ready, stores, imported, stores, time.Since(start).Round(time.Second),
+			procField(pid, "VmRSS:"), procField(pid, "RssAnon:"), procField(pid, "RssFile:"))
 	}
 	calls := smaregiCalls(b, op) - callsBefore
 	b.ReportMetric(float64(stores), "stores")
@@ -186,6 +197,12 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 	b.ReportMetric(goroutines, "goroutines")
 	b.ReportMetric((goroutines-goroutinesBefore)/float64(stores), "goroutines/store")
 	b.ReportMetric(procField(pid, "VmRSS:"), "rss-MB")
+	// RSS splits into anonymous memory (the Go heap, stacks, runtime) and
+	// file-backed pages (bbolt's memory-mapped file, the binary).
+	b.ReportMetric(procField(pid, "RssAnon:"), "rss-anon-MB")
+	b.ReportMetric(procField(pid, "RssFile:"), "rss-file-MB")
+	heap, _ := metric(b, op, "go_memstats_heap_inuse_bytes")
+	b.ReportMetric(heap/(1<<20), "heap-inuse-MB")
 
 	cpu0, calls0 := procCPU(b, pid), smaregiCalls(b, op)
 	time.Sleep(idle)
@@ -195,6 +212,9 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 	b.ReportMetric(procField(pid, "VmRSS:"), "idle-rss-MB")
 	b.ReportMetric(procField(pid, "VmHWM:"), "peak-rss-MB")
 
+	if !more {
+		return
+	}
 	// The next backend's operator watches every namespace: delete this
 	// run's stores while this operator still runs to finalize them.
 	ctx := context.Background()
