@@ -128,6 +128,13 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 			return err
 		}
 		rb := sb.Bucket(bucketRows)
+		if m.SKUs == 0 {
+			// An import: pass 2 puts every row, in key order, into an
+			// empty bucket. bbolt's default split (half-full pages) would
+			// leave the file twice the size it needs; later writes split
+			// the pages they touch as usual.
+			rb.FillPercent = 1.0
+		}
 		// Pass 1: mirror rows missing from the listing. Deleting under a
 		// live cursor can skip keys in bbolt, so collect first.
 		var removed [][]byte
