@@ -42,6 +42,7 @@ var targets = []target{
 	// reconcile too, into an empty mirror.
 	{"full reconcile of 1,000,000 products on bolt (s)", "BenchmarkFullReconcile1M", "s/reconcile", "<", 15},
 	{"import of 1,000,000 products on bolt (s)", "BenchmarkFullReconcile1M", "import-s", "<", 15},
+	{"1,000,000 products: operator's peak heap, reconcile (MB)", "BenchmarkFullReconcile1M", "reconcile-peak-heap-MB", "<", 300},
 	{"1,000,000 products: operator's peak heap, import included (MB)", "BenchmarkFullReconcile1M", "peak-heap-MB", "<", 300},
 	{"idle store, default schedule: stock_ref calls per hour", "BenchmarkIdleCalls/stretch", "idle-calls/store/h", "", 0},
 	{"idle store, poll not stretched: stock_ref calls per hour", "BenchmarkIdleCalls/fixed", "idle-calls/store/h", "", 0},
@@ -54,6 +55,7 @@ var targets = []target{
 	// the number of stores run is its own row (SMAREGI_SCALE_STORES).
 	{"scale, bolt: SmaregiStores run", "BenchmarkScale/bolt", "stores", "", 0},
 	{"scale, bolt: peak RSS (MB; bound for 10,000 stores)", "BenchmarkScale/bolt", "peak-rss-MB", "<", 1024},
+	{"scale, bolt: anonymous RSS, no mapped file (MB)", "BenchmarkScale/bolt", "rss-anon-MB", "", 0},
 	{"scale, bolt: goroutines per store", "BenchmarkScale/bolt", "goroutines/store", "<", 0.5},
 	{"scale, bolt: time until all Ready (s)", "BenchmarkScale/bolt", "ready-s", "", 0},
 	{"scale, bolt: time until all imported (s)", "BenchmarkScale/bolt", "imported-s", "", 0},
@@ -61,6 +63,7 @@ var targets = []target{
 	{"scale, bolt: CPU while idle (% of one core)", "BenchmarkScale/bolt", "idle-cpu-%", "", 0},
 	{"scale, PostgreSQL: SmaregiStores run", "BenchmarkScale/postgres", "stores", "", 0},
 	{"scale, PostgreSQL: peak RSS (MB; bound for 10,000 stores)", "BenchmarkScale/postgres", "peak-rss-MB", "<", 1024},
+	{"scale, PostgreSQL: anonymous RSS, no mapped file (MB)", "BenchmarkScale/postgres", "rss-anon-MB", "", 0},
 	{"scale, PostgreSQL: goroutines per store", "BenchmarkScale/postgres", "goroutines/store", "<", 0.5},
 	{"scale, PostgreSQL: time until all Ready (s)", "BenchmarkScale/postgres", "ready-s", "", 0},
 	{"scale, PostgreSQL: time until all imported (s)", "BenchmarkScale/postgres", "imported-s", "", 0},
