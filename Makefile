@@ -89,6 +89,15 @@ bench: ## Run the benchmarks; print their figures, then one table of every targe
 	 } 2>&1 | tee $(BENCH_OUT); \
 	 go run ./hack/benchsummary $(BENCH_OUT)
 
+BENCH_SCALE_OUT ?= /tmp/smaregi-bench-scale.out
+
+.PHONY: bench-scale
+bench-scale: ## Many SmaregiStores in one operator, on bolt and PostgreSQL (SMAREGI_SCALE_STORES, default 1000; docs/benchmarks.md).
+	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
+	 export SMAREGI_TEST_POSTGRES_URL="$${SMAREGI_TEST_POSTGRES_URL:-$$(hack/postgres.sh start)}"; \
+	 go test -tags bench -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 240m ./test/e2e/ 2>&1 | tee $(BENCH_SCALE_OUT); \
+	 go run ./hack/benchsummary $(BENCH_SCALE_OUT)
+
 .PHONY: bench-e2e
 bench-e2e: ## End-to-end figures: the operator binary, the simulator and a channel over HTTP (docs/benchmarks.md).
 	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \

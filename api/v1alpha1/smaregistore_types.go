@@ -280,7 +280,12 @@ type ReceiverSpec struct {
 // intervals are the safety net.
 type SyncSpec struct {
 	// PollInterval between incremental pulls (rows changed since the last
-	// pull). Defaults to 1m; at least 10s.
+	// pull). Defaults to 1m; at least 10s. While polls find nothing that
+	// sends had not already brought and the last full reconcile found no
+	// drift, the operator doubles the interval after each such poll, up to
+	// 8 times this value and never past fullResyncInterval; the first poll
+	// that finds a change, or a full reconcile that finds drift, brings it
+	// back to this value. Sends are pulled at once whatever the interval.
 	// +kubebuilder:default="1m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Format=duration

@@ -93,6 +93,10 @@ type storeState struct {
 
 	skus  int64
 	drift int64
+	// pollStretch is how many times the poll interval is doubled (see
+	// pollIntervalLocked): once for each poll in a row that found nothing
+	// new while the last full reconcile found no drift.
+	pollStretch uint8
 
 	// Send tracking for lastSendTime and the send→mirror lag.
 	lastSend time.Time
@@ -352,6 +356,9 @@ type Snapshot struct {
 	LastSend               time.Time
 	Condition              metav1.Condition
 	BlockedUntil           time.Time
+	// PollInterval is the poll interval in force: spec.sync.pollInterval,
+	// stretched while polls find nothing new (pollIntervalLocked).
+	PollInterval time.Duration
 }
 
 // Snapshot returns the engine's view of a store.
@@ -362,7 +369,7 @@ func (e *Engine) Snapshot(key inventory.StoreKey) (Snapshot, bool) {
 	if st == nil {
 		return Snapshot{}, false
 	}
-	return st.snapshot(), true
+	return e.snapshotLocked(st), true
 }
 
 // snapshots returns the engine's view of every store the watch has
@@ -373,10 +380,16 @@ func (e *Engine) snapshots() map[inventory.StoreKey]Snapshot {
 	out := make(map[inventory.StoreKey]Snapshot, len(e.stores))
 	for k, st := range e.stores {
 		if st.known {
-			out[k] = st.snapshot()
+			out[k] = e.snapshotLocked(st)
 		}
 	}
 	return out
+}
+
+func (e *Engine) snapshotLocked(st *storeState) Snapshot {
+	s := st.snapshot()
+	s.PollInterval = e.pollIntervalLocked(st)
+	return s
 }
 
 func (st *storeState) snapshot() Snapshot {

@@ -55,6 +55,9 @@ var (
 		"Rows the last full reconcile of a SmaregiStore had to correct.", []string{"namespace", "name"}, nil)
 	lastPullDesc = prometheus.NewDesc("smaregi_mirror_last_pull_timestamp_seconds",
 		"Unix time of the last successful pull of a SmaregiStore (0: never).", []string{"namespace", "name"}, nil)
+	pollIntervalDesc = prometheus.NewDesc("smaregi_mirror_poll_interval_seconds",
+		"The poll interval in force for a SmaregiStore: spec.sync.pollInterval, stretched (up to 8 times) while polls find nothing new.",
+		[]string{"namespace", "name"}, nil)
 )
 
 // storeCollector reports per-store gauges from the engine's memory at scrape
@@ -70,12 +73,14 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- rowsDesc
 	ch <- driftDesc
 	ch <- lastPullDesc
+	ch <- pollIntervalDesc
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	type row struct {
 		ns, name          string
 		skus, drift, last float64
+		poll              float64
 	}
 	snaps := c.e.snapshots()
 	rows := make([]row, 0, len(snaps))
@@ -84,11 +89,12 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		if !s.LastPull.IsZero() {
 			last = float64(s.LastPull.UnixNano()) / 1e9
 		}
-		rows = append(rows, row{k.Namespace, k.Name, float64(s.SKUs), float64(s.Drift), last})
+		rows = append(rows, row{k.Namespace, k.Name, float64(s.SKUs), float64(s.Drift), last, s.PollInterval.Seconds()})
 	}
 	for _, r := range rows {
 		ch <- prometheus.MustNewConstMetric(rowsDesc, prometheus.GaugeValue, r.skus, r.ns, r.name)
 		ch <- prometheus.MustNewConstMetric(driftDesc, prometheus.GaugeValue, r.drift, r.ns, r.name)
 		ch <- prometheus.MustNewConstMetric(lastPullDesc, prometheus.GaugeValue, r.last, r.ns, r.name)
+		ch <- prometheus.MustNewConstMetric(pollIntervalDesc, prometheus.GaugeValue, r.poll, r.ns, r.name)
 	}
 }

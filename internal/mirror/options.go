@@ -38,8 +38,13 @@ const (
 	// 500 ms more lag, and costs at most 2 of its contract's 10 calls a
 	// second (--smaregi-rate-limit, shared with its other stores and the
 	// pusher); a burst of 400 sales (800 sends) costs a few calls.
-	DefaultSendPullRate     = 2.0
-	DefaultSendPullBurst    = 4
+	DefaultSendPullRate  = 2.0
+	DefaultSendPullBurst = 4
+	// DefaultPollStretchMax bounds how far an idle store's poll is
+	// stretched: to at most 8 times spec.sync.pollInterval (8 minutes at
+	// the default 1m), never past the full resync interval. See
+	// pollIntervalLocked for why that is safe.
+	DefaultPollStretchMax   = 8
 	DefaultRetryBase        = time.Second
 	DefaultRetryMax         = 5 * time.Minute
 	DefaultConfigBackoff    = time.Minute
@@ -80,6 +85,10 @@ type Options struct {
 	// start-up, full reconciles and the pusher's pulls are not counted.
 	SendPullRate  float64
 	SendPullBurst int
+	// PollStretchMax is the most a store's poll interval is multiplied by
+	// while its polls find nothing new (see DefaultPollStretchMax); 1
+	// polls at spec.sync.pollInterval always.
+	PollStretchMax int
 	// RetryBase and RetryMax bound the per-store exponential back-off after
 	// transient errors; ConfigBackoff and ConfigBackoffMax after
 	// configuration errors, which need a human and must not hammer Smaregi.
@@ -127,6 +136,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.SendPullBurst <= 0 {
 		opts.SendPullBurst = DefaultSendPullBurst
+	}
+	if opts.PollStretchMax <= 0 {
+		opts.PollStretchMax = DefaultPollStretchMax
 	}
 	if opts.RetryBase <= 0 {
 		opts.RetryBase = DefaultRetryBase

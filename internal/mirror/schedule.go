@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"time"
 
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 )
@@ -139,7 +140,7 @@ func (e *Engine) scheduleDue() {
 		case st.pending != 0 || st.fullRequested:
 		case now.Sub(st.lastFull) >= st.cfg.FullResyncInterval:
 			st.pending |= trigFull
-		case now.Sub(st.lastPull) >= st.cfg.PollInterval:
+		case now.Sub(st.lastPull) >= e.pollIntervalLocked(st):
 			st.pending |= trigPoll
 		default:
 			continue
@@ -149,5 +150,47 @@ func (e *Engine) scheduleDue() {
 	e.mu.Unlock()
 	for _, k := range due {
 		e.queue.Add(k)
+	}
+}
+
+// pollIntervalLocked is the time between two polls of the store: its
+// spec.sync.pollInterval doubled once for each poll in a row that found
+// nothing new (pollStretch), up to Options.PollStretchMax times it and
+// never past its full resync interval.
+//
+// Why stretching is safe. Every change in Smaregi reaches the mirror by one
+// of three ways: a send's pull (seconds), a poll, or a full reconcile. The
+// poll is the safety net for changes no send announced (a send lost, the
+// send settings off, a movement Smaregi does not send). Stretching it
+// delays only those, and by at most the cap (8 minutes at the defaults,
+// against the 5–10 minute sync of the anchors the design compares with);
+// sends still pull at once. The stretch is earned only by evidence that
+// the safety net is catching nothing: each poll that found no row the
+// mirror lacked doubles the interval, and only while the last full
+// reconcile found no drift. It is lost at the first sign that the net is
+// needed: a poll that finds a change (the sends missed it, or it was
+// never sent) or a full reconcile that finds drift puts the store back on
+// its configured interval at once, so only the first unannounced change
+// after quiet polls waits for the stretched poll. Send pulls neither earn
+// nor lose it: they find changes by design.
+func (e *Engine) pollIntervalLocked(st *storeState) time.Duration {
+	base := st.cfg.PollInterval
+	return min(base<<st.pollStretch, e.pollIntervalCapLocked(st))
+}
+
+func (e *Engine) pollIntervalCapLocked(st *storeState) time.Duration {
+	base := st.cfg.PollInterval
+	return max(base, min(base*time.Duration(e.opts.PollStretchMax), st.cfg.FullResyncInterval))
+}
+
+// stretchPollLocked updates the store's poll stretch after a successful
+// pull (st.drift already holds a full reconcile's drift).
+func (e *Engine) stretchPollLocked(st *storeState, p attempt, res pullResult) {
+	poll := p.trig == TriggerPoll && !p.full()
+	switch {
+	case p.full() && !p.initial && st.drift > 0, poll && res.Changed > 0:
+		st.pollStretch = 0
+	case poll && st.drift == 0 && e.pollIntervalLocked(st) < e.pollIntervalCapLocked(st):
+		st.pollStretch++
 	}
 }

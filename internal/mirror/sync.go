@@ -139,7 +139,7 @@ func (e *Engine) take(key inventory.StoreKey, st *storeState, cfg storeregistry.
 	defer e.mu.Unlock()
 	initial := !st.everFull
 	full := initial || st.fullRequested || now.Sub(st.lastFull) >= cfg.FullResyncInterval
-	if !full && st.pending == 0 && now.Sub(st.lastPull) < cfg.PollInterval {
+	if !full && st.pending == 0 && now.Sub(st.lastPull) < e.pollIntervalLocked(st) {
 		return attempt{}, false // a timer fired for a pull that already happened
 	}
 	if !full && st.pending == trigSend {
@@ -319,6 +319,7 @@ func (e *Engine) succeeded(p attempt, res pullResult, end time.Time, skus int64,
 			st.skus = skus
 		}
 	}
+	e.stretchPollLocked(st, p, res)
 	if !st.covered.IsZero() {
 		lag = end.Sub(st.covered)
 		st.covered = time.Time{}

@@ -127,6 +127,26 @@ func (q *query) conjunction() ([]cond, bool) {
 	return all, true
 }
 
+// coveredByIndex says whether the conditions of a one-store stock query
+// are all answered by the store's updDateTime index: the store itself and
+// lower bounds on updDateTime.
+// Each may appear once (findCond answers the first only).
+func coveredByIndex(cs []cond) bool {
+	seen := map[string]bool{}
+	for _, c := range cs {
+		k := c.col + " " + c.op
+		switch {
+		case seen[k]:
+			return false
+		case k == "storeId ", k == "updDateTime >=", k == "updDateTime >":
+			seen[k] = true
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func findCond(cs []cond, col, op string) *cond {
 	for i := range cs {
 		if cs[i].col == col && cs[i].op == op {
@@ -246,7 +266,26 @@ func (st *state) queryStock(q *query) *collector {
 		}
 		col := q.collector()
 		if byUpdProduct {
-			for _, r := range stores[0].byUpdThenProduct(idx[start:]) {
+			rows := stores[0].byUpdThenProduct()
+			var covered bool
+			if single {
+				for _, op := range []string{">=", ">"} {
+					if c := findCond(conj, "updDateTime", op); c != nil {
+						rows = fromUpd(rows, c.val, op == ">")
+					}
+				}
+				covered = coveredByIndex(conj)
+			}
+			if covered {
+				// Every condition is the index's: the page is a slice
+				// of the suffix and the count is its length.
+				col.total = len(rows)
+				for _, r := range rows[min(col.offset, len(rows)):min(col.offset+col.limit, len(rows))] {
+					col.out = append(col.out, r)
+				}
+				return col
+			}
+			for _, r := range rows {
 				if q.match(r) {
 					col.add(r)
 				}

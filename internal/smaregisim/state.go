@@ -89,10 +89,9 @@ type storeState struct {
 	// byUpdProd caches the live rows of the updDateTime index in
 	// (updDateTime, productId) order, so that paging a full listing in that
 	// order sorts once, not once per page. Any change to the store drops it.
-	byUpdProd      []*stockRow
-	byUpdProdFirst uint64 // seq of the first index entry the cache starts at
-	byUpdProdOK    bool
-	history        []*historyRow
+	byUpdProd   []*stockRow
+	byUpdProdOK bool
+	history     []*historyRow
 }
 
 type historyRow struct {
@@ -243,17 +242,16 @@ func (r *stockRow) public() StockRow {
 		LayawayStockAmount: r.layaway, UpdDateTime: r.upd}
 }
 
-// byUpdThenProduct returns the live rows of idx (a suffix of the store's
-// updDateTime index) ordered by updDateTime, then product ID. Rows sharing a
-// second are sorted by product ID; the result is cached until the next change
-// because a full listing asks for the same suffix a hundred times.
-func (ss *storeState) byUpdThenProduct(idx []updEntry) []*stockRow {
-	if len(idx) == 0 {
-		return nil
-	}
-	if ss.byUpdProdOK && ss.byUpdProdFirst == idx[0].seq {
+// byUpdThenProduct returns the store's live rows ordered by updDateTime,
+// then product ID (rows sharing a second are sorted by product ID). The
+// result is cached until the next change: a full listing asks for it once
+// per page, each time from a later anchor, and finds its suffix by binary
+// search (fromUpd), so a page costs O(log rows + page), not O(rows).
+func (ss *storeState) byUpdThenProduct() []*stockRow {
+	if ss.byUpdProdOK {
 		return ss.byUpdProd
 	}
+	idx := ss.updIndex()
 	out := ss.byUpdProd[:0]
 	for i := 0; i < len(idx); {
 		j := i
@@ -269,6 +267,18 @@ func (ss *storeState) byUpdThenProduct(idx []updEntry) []*stockRow {
 		}
 		i = j
 	}
-	ss.byUpdProd, ss.byUpdProdFirst, ss.byUpdProdOK = out, idx[0].seq, true
+	clear(out[len(out):cap(out)]) // rows dropped since the last build
+	ss.byUpdProd, ss.byUpdProdOK = out, true
 	return out
+}
+
+// fromUpd returns the suffix of rows (in updDateTime order) whose
+// updDateTime is at or after (strict: after) upd.
+func fromUpd(rows []*stockRow, upd string, strict bool) []*stockRow {
+	return rows[sort.Search(len(rows), func(i int) bool {
+		if strict {
+			return rows[i].upd > upd
+		}
+		return rows[i].upd >= upd
+	}):]
 }

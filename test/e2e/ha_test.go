@@ -381,7 +381,7 @@ func haSell(s *shop, i int, stores []string, products int) error {
 
 // e2eDatabase creates a database of its own for one test, so runs never
 // collide and LISTEN channels stay separate, and drops it afterwards.
-func e2eDatabase(t *testing.T) string {
+func e2eDatabase(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(postgresEnv)
 	if base == "" {

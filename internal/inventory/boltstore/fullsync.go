@@ -128,6 +128,13 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 			return err
 		}
 		rb := sb.Bucket(bucketRows)
+		if m.SKUs == 0 {
+			// An import: pass 2 puts every row, in key order, into an
+			// empty bucket. bbolt's default split (half-full pages) would
+			// leave the file twice the size it needs; later writes split
+			// the pages they touch as usual.
+			rb.FillPercent = 1.0
+		}
 		// Pass 1: mirror rows missing from the listing. Deleting under a
 		// live cursor can skip keys in bbolt, so collect first.
 		var removed [][]byte
@@ -152,11 +159,17 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 		// bucket is deleted before that.
 		sc := stg.Cursor()
 		for k, v := sc.First(); k != nil; k, v = sc.Next() {
+			old := rb.Get(k)
+			// The encoding is canonical (normalized rows), so equal bytes
+			// are the same level: the common case of a reconcile costs a
+			// lookup and a compare, no decoding and no allocation.
+			if old != nil && bytes.Equal(old, v) {
+				continue
+			}
 			after, err := decodeRow(k, v)
 			if err != nil {
 				return err
 			}
-			old := rb.Get(k)
 			e := inventory.DriftEntry{ProductID: after.ProductID, Kind: inventory.DriftAdded, After: after}
 			if old != nil {
 				before, err := decodeRow(k, old)
