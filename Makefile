@@ -85,7 +85,7 @@ bench: ## Run the benchmarks; print their figures, then one table of every targe
 	 echo ">> first op = initial import, then 2 reconciles of 100 drifted rows"; \
 	 go test -run '^$$' -bench "$$repeated" -benchmem -benchtime 3x -timeout 30m ./internal/mirror/; \
 	 echo ">> end to end: the operator binary, the simulator and a channel over HTTP (make bench-e2e)"; \
-	 go test -tags bench -run '^$$' -bench '^BenchmarkEndToEnd$$' -benchtime 1x -timeout 15m ./test/e2e/; \
+	 go test -tags bench -run '^$$' -bench '^BenchmarkEndToEnd(Platform)?$$' -benchtime 1x -timeout 20m ./test/e2e/; \
 	 } 2>&1 | tee $(BENCH_OUT); \
 	 go run ./hack/benchsummary $(BENCH_OUT)
 
@@ -101,7 +101,7 @@ bench-scale: ## Many SmaregiStores in one operator, on bolt and PostgreSQL (SMAR
 .PHONY: bench-e2e
 bench-e2e: ## End-to-end figures: the operator binary, the simulator and a channel over HTTP (docs/benchmarks.md).
 	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
-	 go test -tags bench -run '^$$' -bench '^BenchmarkEndToEnd$$' -benchtime 1x -timeout 15m ./test/e2e/
+	 go test -tags bench -run '^$$' -bench '^BenchmarkEndToEnd(Platform)?$$' -benchtime 1x -timeout 20m ./test/e2e/
 
 .PHONY: postgres
 postgres: ## Install (from Debian's packages) and start a throwaway local PostgreSQL; print its URL.
