@@ -298,7 +298,7 @@ func run(ctx context.Context, c config) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up safety stock controller: %w", err)
 	}
-	if err := (&controllers.StockPoolReconciler{Client: mgr.GetClient(), Rows: inv}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.StockPoolReconciler{Client: mgr.GetClient(), APIReader: apiReader, Rows: inv}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up StockPool controller: %w", err)
 	}
 

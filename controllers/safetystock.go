@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -30,9 +31,9 @@ import (
 // safety stock controller: it owns SafetyStockOverridesValid only.
 const SafetyStockFieldManager = "smaregi-operator-safetystock"
 
-// SafetyStockOverridesIndex is the field index of SmaregiStores by
-// spec.safetyStockOverridesRef.name, used to find the stores a ConfigMap
-// event concerns.
+// SafetyStockOverridesIndex is the field index of SmaregiStores and of
+// StockPools by spec.safetyStockOverridesRef.name, used to find the objects
+// a ConfigMap event concerns.
 const SafetyStockOverridesIndex = "spec.safetyStockOverridesRef.name"
 
 // SafetyStockReconciler records each SmaregiStore's safety stock
@@ -101,7 +102,7 @@ func (r *SafetyStockReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.applyCondition(ctx, &store, res); err != nil {
 		return ctrl.Result{}, err
 	}
-	if res.Reason == smaregiv1alpha1.ReasonConfigMapNotFound || res.Reason == smaregiv1alpha1.ReasonConfigMapNotLabelled {
+	if overridesMissing(res) {
 		return ctrl.Result{RequeueAfter: r.MissingRecheckInterval}, nil
 	}
 	return ctrl.Result{}, nil
@@ -114,10 +115,7 @@ func (r *SafetyStockReconciler) applyCondition(ctx context.Context, store *smare
 	prev := meta.FindStatusCondition(store.Status.Conditions, smaregiv1alpha1.SafetyStockOverridesValidCondition)
 	conds := []metav1.Condition{}
 	if store.Spec.SafetyStockOverridesRef != nil {
-		c := condition(store.Status.Conditions, metav1.Condition{
-			Type: smaregiv1alpha1.SafetyStockOverridesValidCondition, Status: res.Status, Reason: res.Reason,
-			Message: res.Message, ObservedGeneration: store.Generation,
-		}, r.Clock.Now())
+		c := condition(store.Status.Conditions, overridesCondition(res, store.Generation), r.Clock.Now())
 		if prev != nil && prev.Status == c.Status && prev.Reason == c.Reason && prev.Message == c.Message &&
 			prev.ObservedGeneration == c.ObservedGeneration {
 			return nil
@@ -143,6 +141,21 @@ func (r *SafetyStockReconciler) applyCondition(ctx context.Context, store *smare
 	return err
 }
 
+// overridesCondition is SafetyStockOverridesValid for what
+// safetystock.Read found, on a SmaregiStore or a StockPool.
+func overridesCondition(res safetystock.Result, generation int64) metav1.Condition {
+	return metav1.Condition{
+		Type: smaregiv1alpha1.SafetyStockOverridesValidCondition, Status: res.Status, Reason: res.Reason,
+		Message: res.Message, ObservedGeneration: generation,
+	}
+}
+
+// overridesMissing: the ConfigMap is missing or unlabelled, which no cache
+// event will report (see SafetyStockReconciler.MissingRecheckInterval).
+func overridesMissing(res safetystock.Result) bool {
+	return res.Reason == smaregiv1alpha1.ReasonConfigMapNotFound || res.Reason == smaregiv1alpha1.ReasonConfigMapNotLabelled
+}
+
 // SetupWithManager registers the index and the watches: SmaregiStores
 // (spec changes) and the labelled ConfigMaps, mapped to the stores whose
 // safetyStockOverridesRef names them. A ConfigMap that loses its label
@@ -158,36 +171,64 @@ func (r *SafetyStockReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MissingRecheckInterval <= 0 {
 		r.MissingRecheckInterval = DefaultMissingRecheckInterval
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &smaregiv1alpha1.SmaregiStore{}, SafetyStockOverridesIndex,
-		func(o client.Object) []string {
-			s, ok := o.(*smaregiv1alpha1.SmaregiStore)
-			if !ok || s.Spec.SafetyStockOverridesRef == nil {
-				return nil
-			}
-			return []string{s.Spec.SafetyStockOverridesRef.Name}
-		}); err != nil {
-		return fmt.Errorf("index SmaregiStores by %s: %w", SafetyStockOverridesIndex, err)
+	if err := indexSafetyStockOverrides(mgr, &smaregiv1alpha1.SmaregiStore{}); err != nil {
+		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("safetystock").
 		For(&smaregiv1alpha1.SmaregiStore{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.storesForConfigMap),
+		Watches(&corev1.ConfigMap{}, referrersOfConfigMap(r.Client, &smaregiv1alpha1.SmaregiStoreList{}),
 			builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		Complete(r)
 }
 
-// storesForConfigMap maps a ConfigMap to the stores whose
-// safetyStockOverridesRef names it.
-func (r *SafetyStockReconciler) storesForConfigMap(ctx context.Context, cm client.Object) []reconcile.Request {
-	var stores smaregiv1alpha1.SmaregiStoreList
-	if err := r.Client.List(ctx, &stores, client.InNamespace(cm.GetNamespace()),
-		client.MatchingFields{SafetyStockOverridesIndex: cm.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "listing SmaregiStores for a safety stock ConfigMap", "configmap", cm.GetName())
+// overridesRefName is the ConfigMap name that a SmaregiStore's or a
+// StockPool's spec.safetyStockOverridesRef names (none without one).
+func overridesRefName(o client.Object) []string {
+	var ref *smaregiv1alpha1.ConfigMapReference
+	switch v := o.(type) {
+	case *smaregiv1alpha1.SmaregiStore:
+		ref = v.Spec.SafetyStockOverridesRef
+	case *smaregiv1alpha1.StockPool:
+		ref = v.Spec.SafetyStockOverridesRef
+	}
+	if ref == nil {
 		return nil
 	}
-	reqs := make([]reconcile.Request, 0, len(stores.Items))
-	for _, s := range stores.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+	return []string{ref.Name}
+}
+
+// indexSafetyStockOverrides registers SafetyStockOverridesIndex for obj's
+// kind (a SmaregiStore or a StockPool).
+func indexSafetyStockOverrides(mgr ctrl.Manager, obj client.Object) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), obj, SafetyStockOverridesIndex, overridesRefName); err != nil {
+		return fmt.Errorf("index %T by %s: %w", obj, SafetyStockOverridesIndex, err)
 	}
-	return reqs
+	return nil
+}
+
+// referrersOfConfigMap maps a ConfigMap event to the objects of list's kind
+// (indexed by indexSafetyStockOverrides) whose safetyStockOverridesRef
+// names it. The manager's cache holds only labelled ConfigMaps, so one that
+// loses its label leaves the cache: a delete event, which maps the same.
+func referrersOfConfigMap(c client.Reader, list client.ObjectList) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, cm client.Object) []reconcile.Request {
+		l, ok := list.DeepCopyObject().(client.ObjectList)
+		if !ok {
+			return nil
+		}
+		if err := c.List(ctx, l, client.InNamespace(cm.GetNamespace()),
+			client.MatchingFields{SafetyStockOverridesIndex: cm.GetName()}); err != nil {
+			logf.FromContext(ctx).Error(err, "listing the referrers of a safety stock ConfigMap", "kind", fmt.Sprintf("%T", l), "configmap", cm.GetName())
+			return nil
+		}
+		var reqs []reconcile.Request
+		_ = meta.EachListItem(l, func(o runtime.Object) error {
+			if obj, ok := o.(client.Object); ok {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
+			}
+			return nil
+		})
+		return reqs
+	})
 }

@@ -53,7 +53,8 @@ const CredentialsSecretIndex = "spec.credentialsRef.name"
 // full Secret objects are cached only when labelled as created by this
 // operator (the receiver key Secrets), so the operator never holds every
 // token and certificate of the cluster in memory; ConfigMaps only when
-// labelled as safety stock overrides (SafetyStockReconciler). With namespaces
+// labelled as safety stock overrides (SafetyStockReconciler,
+// StockPoolReconciler and the hub API's pool safety stock). With namespaces
 // (--watch-namespaces) every informer lists and watches only there; none
 // means every namespace. cmd/main.go and the tests both use it.
 func CacheOptions(namespaces ...string) cache.Options {

@@ -6,19 +6,23 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
+	"github.com/stocksync/smaregi-operator/internal/safetystock"
 	"github.com/stocksync/smaregi-operator/internal/stockpool"
 )
 
@@ -32,22 +36,33 @@ const poolSKUPageSize = 1000
 
 // StockPoolReconciler writes a StockPool's status: its members and their
 // readiness, the distinct products of its active members, and the Ready,
-// Reconciling and Stalled conditions. It is the only writer of that status.
+// Reconciling, Stalled and SafetyStockOverridesValid conditions. It is the
+// only writer of that status.
 // The hub API serves the pool's stock and orders (internal/hubapi), both by
 // internal/stockpool's rules, so status and API agree.
 type StockPoolReconciler struct {
-	// Client is the manager's (cached) client.
+	// Client is the manager's (cached) client; its cache holds only
+	// ConfigMaps labelled smaregiv1alpha1.SafetyStockOverridesLabel.
 	Client client.Client
+	// APIReader reads ConfigMap metadata uncached, only to tell a missing
+	// overrides ConfigMap from an unlabelled one. Required.
+	APIReader client.Reader
 	// Rows reads the members' mirrors for the SKU count. Required.
 	Rows stockpool.RowsPager
 	// Clock stamps condition transitions; defaults to the real clock.
 	Clock clock.PassiveClock
 	// ResyncInterval between recounts; default DefaultPoolResyncInterval.
 	ResyncInterval time.Duration
+	// MissingRecheckInterval is how often a pool whose overrides ConfigMap
+	// is missing or unlabelled is looked at again (when sooner than
+	// ResyncInterval), as SafetyStockReconciler.MissingRecheckInterval;
+	// default DefaultMissingRecheckInterval.
+	MissingRecheckInterval time.Duration
 }
 
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=stockpools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=smaregi.stocksync.io,resources=stockpools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 
 // Reconcile implements reconcile.Reconciler.
 func (r *StockPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -98,15 +113,39 @@ func (r *StockPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			message = fmt.Sprintf("%d of %d member SmaregiStores take orders", status.ActiveMembers, len(ms))
 		}
 	}
+	// The overrides ConfigMap is reported, not used: the hub API reads it
+	// itself (see hubapi's poolSafety). It does not affect Ready, as for a
+	// store: the pool works with spec.safetyStock alone.
+	var overrides *metav1.Condition
+	recheck := r.ResyncInterval
+	if ref := pool.Spec.SafetyStockOverridesRef; ref != nil {
+		res, err := safetystock.Read(ctx, r.Client, r.APIReader, pool.Namespace, ref.Name)
+		switch {
+		case err != nil:
+			log.Error(err, "reading a StockPool's safety stock overrides")
+			retryErr = errors.Join(retryErr, err)
+			// What was last seen stands until the ConfigMap can be read.
+			overrides = meta.FindStatusCondition(pool.Status.Conditions, smaregiv1alpha1.SafetyStockOverridesValidCondition)
+		default:
+			c := overridesCondition(res, pool.Generation)
+			overrides = &c
+			if overridesMissing(res) {
+				recheck = min(recheck, r.MissingRecheckInterval)
+			}
+		}
+	}
 	reconciling := retryErr != nil
 	conds := []metav1.Condition{
 		{Type: smaregiv1alpha1.ReadyCondition, Status: metav1.ConditionStatus(ready), Reason: reason, Message: message},
-		boolCondition(smaregiv1alpha1.ReconcilingCondition, reconciling, smaregiv1alpha1.ReasonProgressing, "counting the pool's products failed; retrying"),
+		boolCondition(smaregiv1alpha1.ReconcilingCondition, reconciling, smaregiv1alpha1.ReasonProgressing, "reading the pool's products or its safety stock overrides failed; retrying"),
 		boolCondition(smaregiv1alpha1.StalledCondition, stalled, reason, message),
 	}
 	for _, c := range conds {
 		c.ObservedGeneration = pool.Generation
 		status.Conditions = append(status.Conditions, condition(pool.Status.Conditions, c, now))
+	}
+	if overrides != nil {
+		status.Conditions = append(status.Conditions, condition(pool.Status.Conditions, *overrides, now))
 	}
 	if !equalPoolStatus(pool.Status, status) {
 		patch := client.MergeFrom(pool.DeepCopy())
@@ -121,7 +160,7 @@ func (r *StockPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if retryErr != nil {
 		return ctrl.Result{}, retryErr
 	}
-	return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
+	return ctrl.Result{RequeueAfter: recheck}, nil
 }
 
 // boolCondition is a kstatus condition: True with reason and message, or
@@ -166,11 +205,12 @@ func countSKUs(ctx context.Context, rows stockpool.RowsPager, keys []inventory.S
 }
 
 // SetupWithManager registers the controller: it reconciles a pool when the
-// pool changes and when a SmaregiStore of its namespace does (a store may
-// join, leave or change readiness).
+// pool changes, when a SmaregiStore of its namespace does (a store may
+// join, leave or change readiness) and when the ConfigMap its
+// safetyStockOverridesRef names does.
 func (r *StockPoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Client == nil || r.Rows == nil {
-		return errors.New("stockpool controller: Client and Rows are required")
+	if r.Client == nil || r.APIReader == nil || r.Rows == nil {
+		return errors.New("stockpool controller: Client, APIReader and Rows are required")
 	}
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
@@ -178,9 +218,17 @@ func (r *StockPoolReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.ResyncInterval <= 0 {
 		r.ResyncInterval = DefaultPoolResyncInterval
 	}
+	if r.MissingRecheckInterval <= 0 {
+		r.MissingRecheckInterval = DefaultMissingRecheckInterval
+	}
+	if err := indexSafetyStockOverrides(mgr, &smaregiv1alpha1.StockPool{}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&smaregiv1alpha1.StockPool{}).
 		Watches(&smaregiv1alpha1.SmaregiStore{}, handler.EnqueueRequestsFromMapFunc(r.poolsOfStore)).
+		Watches(&corev1.ConfigMap{}, referrersOfConfigMap(r.Client, &smaregiv1alpha1.StockPoolList{}),
+			builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		Named("stockpool").
 		Complete(r)
 }

@@ -144,7 +144,8 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := (&controllers.StockPoolReconciler{Client: mgr.GetClient(), Rows: outbox, Clock: fakeClock}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.StockPoolReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Rows: outbox, Clock: fakeClock,
+		MissingRecheckInterval: time.Second}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -175,7 +175,8 @@ const (
 	// some entries are invalid (they are ignored, the others apply). Absent
 	// without safetyStockOverridesRef. It does not affect Ready: the store
 	// works with spec.safetyStock alone. Written by the safety stock
-	// controller.
+	// controller on a SmaregiStore, by the StockPool controller on a
+	// StockPool.
 	SafetyStockOverridesValidCondition = "SafetyStockOverridesValid"
 )
 

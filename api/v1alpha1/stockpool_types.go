@@ -91,6 +91,24 @@ type StockPoolSpec struct {
 	// +optional
 	SafetyStock int64 `json:"safetyStock,omitempty"`
 
+	// SafetyStockOverridesRef names a ConfigMap in the pool's namespace that
+	// sets the pool's safety stock per product, instead of safetyStock: each
+	// key is a Smaregi product ID (1 to 15 digits), each value the units the
+	// pool holds back from it (a whole number from 0 to 1,000,000,000),
+	// e.g. "8000001": "5". It is read exactly like a SmaregiStore's
+	// safetyStockOverridesRef (tens of thousands of entries fit; the
+	// ConfigMap must carry the label
+	// smaregi.stocksync.io/safety-stock-overrides: "true"), and one
+	// ConfigMap may serve stores and pools alike. The pool's overrides come
+	// on top of each member's own safety stock. A change applies within
+	// seconds; channels watching the pool are told to list again (see
+	// docs/hub-api.md). Invalid entries are ignored and listed in the
+	// SafetyStockOverridesValid condition; while the ConfigMap is missing or
+	// unlabelled, no override applies (only safetyStock) and the condition
+	// says so.
+	// +optional
+	SafetyStockOverridesRef *ConfigMapReference `json:"safetyStockOverridesRef,omitempty"`
+
 	// AllocationPolicy decides which members an order's lines take stock
 	// from: Priority (default) or MostAvailable.
 	// +kubebuilder:default=Priority
@@ -120,8 +138,9 @@ type StockPoolStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready (at least one active member), and kstatus's
-	// Reconciling and Stalled.
+	// Conditions: Ready (at least one active member), kstatus's
+	// Reconciling and Stalled, and SafetyStockOverridesValid (with
+	// spec.safetyStockOverridesRef only; it does not affect Ready).
 	// +listType=map
 	// +listMapKey=type
 	// +patchStrategy=merge

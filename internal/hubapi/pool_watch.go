@@ -3,14 +3,21 @@ package hubapi
 // The live feed of a StockPool: GET …/stockpools/{name}/stock?watch=true.
 //
 // A pool has no change log of its own: its resourceVersion is the list of
-// its active members' resource versions ("shibuya:12,umeda:40", opaque to
-// clients). A pool watcher follows each member's feed (watch.go), and for
-// every product a member's change names it sends the product's pooled item
-// as it is now, with the positions reached so far as resourceVersion, so a
-// client resumes exactly where it stopped. When the pool's active members
-// change (a store joins, leaves, is suspended or Stalled), positions of one
-// member set say nothing about another, so the watch ends with a 410 event:
-// list again.
+// its active members' resource versions and a fingerprint of the pool's
+// safety stock ("shibuya:12,umeda:40~3fa1…", opaque to clients). A pool
+// watcher follows each member's feed (watch.go), and for every product a
+// member's change names it sends the product's pooled item as it is now,
+// with the positions reached so far as resourceVersion, so a client resumes
+// exactly where it stopped. A member's own safety stock is in its feed
+// (recorded in the inventory), so its changes are events here too.
+//
+// Two changes are not in any member's feed, and end the watch with a 410
+// event (list again): the pool's active members (a store joins, leaves, is
+// suspended or Stalled: positions of one member set say nothing about
+// another), and the pool's own safety stock (spec.safetyStock or its
+// overrides ConfigMap, see pool_safety.go: giving them events would need a
+// change log of the pool's own, numbered across replicas). Both are rare,
+// deliberate edits; a relist costs what the events for every product would.
 
 import (
 	"context"
@@ -24,17 +31,26 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
 	"github.com/stocksync/smaregi-operator/internal/stockpool"
 )
 
 // poolVersion is a pool's resource version: one position per active
-// member, in member name order.
+// member, in member name order, and the fingerprint of the pool's safety
+// stock (poolSafety) that the listing used.
 type poolVersion struct {
 	names    []string
 	versions []uint64
+	safety   string
 }
+
+// safetySeparator ends the member positions; it is in no Kubernetes name,
+// and needs no escaping in a query.
+const safetySeparator = "~"
 
 func (v poolVersion) String() string {
 	var b strings.Builder
@@ -46,12 +62,17 @@ func (v poolVersion) String() string {
 		b.WriteByte(':')
 		b.WriteString(strconv.FormatUint(v.versions[i], 10))
 	}
+	b.WriteString(safetySeparator)
+	b.WriteString(v.safety)
 	return b.String()
 }
 
 // parsePoolVersion reads a poolVersion; names must be in order, once each.
+// One without a fingerprint (made before pools had per-product safety
+// stock) parses, and then matches no pool's: a watch from it answers 410.
 func parsePoolVersion(s string) (poolVersion, bool) {
 	var v poolVersion
+	s, v.safety, _ = strings.Cut(s, safetySeparator)
 	if s == "" {
 		return v, false
 	}
@@ -125,6 +146,15 @@ func (s *Server) servePoolWatch(w http.ResponseWriter, r *http.Request, pool *sm
 		writeError(w, http.StatusGone, reasonGone, "the pool's active members changed since this resourceVersion; list again and watch from the listing's resourceVersion", nil)
 		return
 	}
+	safety, err := s.poolSafety(ctx, pool)
+	if err != nil {
+		s.storeFailure(w, err, "reading the pool's safety stock overrides", poolKey(pool))
+		return
+	}
+	if safety.fingerprint != rv.safety {
+		writeError(w, http.StatusGone, reasonGone, "the pool's safety stock changed since this resourceVersion; list again and watch from the listing's resourceVersion", nil)
+		return
+	}
 	keys := make([]inventory.StoreKey, len(active))
 	for i, m := range active {
 		keys[i] = storeKey(m.Store)
@@ -180,7 +210,10 @@ func (s *Server) servePoolWatch(w http.ResponseWriter, r *http.Request, pool *sm
 	defer end.Stop()
 	bookmark := time.NewTicker(s.opts.WatchBookmarkInterval)
 	defer bookmark.Stop()
-	pos := poolVersion{names: rv.names, versions: slices.Clone(rv.versions)}
+	pos := poolVersion{names: rv.names, versions: slices.Clone(rv.versions), safety: rv.safety}
+	// The pool and its members are looked at again when the feeds are
+	// quiet, and at least every watchPoll while they are not.
+	checked := time.Now()
 	joined := make([]bool, len(feeds))
 	waits := make([]reflect.SelectCase, 0, len(feeds)+5)
 	for {
@@ -218,8 +251,16 @@ func (s *Server) servePoolWatch(w http.ResponseWriter, r *http.Request, pool *sm
 			}
 			waits = append(waits, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
 		}
+		if len(changed) == 0 || time.Since(checked) >= watchPoll {
+			checked = time.Now()
+			if gone := s.poolChanged(ctx, pool, pos); gone != "" {
+				_ = write(poolGoneEvent(gone))
+				_ = flush()
+				return
+			}
+		}
 		if len(changed) > 0 {
-			lines, err := s.poolEvents(ctx, pool, active, keys, changed, pos.String())
+			lines, err := s.poolEvents(ctx, safety.SafetyStock, active, keys, changed, pos.String())
 			if err != nil {
 				s.log.Error(err, "reading the members' rows for a pool watcher", "pool", poolKey(pool).String())
 				panic(http.ErrAbortHandler)
@@ -234,12 +275,6 @@ func (s *Server) servePoolWatch(w http.ResponseWriter, r *http.Request, pool *sm
 			}
 			continue
 		}
-		// Nothing new: still the same members? (The cache is in memory.)
-		if now, err := stockpool.Members(ctx, s.opts.Reader, pool); err == nil && !sameNames(activeMembers(now), pos.names) {
-			_ = write(poolGoneEvent("the pool's active members changed; list again"))
-			_ = flush()
-			return
-		}
 		const (
 			caseBookmark = iota
 			caseEnd
@@ -247,8 +282,8 @@ func (s *Server) servePoolWatch(w http.ResponseWriter, r *http.Request, pool *sm
 			caseStop
 			casePoll
 		)
-		// A member change is a cache event, not a log entry: look again at
-		// least every watchPoll.
+		// A member or safety stock change is a cache event, not a log
+		// entry: look again at least every watchPoll.
 		poll := time.NewTimer(watchPoll)
 		fixed := []reflect.SelectCase{
 			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(bookmark.C)},
@@ -270,9 +305,31 @@ func (s *Server) servePoolWatch(w http.ResponseWriter, r *http.Request, pool *sm
 	}
 }
 
+// poolChanged says why a watch from pos must end (410), or "": the pool
+// is gone, its active members or its safety stock changed. The pool, its
+// members and its ConfigMap are read from the cache (in memory); a failed
+// read is looked at again next time.
+func (s *Server) poolChanged(ctx context.Context, pool *smaregiv1alpha1.StockPool, pos poolVersion) string {
+	var now smaregiv1alpha1.StockPool
+	if err := s.opts.Reader.Get(ctx, types.NamespacedName{Namespace: pool.Namespace, Name: pool.Name}, &now); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "the StockPool no longer exists"
+		}
+		return ""
+	}
+	if ms, err := stockpool.Members(ctx, s.opts.Reader, &now); err == nil && !sameNames(activeMembers(ms), pos.names) {
+		return "the pool's active members changed; list again"
+	}
+	if safety, err := s.poolSafety(ctx, &now); err == nil && safety.fingerprint != pos.safety {
+		return "the pool's safety stock changed; list again"
+	}
+	return ""
+}
+
 // poolEvents encodes the pooled item of each changed product as it is now
-// (DELETED when no active member has a row for it).
-func (s *Server) poolEvents(ctx context.Context, pool *smaregiv1alpha1.StockPool, active []stockpool.Member, keys []inventory.StoreKey,
+// (DELETED when no active member has a row for it), with the pool's safety
+// stock as the watch started (a change ends the watch: poolChanged).
+func (s *Server) poolEvents(ctx context.Context, safety inventory.SafetyStock, active []stockpool.Member, keys []inventory.StoreKey,
 	changed map[string]bool, version string) ([][]byte, error) {
 	ids := make([]string, 0, len(changed))
 	for id := range changed {
@@ -301,7 +358,7 @@ func (s *Server) poolEvents(ctx context.Context, pool *smaregiv1alpha1.StockPool
 			}
 			it := items[id]
 			if it == nil {
-				it = &PoolStockItem{ProductID: id}
+				it = &PoolStockItem{ProductID: id, SafetyStock: safety.For(id)}
 				items[id] = it
 			}
 			it.Members = append(it.Members, PoolMemberStock{Store: m.Name(), Available: a})
@@ -315,7 +372,7 @@ func (s *Server) poolEvents(ctx context.Context, pool *smaregiv1alpha1.StockPool
 			out = append(out, poolEventLine("DELETED", map[string]string{"productId": id, "resourceVersion": version}))
 			continue
 		}
-		it.Available = stockpool.Pooled(cands[id], pool.Spec.SafetyStock)
+		it.Available = stockpool.Pooled(cands[id], it.SafetyStock)
 		out = append(out, poolEventLine("MODIFIED", poolWatchObject{PoolStockItem: *it, ResourceVersion: version}))
 	}
 	return out, nil

@@ -72,8 +72,11 @@ type PoolStockResponse struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	// ResourceVersion is where to watch from: the positions of the active
-	// members' change logs, read before the first page (opaque).
-	ResourceVersion  string                           `json:"resourceVersion"`
+	// members' change logs, read before the first page, and a fingerprint
+	// of the pool's safety stock (opaque).
+	ResourceVersion string `json:"resourceVersion"`
+	// SafetyStock is the pool's spec.safetyStock: what it holds back from
+	// products without an entry in its overrides ConfigMap.
 	SafetyStock      int64                            `json:"safetyStock"`
 	AllocationPolicy smaregiv1alpha1.AllocationPolicy `json:"allocationPolicy"`
 	Members          []PoolMemberInfo                 `json:"members"`
@@ -92,6 +95,9 @@ type PoolMemberInfo struct {
 // PoolStockItem is one product of a pool.
 type PoolStockItem struct {
 	ProductID string `json:"productId"`
+	// SafetyStock is what the pool holds back from the product: its entry
+	// in the pool's overrides ConfigMap, else the pool's spec.safetyStock.
+	SafetyStock int64 `json:"safetyStock"`
 	// Available is what the pool may sell: the sum of the active members'
 	// available less the pool's safety stock, never below 0.
 	Available int64 `json:"available"`
@@ -242,11 +248,16 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	safety, err := s.poolSafety(ctx, pool)
+	if err != nil {
+		s.storeFailure(w, err, "reading the pool's safety stock overrides", poolKey(pool))
+		return
+	}
 	var (
 		active  []stockpool.Member
 		keys    []inventory.StoreKey
 		pending []map[string]int64
-		version poolVersion
+		version = poolVersion{safety: safety.fingerprint}
 	)
 	for _, m := range ms {
 		if !m.Active {
@@ -325,14 +336,14 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 			avail[i] = a
 		}
 		for _, p := range chunk {
-			it := PoolStockItem{ProductID: p.id, Members: make([]PoolMemberStock, 0, len(p.rows))}
+			it := PoolStockItem{ProductID: p.id, SafetyStock: safety.For(p.id), Members: make([]PoolMemberStock, 0, len(p.rows))}
 			cands := make([]stockpool.Candidate, 0, len(p.rows))
 			for _, mr := range p.rows {
 				m, a := active[mr.Index], avail[mr.Index][p.id]
 				it.Members = append(it.Members, PoolMemberStock{Store: m.Name(), Available: a})
 				cands = append(cands, stockpool.Candidate{Store: m.Name(), Available: a})
 			}
-			it.Available = stockpool.Pooled(cands, pool.Spec.SafetyStock)
+			it.Available = stockpool.Pooled(cands, it.SafetyStock)
 			b, _ := json.Marshal(it)
 			if n > 0 {
 				_ = bw.WriteByte(',')
@@ -352,7 +363,6 @@ func (s *Server) servePoolStock(w http.ResponseWriter, r *http.Request) {
 		}
 		return flush()
 	}
-	var err error
 	if productID != "" {
 		if len(one) > 0 {
 			err = item(productID, one)
@@ -482,6 +492,11 @@ func (s *Server) servePoolAdjustments(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	safety, err := s.poolSafety(ctx, pool)
+	if err != nil {
+		s.storeFailure(w, err, "reading the pool's safety stock overrides", key)
+		return
+	}
 	order := inventory.PoolOrder{Pool: key, ID: req.ID, Reason: req.Reason, Fingerprint: fp, CreatedAt: s.clock.Now().UTC()}
 	products := make([]string, len(req.Lines))
 	for i, l := range req.Lines {
@@ -497,9 +512,9 @@ func (s *Server) servePoolAdjustments(w http.ResponseWriter, r *http.Request) {
 	short := map[string]int64{}
 	var details []FieldError
 	for i, l := range req.Lines {
-		takes, ok := stockpool.Allocate(pool.Policy(), cands[l.ProductID], pool.Spec.SafetyStock, -l.Quantity)
+		takes, ok := stockpool.Allocate(pool.Policy(), cands[l.ProductID], safety.For(l.ProductID), -l.Quantity)
 		if !ok {
-			avail := stockpool.Pooled(cands[l.ProductID], pool.Spec.SafetyStock)
+			avail := stockpool.Pooled(cands[l.ProductID], safety.For(l.ProductID))
 			short[l.ProductID] = avail
 			details = append(details, FieldError{Field: "lines[" + strconv.Itoa(i) + "].quantity",
 				Message: fmt.Sprintf("the pool has %d of product %s available, the order asks for %d", avail, l.ProductID, -l.Quantity)})

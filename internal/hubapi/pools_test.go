@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 
 	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/inventory"
@@ -433,5 +435,152 @@ func TestPoolHonoursMembersSafetyStockOverrides(t *testing.T) {
 	}
 	if res := f.order("fits", RequestLine{ProductID: "1", Quantity: -4}); res.code != http.StatusAccepted && res.code != http.StatusCreated {
 		t.Fatalf("an order for 4 of 4 pooled: %d %s", res.code, res.body)
+	}
+}
+
+// poolOverrides creates the ConfigMap "pool-safety" (labelled when
+// labelled) and names it in the pool's spec.safetyStockOverridesRef.
+func (f *poolFixture) poolOverrides(data map[string]string, labelled bool) *corev1.ConfigMap {
+	f.t.Helper()
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "pool-safety"}, Data: data}
+	if labelled {
+		cm.Labels = map[string]string{smaregiv1alpha1.SafetyStockOverridesLabel: "true"}
+	}
+	must(f.t, k8s.Create(ctx, cm))
+	f.updatePool(func(p *smaregiv1alpha1.StockPool) {
+		p.Spec.SafetyStockOverridesRef = &smaregiv1alpha1.ConfigMapReference{Name: cm.Name}
+	})
+	return cm
+}
+
+func (f *poolFixture) updatePool(change func(*smaregiv1alpha1.StockPool)) {
+	f.t.Helper()
+	must(f.t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p := &smaregiv1alpha1.StockPool{}
+		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: f.pool.Name}, p); err != nil {
+			return err
+		}
+		change(p)
+		return k8s.Update(context.Background(), p)
+	}))
+}
+
+func itemsByID(items []PoolStockItem) map[string]PoolStockItem {
+	out := map[string]PoolStockItem{}
+	for _, it := range items {
+		out[it.ProductID] = it
+	}
+	return out
+}
+
+// TestPoolSafetyStockOverrides: the pool's overrides ConfigMap sets what it
+// holds back per product, in the listing and at order acceptance; bad
+// entries are ignored, and an unlabelled ConfigMap is not read.
+func TestPoolSafetyStockOverrides(t *testing.T) {
+	f := newPoolFixture(t, smaregiv1alpha1.AllocationPriority, 2)
+	ctx := context.Background()
+	cm := f.poolOverrides(map[string]string{"1": "5", "3": "0", "2": "x", "abc": "1"}, false)
+	// Unlabelled: spec.safetyStock (2) for every product.
+	// Product 1: 3 + 5 - 2 = 6; product 2: 7 - 2 = 5; product 3: 1 - 2 → 0.
+	got := itemsByID(f.stock().Items)
+	if got["1"].SafetyStock != 2 || got["1"].Available != 6 || got["3"].Available != 0 {
+		t.Fatalf("with an unlabelled ConfigMap: %+v", got)
+	}
+
+	cm.Labels = map[string]string{smaregiv1alpha1.SafetyStockOverridesLabel: "true"}
+	must(t, k8s.Update(ctx, cm))
+	list := f.stock()
+	got = itemsByID(list.Items)
+	for id, want := range map[string]PoolStockItem{
+		"1": {SafetyStock: 5, Available: 3}, // 8 - 5
+		"2": {SafetyStock: 2, Available: 5}, // "x" is ignored: spec.safetyStock
+		"3": {SafetyStock: 0, Available: 1}, // shibuya's 2 - its own 1
+	} {
+		if got[id].SafetyStock != want.SafetyStock || got[id].Available != want.Available {
+			t.Errorf("product %s = %+v, want safetyStock %d, available %d", id, got[id], want.SafetyStock, want.Available)
+		}
+	}
+	if list.SafetyStock != 2 {
+		t.Errorf("the listing's safetyStock %d, want spec.safetyStock 2", list.SafetyStock)
+	}
+	if res := f.do(http.MethodGet, f.poolPath("/stock?productId=1"), f.viewer, nil); res.code != http.StatusOK {
+		t.Fatalf("?productId=1: %d %s", res.code, res.body)
+	} else {
+		var one PoolStockResponse
+		must(t, json.Unmarshal(res.body, &one))
+		if len(one.Items) != 1 || one.Items[0].SafetyStock != 5 || one.Items[0].Available != 3 {
+			t.Errorf("?productId=1: %s", res.body)
+		}
+	}
+
+	// Orders stop at the new limit.
+	res := f.order("over", RequestLine{ProductID: "1", Quantity: -4})
+	var short PoolShortage
+	must(t, json.Unmarshal(res.body, &short))
+	if res.code != http.StatusUnprocessableEntity || short.Available["1"] != 3 {
+		t.Fatalf("an order for 4 of 3: %d %s", res.code, res.body)
+	}
+	if res := f.order("fits", RequestLine{ProductID: "1", Quantity: -3}, RequestLine{ProductID: "3", Quantity: -1}); res.code != http.StatusAccepted {
+		t.Fatalf("an order for 3 of 3 and 1 of 1: %d %s", res.code, res.body)
+	}
+	got = itemsByID(f.stock().Items)
+	if got["1"].Available != 0 || got["3"].Available != 0 {
+		t.Fatalf("after the order: %+v", got)
+	}
+}
+
+// TestPoolWatchEndsWhenSafetyStockChanges: the pool's own safety stock is
+// not in any member's feed, so a change of it (the ConfigMap's values or
+// spec.safetyStock) ends the pool's watches with 410, and a watch from a
+// listing made before it answers 410; an edit that changes no value keeps
+// the resourceVersion. Events carry each product's safety stock.
+func TestPoolWatchEndsWhenSafetyStockChanges(t *testing.T) {
+	f := newPoolFixture(t, smaregiv1alpha1.AllocationPriority, 0)
+	ctx := context.Background()
+	cm := f.poolOverrides(map[string]string{"1": "1"}, true)
+	list := f.stock()
+	events, stop := f.watchPool(list.ResourceVersion)
+	defer stop()
+	// umeda sells 2 of product 1: 3 + 3 - 1 = 5.
+	_, err := f.inv.ApplyPull(ctx, inventory.StoreKey{Namespace: f.ns, Name: "umeda"}, []inventory.Row{{ProductID: "1", StockAmount: 3, UpdDateTime: t0.Add(time.Minute)}}, t0.Add(time.Minute))
+	must(t, err)
+	e := nextEvent(t, events, true)
+	if e.Type != "MODIFIED" || e.Object.ProductID != "1" || e.Object.SafetyStock != 1 || e.Object.Available != 5 {
+		t.Fatalf("event after umeda's change: %+v", e)
+	}
+
+	// A bad entry added changes no value: the same version, a watch from
+	// it starts.
+	before := f.stock().ResourceVersion
+	cm.Data["abc"] = "1"
+	must(t, k8s.Update(ctx, cm))
+	if after := f.stock().ResourceVersion; after != before {
+		t.Fatalf("an edit that changes no value moved the version %q → %q", before, after)
+	}
+	_, stop2 := f.watchPool(before)
+	stop2()
+
+	// A value changed: the open watch ends with 410, and so does a watch
+	// from a version before it.
+	cm.Data["1"] = "2"
+	must(t, k8s.Update(ctx, cm))
+	if e := nextEvent(t, events, true); e.Type != "ERROR" || e.Object.Code != http.StatusGone {
+		t.Fatalf("after the ConfigMap's change: %+v, want a 410 ERROR", e)
+	}
+	if res := f.do(http.MethodGet, f.poolPath("/stock?watch=true&resourceVersion="+url.QueryEscape(before)), f.viewer, nil); res.code != http.StatusGone {
+		t.Fatalf("watching from before the change: %d %s, want 410", res.code, res.body)
+	}
+
+	// spec.safetyStock too (the watch reads the pool again).
+	list = f.stock()
+	if got := itemsByID(list.Items)["1"]; got.SafetyStock != 2 || got.Available != 4 {
+		t.Fatalf("product 1 after the change: %+v", got)
+	}
+	events, stop3 := f.watchPool(list.ResourceVersion)
+	defer stop3()
+	f.updatePool(func(p *smaregiv1alpha1.StockPool) { p.Spec.SafetyStock = 3 })
+	if e := nextEvent(t, events, true); e.Type != "ERROR" || e.Object.Code != http.StatusGone {
+		t.Fatalf("after spec.safetyStock's change: %+v, want a 410 ERROR", e)
 	}
 }

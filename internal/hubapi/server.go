@@ -148,6 +148,8 @@ type Server struct {
 	reviewer *reviewer
 	handler  http.Handler
 	watches  *watchHub
+	// poolOverrides keeps pools' overrides ConfigMaps parsed (poolSafety).
+	poolOverrides overridesCache
 	// stopCtx ends with the context given to Serve: watches end then
 	// instead of holding the shutdown drain.
 	stopCtx context.Context

@@ -73,3 +73,22 @@ func TestFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// A pool's resourceVersion carries its members' positions and the safety
+// stock fingerprint; one without a fingerprint (older) parses and matches
+// no pool; anything else malformed is refused.
+func TestPoolVersionRoundTrip(t *testing.T) {
+	v := poolVersion{names: []string{"shibuya", "umeda.2"}, versions: []uint64{12, 40}, safety: "3fa1b2c3d4e5f607"}
+	got, ok := parsePoolVersion(v.String())
+	if !ok || fmt.Sprint(got) != fmt.Sprint(v) {
+		t.Fatalf("%q parsed to %+v, %v", v.String(), got, ok)
+	}
+	if old, ok := parsePoolVersion("shibuya:12,umeda:40"); !ok || old.safety != "" || len(old.names) != 2 {
+		t.Fatalf("a version without a fingerprint: %+v, %v", old, ok)
+	}
+	for _, bad := range []string{"", "~3fa1", "umeda:1,shibuya:2~x", "shibuya:x~y", "shibuya~y"} {
+		if _, ok := parsePoolVersion(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
