@@ -77,6 +77,12 @@ type Handler interface {
 	Apply(e Event)
 }
 
+// The kinds of object with a stock feed, as in the hub API's paths.
+const (
+	kindStore = "smaregistores"
+	kindPool  = "stockpools"
+)
+
 // ErrGone is returned by Watch (and surfaced in Sync's loop) when the
 // operator no longer keeps the changes after the version asked for: list
 // again.
@@ -118,8 +124,10 @@ func (c *Client) token() (string, error) {
 	return c.Token, nil
 }
 
-func (c *Client) get(ctx context.Context, ns, name string, q url.Values) (*http.Response, error) {
-	u := strings.TrimRight(c.BaseURL, "/") + "/api/v1/namespaces/" + url.PathEscape(ns) + "/smaregistores/" + url.PathEscape(name) + "/stock"
+// get asks for the stock of one object of kind ("smaregistores" or
+// "stockpools"), a listing or (q) a watch: 200 is the response, 410 ErrGone.
+func (c *Client) get(ctx context.Context, kind, ns, name string, q url.Values) (*http.Response, error) {
+	u := strings.TrimRight(c.BaseURL, "/") + "/api/v1/namespaces/" + url.PathEscape(ns) + "/" + kind + "/" + url.PathEscape(name) + "/stock"
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
@@ -134,7 +142,7 @@ func (c *Client) get(ctx context.Context, ns, name string, q url.Values) (*http.
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("hubclient: GET stock of %s/%s: %w", ns, name, err)
+		return nil, fmt.Errorf("hubclient: GET stock of %s %s/%s: %w", kind, ns, name, err)
 	}
 	if resp.StatusCode == http.StatusOK {
 		return resp, nil
@@ -146,6 +154,79 @@ func (c *Client) get(ctx context.Context, ns, name string, q url.Values) (*http.
 	}
 	return nil, &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(body))}
 }
+
+// getJSON reads a listing into doc. A listing cut off mid-stream does not
+// parse: never a short list.
+func (c *Client) getJSON(ctx context.Context, kind, ns, name string, doc any) error {
+	resp, err := c.get(ctx, kind, ns, name, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(doc); err != nil {
+		return fmt.Errorf("hubclient: reading the stock of %s %s/%s: %w", kind, ns, name, err)
+	}
+	return nil
+}
+
+// watchStream opens a watch of kind's stock from resourceVersion.
+func (c *Client) watchStream(ctx context.Context, kind, ns, name, resourceVersion string) (*eventStream, error) {
+	resp, err := c.get(ctx, kind, ns, name, url.Values{"watch": {"true"}, "resourceVersion": {resourceVersion}})
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	return &eventStream{body: resp.Body, sc: sc}, nil
+}
+
+// eventStream reads a watch's newline-delimited events, a store's or a
+// pool's alike.
+type eventStream struct {
+	body io.ReadCloser
+	sc   *bufio.Scanner
+}
+
+// next decodes the next event's object into obj (which must have a
+// resourceVersion field) and returns its type. An ERROR event is an error:
+// ErrGone for 410. io.EOF means the server ended the watch.
+func (s *eventStream) next(obj any) (EventType, error) {
+	for s.sc.Scan() {
+		line := s.sc.Bytes()
+		if len(line) == 0 {
+			continue
+		}
+		var raw struct {
+			Type   string          `json:"type"`
+			Object json.RawMessage `json:"object"`
+		}
+		if err := json.Unmarshal(line, &raw); err != nil {
+			return "", fmt.Errorf("hubclient: malformed event: %w", err)
+		}
+		if raw.Type == "ERROR" {
+			var status struct {
+				Code int `json:"code"`
+			}
+			if err := json.Unmarshal(raw.Object, &status); err != nil {
+				return "", fmt.Errorf("hubclient: malformed ERROR event: %w", err)
+			}
+			if status.Code == http.StatusGone {
+				return "", ErrGone
+			}
+			return "", fmt.Errorf("hubclient: watch error %d", status.Code)
+		}
+		if err := json.Unmarshal(raw.Object, obj); err != nil {
+			return "", fmt.Errorf("hubclient: malformed %s event: %w", raw.Type, err)
+		}
+		return EventType(raw.Type), nil
+	}
+	if err := s.sc.Err(); err != nil {
+		return "", err
+	}
+	return "", io.EOF
+}
+
+func (s *eventStream) close() error { return s.body.Close() }
 
 // StatusError is an answer other than 200 (and 410, which is ErrGone).
 type StatusError struct {
@@ -159,20 +240,15 @@ func (e *StatusError) Error() string {
 
 // List reads the store's whole stock and the resourceVersion to watch from.
 func (c *Client) List(ctx context.Context, ns, name string) (*Stock, error) {
-	resp, err := c.get(ctx, ns, name, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var doc struct {
 		Stock
 		RV string `json:"resourceVersion"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-		// A listing cut off mid-stream does not parse: never a short list.
-		return nil, fmt.Errorf("hubclient: reading the stock of %s/%s: %w", ns, name, err)
+	if err := c.getJSON(ctx, kindStore, ns, name, &doc); err != nil {
+		return nil, err
 	}
 	st := doc.Stock
+	var err error
 	if st.ResourceVersion, err = strconv.ParseUint(doc.RV, 10, 64); err != nil {
 		return nil, fmt.Errorf("hubclient: listing of %s/%s has no resourceVersion (an operator without the feed?)", ns, name)
 	}
@@ -180,77 +256,85 @@ func (c *Client) List(ctx context.Context, ns, name string) (*Stock, error) {
 }
 
 // Watcher is one open watch.
-type Watcher struct {
-	body io.ReadCloser
-	sc   *bufio.Scanner
-}
+type Watcher struct{ s *eventStream }
 
 // Watch opens a watch of the changes after resourceVersion. It returns
 // ErrGone when they are no longer kept.
 func (c *Client) Watch(ctx context.Context, ns, name string, resourceVersion uint64) (*Watcher, error) {
-	resp, err := c.get(ctx, ns, name, url.Values{"watch": {"true"}, "resourceVersion": {strconv.FormatUint(resourceVersion, 10)}})
+	s, err := c.watchStream(ctx, kindStore, ns, name, strconv.FormatUint(resourceVersion, 10))
 	if err != nil {
 		return nil, err
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	return &Watcher{body: resp.Body, sc: sc}, nil
+	return &Watcher{s: s}, nil
 }
 
 // Next returns the next event. io.EOF means the server ended the watch (a
 // timeout, a restart, or a slow client cut off): watch again from the last
 // version. ErrGone means list again.
 func (w *Watcher) Next() (Event, error) {
-	for w.sc.Scan() {
-		line := w.sc.Bytes()
-		if len(line) == 0 {
-			continue
-		}
-		var raw struct {
-			Type   string          `json:"type"`
-			Object json.RawMessage `json:"object"`
-		}
-		if err := json.Unmarshal(line, &raw); err != nil {
-			return Event{}, fmt.Errorf("hubclient: malformed event: %w", err)
-		}
-		var obj struct {
-			Item
-			RV   string `json:"resourceVersion"`
-			Code int    `json:"code"`
-		}
-		if err := json.Unmarshal(raw.Object, &obj); err != nil {
-			return Event{}, fmt.Errorf("hubclient: malformed %s event: %w", raw.Type, err)
-		}
-		if raw.Type == "ERROR" {
-			if obj.Code == http.StatusGone {
-				return Event{}, ErrGone
-			}
-			return Event{}, fmt.Errorf("hubclient: watch error %d", obj.Code)
-		}
-		rv, err := strconv.ParseUint(obj.RV, 10, 64)
-		if err != nil {
-			return Event{}, fmt.Errorf("hubclient: %s event without a resourceVersion", raw.Type)
-		}
-		return Event{Type: EventType(raw.Type), Item: obj.Item, ResourceVersion: rv}, nil
+	var obj struct {
+		Item
+		RV string `json:"resourceVersion"`
 	}
-	if err := w.sc.Err(); err != nil {
+	typ, err := w.s.next(&obj)
+	if err != nil {
 		return Event{}, err
 	}
-	return Event{}, io.EOF
+	rv, err := strconv.ParseUint(obj.RV, 10, 64)
+	if err != nil {
+		return Event{}, fmt.Errorf("hubclient: %s event without a resourceVersion", typ)
+	}
+	return Event{Type: typ, Item: obj.Item, ResourceVersion: rv}, nil
 }
 
 // Close ends the watch.
-func (w *Watcher) Close() error { return w.body.Close() }
+func (w *Watcher) Close() error { return w.s.close() }
 
 // Sync lists the store and then watches it until ctx ends, feeding h. After
 // a disconnection it watches again from the last version it saw (bookmarks
 // included), so h sees every change once; only after 410 Gone does it list
 // again (h.Replace). It returns ctx's error.
 func (c *Client) Sync(ctx context.Context, ns, name string, h Handler) error {
-	var (
-		rv     uint64
-		listed bool
-	)
+	var rv uint64
+	return c.follow(ctx,
+		func(ctx context.Context) error {
+			st, err := c.List(ctx, ns, name)
+			if err != nil {
+				return err
+			}
+			h.Replace(st.Items, st.ResourceVersion)
+			rv = st.ResourceVersion
+			return nil
+		},
+		func(ctx context.Context) (func() error, func() error, error) {
+			w, err := c.Watch(ctx, ns, name, rv)
+			if err != nil {
+				return nil, nil, err
+			}
+			next := func() error {
+				e, err := w.Next()
+				if err != nil {
+					return err
+				}
+				if e.Type != Bookmark {
+					h.Apply(e)
+				}
+				rv = e.ResourceVersion
+				return nil
+			}
+			return next, w.Close, nil
+		})
+}
+
+// follow is the list-then-watch loop of Sync and SyncPool until ctx ends:
+// list (which hands the listing to the handler and keeps its version), then
+// watch from the last version kept; next applies one event and keeps its
+// version. After a disconnection it watches again at once, after an error
+// after a pause, and it lists again only after ErrGone. It returns ctx's
+// error.
+func (c *Client) follow(ctx context.Context, list func(context.Context) error,
+	watch func(context.Context) (next func() error, stop func() error, err error)) error {
+	listed := false
 	backoff := c.Backoff
 	if backoff <= 0 {
 		backoff = time.Second
@@ -273,17 +357,15 @@ func (c *Client) Sync(ctx context.Context, ns, name string, h Handler) error {
 	}
 	for ctx.Err() == nil {
 		if !listed {
-			st, err := c.List(ctx, ns, name)
-			if err != nil {
+			if err := list(ctx); err != nil {
 				if err := fail(err); err != nil {
 					return err
 				}
 				continue
 			}
-			h.Replace(st.Items, st.ResourceVersion)
-			rv, listed = st.ResourceVersion, true
+			listed = true
 		}
-		w, err := c.Watch(ctx, ns, name, rv)
+		next, stop, err := watch(ctx)
 		if errors.Is(err, ErrGone) {
 			listed = false
 			continue
@@ -296,25 +378,22 @@ func (c *Client) Sync(ctx context.Context, ns, name string, h Handler) error {
 		}
 		pause = backoff
 		for {
-			e, err := w.Next()
-			if err != nil {
-				_ = w.Close()
-				switch {
-				case errors.Is(err, ErrGone):
-					listed = false
-				case errors.Is(err, io.EOF):
-					// The server ended the watch; resume at once.
-				default:
-					if err := fail(err); err != nil {
-						return err
-					}
+			err := next()
+			if err == nil {
+				continue
+			}
+			_ = stop()
+			switch {
+			case errors.Is(err, ErrGone):
+				listed = false
+			case errors.Is(err, io.EOF):
+				// The server ended the watch; resume at once.
+			default:
+				if err := fail(err); err != nil {
+					return err
 				}
-				break
 			}
-			if e.Type != Bookmark {
-				h.Apply(e)
-			}
-			rv = e.ResourceVersion
+			break
 		}
 	}
 	return ctx.Err()
