@@ -3,12 +3,17 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"reflect"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
 	"github.com/stocksync/smaregi-operator/internal/hubapi"
 	"github.com/stocksync/smaregi-operator/internal/smaregisim"
 	"github.com/stocksync/smaregi-operator/pkg/hubclient"
@@ -41,6 +46,40 @@ func (v *feedView) Apply(e hubclient.Event) {
 	v.last = e.ResourceVersion
 	v.mu.Unlock()
 	v.Mirror.Apply(e)
+}
+
+// poolView is a channel's view of a StockPool built on pkg/hubclient: a
+// PoolMirror, plus the checks a channel wants. A pool's resourceVersion is
+// opaque (its members' positions), so "no gap" is that the client never had
+// to list again (the pool's members and safety stock do not change here),
+// and "no duplicate" that no product came twice at one version.
+type poolView struct {
+	*hubclient.PoolMirror
+	mu       sync.Mutex
+	listings int
+	events   int
+	seen     map[string]bool // product@version of the events applied
+	problems []string
+}
+
+func (v *poolView) Replace(items []hubclient.PoolItem, rv string) {
+	v.mu.Lock()
+	v.listings++
+	v.seen = map[string]bool{}
+	v.mu.Unlock()
+	v.PoolMirror.Replace(items, rv)
+}
+
+func (v *poolView) Apply(e hubclient.PoolEvent) {
+	v.mu.Lock()
+	v.events++
+	if k := e.Item.ProductID + "@" + e.ResourceVersion; v.seen[k] {
+		v.problems = append(v.problems, "a second event for "+k)
+	} else {
+		v.seen[k] = true
+	}
+	v.mu.Unlock()
+	v.PoolMirror.Apply(e)
 }
 
 // TestFeedAcrossOperatorRestart: a channel lists and watches a store while
@@ -134,12 +173,12 @@ func TestFeedAcrossOperatorRestart(t *testing.T) {
 }
 
 // TestFeedAcrossFailover: on PostgreSQL with two replicas, a channel built
-// on pkg/hubclient lists and watches two stores through the follower while
-// 600 sales and adjustments run, and the leader is killed in the middle
-// (the follower takes over the sync engine and the pusher). At the end each
-// view equals a fresh listing; the channel never listed again nor skipped or
-// repeated a version: the versions are the database's, so a fail-over moves
-// no counter.
+// on pkg/hubclient lists and watches two stores and a StockPool of both
+// through the follower while 600 sales and adjustments (and 20 pool orders)
+// run, and the leader is killed in the middle (the follower takes over the
+// sync engine and the pusher). At the end each view equals a fresh listing;
+// the channel never listed again nor skipped or repeated a version: the
+// versions are the database's, so a fail-over moves no counter.
 func TestFeedAcrossFailover(t *testing.T) {
 	dsn := e2eDatabase(t)
 	const products = 40
@@ -170,6 +209,8 @@ func TestFeedAcrossFailover(t *testing.T) {
 	haSendTo(t, s, first, "http://"+follower.cfg.receiverAddr+"/smaregi/v1/"+first.Status.Receiver.RouteID)
 	viewer := bearerToken(t, ns, "channel", hubapi.StockViewerRole)
 	adjuster := bearerToken(t, ns, "online-shop", hubapi.AdjusterRole)
+	const pool = "web"
+	createFeedPool(t, ns, pool, stores)
 
 	c := &hubclient.Client{BaseURL: "http://" + follower.cfg.apiAddr, Token: viewer, Backoff: 100 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -180,6 +221,22 @@ func TestFeedAcrossFailover(t *testing.T) {
 		views["store-"+id] = v
 		syncs.Go(func() { _ = c.Sync(ctx, ns, "store-"+id, v) })
 	}
+	// The pool's members are both stores and stay active (neither is
+	// suspended nor Stalled): its watch must never end with 410.
+	waitFor(t, 60*time.Second, "the follower to list the pool with both members active and every product", func() bool {
+		l, err := c.ListPool(context.Background(), ns, pool)
+		if err != nil || len(l.Members) != len(stores) || len(l.Items) != products {
+			return false
+		}
+		for _, m := range l.Members {
+			if !m.Active {
+				return false
+			}
+		}
+		return true
+	})
+	pv := &poolView{PoolMirror: hubclient.NewPoolMirror()}
+	syncs.Go(func() { _ = c.SyncPool(ctx, ns, pool, pv) })
 	defer func() {
 		cancel()
 		syncs.Wait()
@@ -201,6 +258,21 @@ func TestFeedAcrossFailover(t *testing.T) {
 				}
 				if time.Now().After(deadline) {
 					t.Fatalf("POST %s: %d %v for 60s", req.ID, code, err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		for i := 0; i < 10; i++ {
+			req := adjustmentRequest{ID: fmt.Sprintf("p%d-%d", round, i), Reason: "web order",
+				Lines: []adjustmentLine{{ProductID: strconv.Itoa(smaregisim.FirstProductID + (i*7)%products), Quantity: -1}}}
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				code, body, err := poolRequest(follower.op, http.MethodPost, adjuster, ns, pool, "/adjustments", req)
+				if err == nil && (code == http.StatusAccepted || code == http.StatusOK) {
+					break
+				}
+				if err == nil && code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+					t.Fatalf("POST pool order %s: %d %s %v", req.ID, code, body, err)
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
@@ -246,5 +318,64 @@ func TestFeedAcrossFailover(t *testing.T) {
 		}
 		t.Logf("%s: the channel followed %d versions across the fail-over with one listing", name, view.last)
 		view.mu.Unlock()
+	}
+
+	// The pool's view equals a fresh pool listing, at the same version.
+	var last string
+	waitFor(t, 120*time.Second, "the channel's view of the pool to equal a fresh pool listing", func() bool {
+		l, err := lc.ListPool(context.Background(), ns, pool)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		got, rv := pv.Snapshot()
+		want := map[string]hubclient.PoolItem{}
+		for _, it := range l.Items {
+			want[it.ProductID] = it
+		}
+		if rv != l.ResourceVersion || !reflect.DeepEqual(got, want) {
+			last = fmt.Sprintf("view at %s, listing at %s", rv, l.ResourceVersion)
+			return false
+		}
+		return true
+	})
+	if t.Failed() {
+		t.Logf("pool: last difference: %s", last)
+	}
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	if pv.listings != 1 || len(pv.problems) > 0 {
+		t.Errorf("pool: the channel listed %d times (want 1); problems: %v", pv.listings, pv.problems)
+	}
+	t.Logf("pool: the channel applied %d events across the fail-over with one listing", pv.events)
+}
+
+// createFeedPool labels the stores and creates a StockPool of them, with a
+// safety stock of 2.
+func createFeedPool(t *testing.T, ns, name string, stores []string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, id := range stores {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			st := getStore(t, ns, "store-"+id)
+			if st.Labels == nil {
+				st.Labels = map[string]string{}
+			}
+			st.Labels["pool"] = name
+			return kube.Update(ctx, st)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := &smaregiv1alpha1.StockPool{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: smaregiv1alpha1.StockPoolSpec{
+			StoreSelector: metav1.LabelSelector{MatchLabels: map[string]string{"pool": name}},
+			SafetyStock:   2,
+		},
+	}
+	if err := kube.Create(ctx, pool); err != nil {
+		t.Fatal(err)
 	}
 }
