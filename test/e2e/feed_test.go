@@ -82,10 +82,11 @@ func (v *poolView) Apply(e hubclient.PoolEvent) {
 	v.PoolMirror.Apply(e)
 }
 
-// TestFeedAcrossOperatorRestart: a channel lists and watches a store while
-// sales ring up in the shop and adjustments arrive, and the operator is
-// restarted in the middle. At the end the channel's view equals a fresh
-// listing, and it never had to list again nor skip or repeat a version.
+// TestFeedAcrossOperatorRestart: a channel lists and watches a store, and a
+// StockPool of it, while sales ring up in the shop and adjustments arrive,
+// and the operator is restarted in the middle (both watches end and resume).
+// At the end the channel's views equal fresh listings, and it never had to
+// list again nor skip or repeat a version.
 func TestFeedAcrossOperatorRestart(t *testing.T) {
 	const products = 20
 	s := newShop(t, "e2efeed", []string{"1"}, products)
@@ -103,9 +104,18 @@ func TestFeedAcrossOperatorRestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	synced := make(chan error, 1)
 	go func() { synced <- c.Sync(ctx, ns, "store-1", view) }()
+	createFeedPool(t, ns, "web", []string{"1"})
+	waitFor(t, 60*time.Second, "the pool to list its member active and every product", func() bool {
+		l, err := c.ListPool(context.Background(), ns, "web")
+		return err == nil && len(l.Members) == 1 && l.Members[0].Active && len(l.Items) == products
+	})
+	pv := &poolView{PoolMirror: hubclient.NewPoolMirror()}
+	pooled := make(chan error, 1)
+	go func() { pooled <- c.SyncPool(ctx, ns, "web", pv) }()
 	defer func() {
 		cancel()
 		<-synced
+		<-pooled
 	}()
 
 	activity := func(round int) {
@@ -165,11 +175,36 @@ func TestFeedAcrossOperatorRestart(t *testing.T) {
 		return true
 	})
 	view.mu.Lock()
-	defer view.mu.Unlock()
 	if view.listings != 1 || len(view.problems) > 0 {
-		t.Fatalf("the channel listed %d times (want 1); version problems: %v", view.listings, view.problems)
+		t.Errorf("the channel listed %d times (want 1); version problems: %v", view.listings, view.problems)
 	}
 	t.Logf("the channel followed %d versions across the restart with one listing", view.last)
+	view.mu.Unlock()
+
+	waitFor(t, 120*time.Second, "the channel's view of the pool to equal a fresh pool listing", func() bool {
+		lc := &hubclient.Client{BaseURL: "http://" + op.apiAddr, Token: viewer}
+		l, err := lc.ListPool(context.Background(), ns, "web")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		got, rv := pv.Snapshot()
+		want := map[string]hubclient.PoolItem{}
+		for _, it := range l.Items {
+			want[it.ProductID] = it
+		}
+		if rv != l.ResourceVersion || !reflect.DeepEqual(got, want) {
+			last = fmt.Sprintf("pool view at %s, listing at %s", rv, l.ResourceVersion)
+			return false
+		}
+		return true
+	})
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	if pv.listings != 1 || len(pv.problems) > 0 {
+		t.Errorf("pool: the channel listed %d times (want 1); problems: %v", pv.listings, pv.problems)
+	}
+	t.Logf("pool: the channel applied %d events across the restart with one listing", pv.events)
 }
 
 // TestFeedAcrossFailover: on PostgreSQL with two replicas, a channel built
