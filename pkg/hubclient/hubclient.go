@@ -3,7 +3,8 @@
 // watch it, resuming after every disconnection from the last resourceVersion
 // seen and listing again only when the operator answers 410 Gone (the
 // changes since were no longer kept). It is Kubernetes' list-then-watch;
-// docs/hub-api.md describes the protocol.
+// docs/hub-api.md describes the protocol. A StockPool's feed is followed
+// the same way with SyncPool and a PoolMirror (pool.go).
 //
 //	c := &hubclient.Client{BaseURL: "https://hub.example.com", TokenFile: "/var/run/secrets/hub/token"}
 //	m := hubclient.NewMirror()
