@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"reflect"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,12 +210,13 @@ func TestFeedAcrossOperatorRestart(t *testing.T) {
 }
 
 // TestFeedAcrossFailover: on PostgreSQL with two replicas, a channel built
-// on pkg/hubclient lists and watches two stores and a StockPool of both
-// through the follower while 600 sales and adjustments (and 20 pool orders)
-// run, and the leader is killed in the middle (the follower takes over the
-// sync engine and the pusher). At the end each view equals a fresh listing;
-// the channel never listed again nor skipped or repeated a version: the
-// versions are the database's, so a fail-over moves no counter.
+// on pkg/hubclient lists and watches two stores (through the follower) and
+// a StockPool of both (as through a Service: the leader, then the follower)
+// while 600 sales and adjustments and 20 pool orders run, and the leader is
+// killed in the middle (the follower takes over the sync engine and the
+// pusher; the pool's watch resumes there). At the end each view equals a
+// fresh listing; the channel never listed again nor skipped or repeated a
+// version: the versions are the database's, so a fail-over moves no counter.
 func TestFeedAcrossFailover(t *testing.T) {
 	dsn := e2eDatabase(t)
 	const products = 40
@@ -270,8 +273,21 @@ func TestFeedAcrossFailover(t *testing.T) {
 		}
 		return true
 	})
+	// The pool's watch goes to the leader while it lives, then to the
+	// follower, as through a Service: the kill cuts it, and it resumes on
+	// the other replica from the same version.
+	var poolErrors atomic.Int64
+	service := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		if conn, err := d.DialContext(ctx, network, leader.cfg.apiAddr); err == nil {
+			return conn, nil
+		}
+		return d.DialContext(ctx, network, follower.cfg.apiAddr)
+	}}}
+	pc := &hubclient.Client{BaseURL: "http://hub", Token: viewer, HTTP: service, Backoff: 100 * time.Millisecond,
+		OnError: func(error) { poolErrors.Add(1) }}
 	pv := &poolView{PoolMirror: hubclient.NewPoolMirror()}
-	syncs.Go(func() { _ = c.SyncPool(ctx, ns, pool, pv) })
+	syncs.Go(func() { _ = pc.SyncPool(ctx, ns, pool, pv) })
 	defer func() {
 		cancel()
 		syncs.Wait()
@@ -382,7 +398,7 @@ func TestFeedAcrossFailover(t *testing.T) {
 	if pv.listings != 1 || len(pv.problems) > 0 {
 		t.Errorf("pool: the channel listed %d times (want 1); problems: %v", pv.listings, pv.problems)
 	}
-	t.Logf("pool: the channel applied %d events across the fail-over with one listing", pv.events)
+	t.Logf("pool: the channel applied %d events across the fail-over with one listing (%d errors recovered from while the leader died)", pv.events, poolErrors.Load())
 }
 
 // createFeedPool labels the stores and creates a StockPool of them, with a
