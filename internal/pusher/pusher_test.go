@@ -169,6 +169,14 @@ func TestKilledPusherResumes(t *testing.T) {
 		}
 		return nil
 	})
+	// One more chunk right before the kill: it needs a Smaregi round trip
+	// (20 ms of injected latency at least), so the kill lands with work
+	// pending however fast the pusher gathered the earlier chunks.
+	if submitted < len(adjs) {
+		next := min(submitted+50, len(adjs))
+		submitAll(t, h.inv, adjs[submitted:next])
+		submitted = next
+	}
 	stop()
 	if got, _, _ := h.inv.GetAdjustment(ctx, key, "crash-sent"); got.State != inventory.AdjustmentApplied {
 		t.Fatalf("crash-sent after the first pusher: %s, want applied from history", got.State)
