@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -44,6 +45,16 @@ const (
 	DefaultStalledRecheckInterval = time.Hour
 	DefaultKeyRotationGrace       = 24 * time.Hour
 )
+
+// DefaultStoreConcurrentReconciles is how many SmaregiStores the controller
+// reconciles at once by default. One (controller-runtime's default) made
+// 10,000 new stores wait ~25 minutes for Ready, one credential check and a
+// few API writes after another. More workers do not call Smaregi faster
+// than allowed: every credential check waits for its contract's limiter
+// (--smaregi-rate-limit), and stores of one contract that update the shared
+// key Secret at once get a conflict and retry. Small, because each worker
+// also writes to the API server.
+const DefaultStoreConcurrentReconciles = 4
 
 // CredentialsSecretIndex is the field index of SmaregiStores by
 // spec.credentialsRef.name, used to find the stores a Secret event concerns.
@@ -112,6 +123,9 @@ type SmaregiStoreReconciler struct {
 	// DeletionRecheckInterval between reads of a deleted store's outbox
 	// while the deletion waits. Default DefaultDeletionRecheckInterval.
 	DeletionRecheckInterval time.Duration
+	// MaxConcurrentReconciles is how many stores are reconciled at once.
+	// Default DefaultStoreConcurrentReconciles.
+	MaxConcurrentReconciles int
 
 	states sync.Map // types.NamespacedName -> *storeState
 	// wake brings a store back into the queue from outside the watches
@@ -277,6 +291,9 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.DeletionRecheckInterval <= 0 {
 		r.DeletionRecheckInterval = DefaultDeletionRecheckInterval
 	}
+	if r.MaxConcurrentReconciles <= 0 {
+		r.MaxConcurrentReconciles = DefaultStoreConcurrentReconciles
+	}
 
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &smaregiv1alpha1.SmaregiStore{}, CredentialsSecretIndex,
 		func(o client.Object) []string {
@@ -310,6 +327,7 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("smaregistore").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		// Our own status writes must not trigger us again (that would
 		// re-run the steps for nothing); spec, annotation (rotate-key) and
 		// the sync engine's InventorySynced (an input of Ready) do.
