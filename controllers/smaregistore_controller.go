@@ -67,9 +67,18 @@ const CredentialsSecretIndex = "spec.credentialsRef.name"
 // labelled as safety stock overrides (SafetyStockReconciler). With namespaces
 // (--watch-namespaces) every informer lists and watches only there; none
 // means every namespace. cmd/main.go and the tests both use it.
+//
+// Cached objects carry no metadata.managedFields: with several status
+// writers (internal/statusapply) each SmaregiStore has four or more field
+// managers, whose field sets were the largest part of every cached store
+// (docs/benchmarks.md, the scale section), and nothing in the operator reads
+// them: status is written by server-side apply, which the API server
+// computes from its own copy, and an Update of an object without
+// managedFields leaves the server's unchanged.
 func CacheOptions(namespaces ...string) cache.Options {
 	return cache.Options{
 		DefaultNamespaces: watchscope.CacheNamespaces(namespaces),
+		DefaultTransform:  cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}:    {Label: labels.SelectorFromSet(labels.Set{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue})},
 			&corev1.ConfigMap{}: {Label: labels.SelectorFromSet(labels.Set{smaregiv1alpha1.SafetyStockOverridesLabel: "true"})},
