@@ -75,6 +75,8 @@ import (
 //     everything is imported, less the same before the first store, per
 //     store (what each store costs the operator in memory, bbolt's file
 //     aside);
+//   - scrape-alloc-KB/store: what one scrape of /metrics allocates in
+//     the operator, per store (garbage, but the heap grows to hold it);
 //   - goroutines and goroutines/store: the operator's go_goroutines after
 //     the import, and its growth over the count before any store existed,
 //     per store;
@@ -222,6 +224,11 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 		profile = p + "-" + backend + ".pb.gz"
 	}
 	b.ReportMetric((liveHeap(b, op, pprofAddr, profile)-liveBefore)/1024/float64(stores), "heap-live-KB/store")
+	// What one /metrics scrape allocates (per store: the store gauges are
+	// most of the page), the operator's other work in between included.
+	alloc0, _ := metric(b, op, "go_memstats_alloc_bytes_total")
+	alloc1, _ := metric(b, op, "go_memstats_alloc_bytes_total")
+	b.ReportMetric((alloc1-alloc0)/1024/float64(stores), "scrape-alloc-KB/store")
 
 	cpu0, calls0 := procCPU(b, pid), smaregiCalls(b, op)
 	time.Sleep(idle)
