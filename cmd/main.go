@@ -78,6 +78,7 @@ func init() {
 type config struct {
 	metricsAddr          string
 	probeAddr            string
+	pprofAddr            string
 	secureMetrics        bool
 	enableHTTP2          bool
 	leaderElect          bool
@@ -98,6 +99,7 @@ type config struct {
 	apiTLSCertFile       string
 	apiTLSKeyFile        string
 	syncWorkers          int
+	storeReconciles      int
 	adjustmentRetention  time.Duration
 	smaregiSendMemo      bool
 	allowedEndpoints     string
@@ -114,6 +116,8 @@ func main() {
 	flag.StringVar(&c.metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
 	flag.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to (0 disables it).")
+	flag.StringVar(&c.pprofAddr, "pprof-bind-address", "0", "The address Go's pprof endpoints (/debug/pprof/) bind to, e.g. 127.0.0.1:6060; "+
+		"0 (the default) disables them. Unauthenticated, and a heap profile shows memory contents: bind it to loopback or port-forward to it.")
 	flag.BoolVar(&c.leaderElect, "leader-elect", false, "Enable leader election, ensuring only one active controller manager.")
 	flag.StringVar(&c.leaderElectionNS, "leader-election-namespace", "",
 		"Namespace of the leader election Lease; needed when running outside a cluster (in a Pod it defaults to the Pod's namespace).")
@@ -148,6 +152,9 @@ func main() {
 	flag.DurationVar(&c.adjustmentRetention, "adjustment-retention", 30*24*time.Hour,
 		"How long settled adjustments are kept; this is also how long an adjustment id stays idempotent.")
 	flag.IntVar(&c.syncWorkers, "sync-workers", mirror.DefaultWorkers, "Stores pulled from Smaregi at once.")
+	flag.IntVar(&c.storeReconciles, "smaregistore-concurrent-reconciles", controllers.DefaultStoreConcurrentReconciles,
+		"SmaregiStores the SmaregiStore controller reconciles at once (receiver key, credential check, status). "+
+			"Credential checks still wait for the contract's --smaregi-rate-limit, so more workers do not call Smaregi faster than that.")
 	flag.BoolVar(&c.smaregiSendMemo, "smaregi-send-memo", true, "Write \"smaregi-operator <attempt ID>\" into the memo of each stock_upd row, "+
 		"so that an ambiguous push is decided exactly from StockHistory; set to false for a Smaregi that rejects memo (error 41).")
 	flag.StringVar(&c.allowedEndpoints, "allowed-endpoints", strings.Join(storeaccess.DefaultAllowedEndpoints, ","),
@@ -184,6 +191,9 @@ func run(ctx context.Context, c config) error {
 	if c.receiverBaseURL == "" {
 		return errors.New("--receiver-base-url is required: the public URL Smaregi posts to, shown in status.receiver.url")
 	}
+	if c.storeReconciles < 1 {
+		return fmt.Errorf("--smaregistore-concurrent-reconciles %d: want at least 1", c.storeReconciles)
+	}
 
 	// HTTP/2 stays off unless asked for (CVE-2023-44487, CVE-2023-39325).
 	var tlsOpts []func(*tls.Config)
@@ -203,6 +213,7 @@ func run(ctx context.Context, c config) error {
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  c.probeAddr,
+		PprofBindAddress:        c.pprofAddr,
 		LeaderElection:          c.leaderElect,
 		LeaderElectionID:        "smaregi-operator.stocksync.io",
 		LeaderElectionNamespace: c.leaderElectionNS,
@@ -272,17 +283,18 @@ func run(ctx context.Context, c config) error {
 	}
 
 	reconciler := &controllers.SmaregiStoreReconciler{
-		Client:           mgr.GetClient(),
-		APIReader:        apiReader,
-		Scheme:           mgr.GetScheme(),
-		Recorder:         mgr.GetEventRecorder("smaregi-operator"),
-		Clock:            clock.RealClock{},
-		Checker:          controllers.NewSmaregiChecker(clients),
-		ReceiverBaseURL:  c.receiverBaseURL,
-		PlatformWebhook:  platformRef,
-		KeyRotationGrace: c.keyRotationGrace,
-		RecheckInterval:  c.credentialsRecheck,
-		WatchNamespaces:  scope.Names(),
+		Client:                  mgr.GetClient(),
+		APIReader:               apiReader,
+		Scheme:                  mgr.GetScheme(),
+		Recorder:                mgr.GetEventRecorder("smaregi-operator"),
+		Clock:                   clock.RealClock{},
+		Checker:                 controllers.NewSmaregiChecker(clients),
+		ReceiverBaseURL:         c.receiverBaseURL,
+		PlatformWebhook:         platformRef,
+		KeyRotationGrace:        c.keyRotationGrace,
+		RecheckInterval:         c.credentialsRecheck,
+		MaxConcurrentReconciles: c.storeReconciles,
+		WatchNamespaces:         scope.Names(),
 		// The controller runs on the leader, where the inventory store is
 		// open (bbolt has one replica; PostgreSQL is shared by all).
 		Outbox: controllers.InventoryOutbox{Store: inv, Clock: clock.RealClock{}},

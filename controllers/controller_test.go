@@ -517,6 +517,49 @@ func TestOtherWritersConditionsSurviveAndFeedReady(t *testing.T) {
 	waitCondition(t, ns, "shop", smaregiv1alpha1.ReadyCondition, metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded)
 }
 
+// The manager's cache holds no managedFields (CacheOptions: they were most
+// of a cached store's memory), and writing from stripped objects loses
+// nothing on the server: the second store's Update of the shared key Secret
+// (made from the cached copy) keeps the Secret's managedFields, and the
+// status applies still record their field managers.
+func TestCacheHoldsNoManagedFields(t *testing.T) {
+	ctx := context.Background()
+	s := startSim(t)
+	ns := newNamespace(t)
+	mustCreate(t, tokenSecret(ns, "shop-token", "accessToken", simToken))
+	mustCreate(t, tokenSecret(ns, "second-token", "accessToken", simToken))
+	mustCreate(t, newStore(ns, "shop", s.endpoint))
+	second := newStore(ns, "second", s.endpoint)
+	second.Spec.StoreID = "2"
+	mustCreate(t, second)
+	waitCondition(t, ns, "shop", smaregiv1alpha1.ReadyCondition, metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded)
+	waitCondition(t, ns, "second", smaregiv1alpha1.ReadyCondition, metav1.ConditionTrue, smaregiv1alpha1.ReasonSucceeded)
+
+	sec := keySecret(t, ns, "shop")
+	if len(sec.OwnerReferences) != 2 {
+		t.Errorf("key Secret owners %v, want both stores (the second joined by an Update from the cache)", sec.OwnerReferences)
+	}
+	if len(sec.ManagedFields) == 0 {
+		t.Error("the key Secret lost its managedFields on the server after an Update from a stripped object")
+	}
+	if st := getStore(t, ns, "shop"); len(st.ManagedFields) < 2 {
+		t.Errorf("store managedFields on the server %v, want the creator's and the status writer's", st.ManagedFields)
+	}
+
+	var cachedStore smaregiv1alpha1.SmaregiStore
+	if err := mgrClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "shop"}, &cachedStore); err != nil {
+		t.Fatal(err)
+	}
+	var cachedSecret corev1.Secret
+	if err := mgrClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: sec.Name}, &cachedSecret); err != nil {
+		t.Fatal(err)
+	}
+	if len(cachedStore.ManagedFields) != 0 || len(cachedSecret.ManagedFields) != 0 {
+		t.Errorf("cached store has %d managedFields entries, cached key Secret %d: want none",
+			len(cachedStore.ManagedFields), len(cachedSecret.ManagedFields))
+	}
+}
+
 // Ready quotes InventorySynced's reason and message while it is False, so a
 // new cause (still False) is taken over at once, not at the next re-check.
 func TestReadyFollowsInventorySyncedCauseWhileFalse(t *testing.T) {

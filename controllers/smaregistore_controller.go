@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -45,6 +46,16 @@ const (
 	DefaultKeyRotationGrace       = 24 * time.Hour
 )
 
+// DefaultStoreConcurrentReconciles is how many SmaregiStores the controller
+// reconciles at once by default. One (controller-runtime's default) made
+// 10,000 new stores wait ~25 minutes for Ready, one credential check and a
+// few API writes after another. More workers do not call Smaregi faster
+// than allowed: every credential check waits for its contract's limiter
+// (--smaregi-rate-limit), and stores of one contract that update the shared
+// key Secret at once get a conflict and retry. Small, because each worker
+// also writes to the API server.
+const DefaultStoreConcurrentReconciles = 4
+
 // CredentialsSecretIndex is the field index of SmaregiStores by
 // spec.credentialsRef.name, used to find the stores a Secret event concerns.
 const CredentialsSecretIndex = "spec.credentialsRef.name"
@@ -57,9 +68,18 @@ const CredentialsSecretIndex = "spec.credentialsRef.name"
 // StockPoolReconciler and the hub API's pool safety stock). With namespaces
 // (--watch-namespaces) every informer lists and watches only there; none
 // means every namespace. cmd/main.go and the tests both use it.
+//
+// Cached objects carry no metadata.managedFields: with several status
+// writers (internal/statusapply) each SmaregiStore has four or more field
+// managers, whose field sets were the largest part of every cached store
+// (docs/benchmarks.md, the scale section), and nothing in the operator reads
+// them: status is written by server-side apply, which the API server
+// computes from its own copy, and an Update of an object without
+// managedFields leaves the server's unchanged.
 func CacheOptions(namespaces ...string) cache.Options {
 	return cache.Options{
 		DefaultNamespaces: watchscope.CacheNamespaces(namespaces),
+		DefaultTransform:  cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}:    {Label: labels.SelectorFromSet(labels.Set{smaregiv1alpha1.ManagedByLabel: smaregiv1alpha1.ManagedByValue})},
 			&corev1.ConfigMap{}: {Label: labels.SelectorFromSet(labels.Set{smaregiv1alpha1.SafetyStockOverridesLabel: "true"})},
@@ -113,6 +133,9 @@ type SmaregiStoreReconciler struct {
 	// DeletionRecheckInterval between reads of a deleted store's outbox
 	// while the deletion waits. Default DefaultDeletionRecheckInterval.
 	DeletionRecheckInterval time.Duration
+	// MaxConcurrentReconciles is how many stores are reconciled at once.
+	// Default DefaultStoreConcurrentReconciles.
+	MaxConcurrentReconciles int
 
 	states sync.Map // types.NamespacedName -> *storeState
 	// wake brings a store back into the queue from outside the watches
@@ -278,6 +301,9 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.DeletionRecheckInterval <= 0 {
 		r.DeletionRecheckInterval = DefaultDeletionRecheckInterval
 	}
+	if r.MaxConcurrentReconciles <= 0 {
+		r.MaxConcurrentReconciles = DefaultStoreConcurrentReconciles
+	}
 
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &smaregiv1alpha1.SmaregiStore{}, CredentialsSecretIndex,
 		func(o client.Object) []string {
@@ -311,6 +337,7 @@ func (r *SmaregiStoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("smaregistore").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		// Our own status writes must not trigger us again (that would
 		// re-run the steps for nothing); spec, annotation (rotate-key) and
 		// the sync engine's InventorySynced (an input of Ready) do.

@@ -489,7 +489,13 @@ func metric(t testing.TB, op *operator, series string) (float64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	defer func() { _ = resp.Body.Close() }()
+	// Read to the end, so that the operator has finished serving the page
+	// (at scale, megabytes) when this returns, and does not hold it in a
+	// heap measured next.
+	defer func() {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -499,7 +505,6 @@ func metric(t testing.TB, op *operator, series string) (float64, bool) {
 			return v, err == nil
 		}
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
 	return 0, false
 }
 

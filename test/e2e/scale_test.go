@@ -30,11 +30,18 @@ package e2e
 //	SMAREGI_SCALE_PRODUCTS   SKUs per store (default 1000)
 //	SMAREGI_SCALE_IDLE       how long idle CPU and calls are measured (default 1m)
 //	SMAREGI_SCALE_BACKENDS   inventories to run, in order (default bolt,postgres)
+//	SMAREGI_SCALE_OPERATOR_ARGS  extra operator flags, space-separated (to compare
+//	                         settings, e.g. --smaregistore-concurrent-reconciles=1)
+//	SMAREGI_SCALE_HEAP_PROFILE   if set, the operator's heap profile after the
+//	                         import is written to this path plus -BACKEND.pb.gz
+//	                         (go tool pprof -sample_index=inuse_space FILE)
 
 import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -64,6 +71,12 @@ import (
 //     import, and its peak (VmHWM), bbolt's mapped pages included;
 //     rss-anon-MB and rss-file-MB split it (anonymous memory; file-backed
 //     pages: bbolt's mapped file, the binary); heap-inuse-MB is the Go heap;
+//   - heap-live-KB/store: the Go heap live after a forced GC once
+//     everything is imported, less the same before the first store, per
+//     store (what each store costs the operator in memory, bbolt's file
+//     aside);
+//   - scrape-alloc-KB/store: what one scrape of /metrics allocates in
+//     the operator, per store (garbage, but the heap grows to hold it);
 //   - goroutines and goroutines/store: the operator's go_goroutines after
 //     the import, and its growth over the count before any store existed,
 //     per store;
@@ -126,6 +139,8 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 	if backend == "postgres" {
 		cfg.inventory = e2eDatabase(b)
 	}
+	pprofAddr := freeAddr(b)
+	cfg.extraArgs = append([]string{"--pprof-bind-address", pprofAddr}, strings.Fields(os.Getenv("SMAREGI_SCALE_OPERATOR_ARGS"))...)
 	// Stores spread evenly: contract c gets every contracts-th store.
 	cs := make([]*scaleContract, contracts)
 	for c := range cs {
@@ -157,6 +172,7 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 		return ok
 	})
 	goroutinesBefore, _ := metric(b, op, "go_goroutines")
+	liveBefore := liveHeap(b, op, pprofAddr, "")
 	callsBefore := smaregiCalls(b, op)
 	waitBefore := limiterWait(b, op)
 
@@ -203,6 +219,16 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 	b.ReportMetric(procField(pid, "RssFile:"), "rss-file-MB")
 	heap, _ := metric(b, op, "go_memstats_heap_inuse_bytes")
 	b.ReportMetric(heap/(1<<20), "heap-inuse-MB")
+	var profile string
+	if p := os.Getenv("SMAREGI_SCALE_HEAP_PROFILE"); p != "" {
+		profile = p + "-" + backend + ".pb.gz"
+	}
+	b.ReportMetric((liveHeap(b, op, pprofAddr, profile)-liveBefore)/1024/float64(stores), "heap-live-KB/store")
+	// What one /metrics scrape allocates (per store: the store gauges are
+	// most of the page), the operator's other work in between included.
+	alloc0, _ := metric(b, op, "go_memstats_alloc_bytes_total")
+	alloc1, _ := metric(b, op, "go_memstats_alloc_bytes_total")
+	b.ReportMetric((alloc1-alloc0)/1024/float64(stores), "scrape-alloc-KB/store")
 
 	cpu0, calls0 := procCPU(b, pid), smaregiCalls(b, op)
 	time.Sleep(idle)
@@ -226,6 +252,34 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 	waitFor(b, 30*time.Minute, "this run's SmaregiStores to be deleted", func() bool {
 		return len(scaleStores(b, cs)) == 0
 	})
+}
+
+// liveHeap forces a GC in the operator (its heap profile with gc=1) and
+// returns the bytes then allocated (go_memstats_heap_alloc_bytes): the live
+// heap, give or take what the scrape allocates. With a path, the profile is
+// written there.
+func liveHeap(b *testing.B, op *operator, pprofAddr, path string) float64 {
+	b.Helper()
+	resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		b.Fatalf("operator heap profile: %v", err)
+	}
+	data, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("operator heap profile: %s, %v", resp.Status, err)
+	}
+	if path != "" {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "scale: heap profile in %s\n", path)
+	}
+	v, ok := metric(b, op, "go_memstats_heap_alloc_bytes")
+	if !ok {
+		b.Fatal("no go_memstats_heap_alloc_bytes in the operator's metrics")
+	}
+	return v
 }
 
 // createScaleStores creates each contract's credentials Secret and its
