@@ -149,9 +149,11 @@ func (b platformBackend) AddStock(ctx context.Context, rows []smaregi.StockUpdat
 func (b platformBackend) MaxRowsPerWrite() int { return MaxRowsPerWrite(v1alpha1.APIPlatform) }
 
 // History reads the change history. The Platform API filters by one
-// product at most and bounds a window to 31 days: several products are
-// read unfiltered and kept here; the stock division, which every Platform
-// write has as "15", is not a filter.
+// product at most and has no division filter, and bounds a window to 31
+// days: several products, and the division, are filtered here. The
+// division filter matters: the pusher decides an ambiguous write by the
+// API writes (division 15) of its products, and a sale of the same amount
+// (division 02) must never pass for one.
 func (b platformBackend) History(ctx context.Context, q smaregi.HistoryQuery, fn func([]smaregi.HistoryRow) error) error {
 	cq := smaregiplatform.ChangesQuery{StoreID: q.StoreID, From: q.Since}
 	if cq.StoreID == "" {
@@ -170,14 +172,12 @@ func (b platformBackend) History(ctx context.Context, q smaregi.HistoryQuery, fn
 	}
 	var kept []smaregi.HistoryRow
 	return b.c.ListChanges(ctx, cq, func(page []smaregi.HistoryRow) error {
-		if len(want) <= 1 {
-			return fn(page)
-		}
 		kept = kept[:0]
 		for _, r := range page {
-			if want[r.ProductID] {
-				kept = append(kept, r)
+			if (len(want) > 1 && !want[r.ProductID]) || (q.StockDivision != "" && r.StockDivision != q.StockDivision) {
+				continue
 			}
+			kept = append(kept, r)
 		}
 		if len(kept) == 0 {
 			return nil

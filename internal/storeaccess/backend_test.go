@@ -91,18 +91,31 @@ func TestBackendsAgree(t *testing.T) {
 			if n, _ := sim.StockOf("1", first.ProductID); n != want {
 				t.Fatalf("stock after AddStock: %d, want %d", n, want)
 			}
-			var found []smaregi.HistoryRow
+			// A sale of the same amount: a different division, which the
+			// division filter must keep out (the pusher matches ambiguous
+			// writes by amount when memos are not known to be kept).
+			if _, err := sim.Sale("1", []smaregisim.SaleLine{{ProductID: first.ProductID, Quantity: 3}}); err != nil {
+				t.Fatal(err)
+			}
+			want -= 3
+			var found, otherDivision []smaregi.HistoryRow
 			err = b.History(ctx, smaregi.HistoryQuery{StoreID: "1", ProductIDs: []string{first.ProductID}, Since: since,
 				StockDivision: smaregi.DefaultStockDivision}, func(page []smaregi.HistoryRow) error {
 				for _, r := range page {
 					if r.Memo == memo {
 						found = append(found, r)
 					}
+					if r.StockDivision != smaregi.DefaultStockDivision {
+						otherDivision = append(otherDivision, r)
+					}
 				}
 				return nil
 			})
 			if err != nil || len(found) != 1 || found[0].Amount != -3 {
 				t.Fatalf("History: %+v, %v; want the one row carrying the memo", found, err)
+			}
+			if len(otherDivision) != 0 {
+				t.Fatalf("History by division %s returned %+v; want API writes only, not the sale", smaregi.DefaultStockDivision, otherDivision)
 			}
 
 			changed := 0
