@@ -95,51 +95,24 @@ func (s *Server) serveStock(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, "GET")
 		return
 	}
-	q := r.URL.Query()
-	watch := q.Get("watch") == "true" || q.Get("watch") == "1"
-	verb := "get"
-	if watch {
-		verb = "watch"
-	}
-	store, ok := s.access(w, r, SubresourceStock, verb)
+	store, ok := s.access(w, r, SubresourceStock, stockVerb(r))
 	if !ok {
 		return
 	}
-	for k := range q {
-		switch k {
-		case "productId", "watch", "resourceVersion", "timeoutSeconds", "allowWatchBookmarks":
-		default:
-			writeError(w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("unknown query parameter %q; known are productId, watch, resourceVersion, timeoutSeconds", k), nil)
-			return
-		}
+	sq, ok := s.parseStockQuery(w, r, "store")
+	if !ok {
+		return
 	}
-	if watch {
-		if r.Method != http.MethodGet || q.Has("productId") {
-			writeError(w, http.StatusBadRequest, reasonBadRequest, "a watch is a GET of the whole store's stock, without productId", nil)
-			return
-		}
-		rv, err := strconv.ParseUint(q.Get("resourceVersion"), 10, 64)
+	if sq.watch {
+		rv, err := strconv.ParseUint(sq.resourceVersion, 10, 64)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, reasonBadRequest, "a watch needs resourceVersion: the listing's, or the last event's", nil)
 			return
 		}
-		timeout, ok := s.watchTimeout(q.Get("timeoutSeconds"))
-		if !ok {
-			writeError(w, http.StatusBadRequest, reasonBadRequest, "timeoutSeconds must be a positive number of seconds", nil)
-			return
-		}
-		s.serveWatch(w, r, store, rv, timeout)
+		s.serveWatch(w, r, store, rv, sq.timeout)
 		return
 	}
-	if q.Has("resourceVersion") || q.Has("timeoutSeconds") {
-		writeError(w, http.StatusBadRequest, reasonBadRequest, "resourceVersion and timeoutSeconds go with watch=true; a listing is always current", nil)
-		return
-	}
-	productID := q.Get("productId")
-	if q.Has("productId") && (len(q["productId"]) != 1 || !validProductID(productID)) {
-		writeError(w, http.StatusBadRequest, reasonBadRequest, "productId must be one Smaregi product ID: 1 to 15 digits", nil)
-		return
-	}
+	productID := sq.productID
 	ctx := r.Context()
 	key := storeKey(store)
 	// The version is read first: every change after it is an event after
@@ -263,6 +236,64 @@ func (s *Server) effectiveSafety(ctx context.Context, key inventory.StoreKey, st
 		store = &st
 	}
 	return inventory.SafetyStock{Default: store.Spec.SafetyStock}, nil
+}
+
+// stockQuery is a GET …/stock request's query, validated: the one rule of
+// the store and the pool listings and watches.
+type stockQuery struct {
+	watch bool
+	// resourceVersion and timeout go with a watch.
+	resourceVersion string
+	timeout         time.Duration
+	// productID narrows a listing to one product; "" lists all.
+	productID string
+}
+
+// stockVerb is the verb a stock request is authorised for: watch=true (or
+// 1) asks for a watch.
+func stockVerb(r *http.Request) string {
+	if v := r.URL.Query().Get("watch"); v == "true" || v == "1" {
+		return "watch"
+	}
+	return "get"
+}
+
+// parseStockQuery validates the query of a stock request for a store or a
+// pool (what names it in messages); on false it has answered 400.
+func (s *Server) parseStockQuery(w http.ResponseWriter, r *http.Request, what string) (stockQuery, bool) {
+	q := r.URL.Query()
+	sq := stockQuery{watch: stockVerb(r) == "watch"}
+	for k := range q {
+		switch k {
+		case "productId", "watch", "resourceVersion", "timeoutSeconds", "allowWatchBookmarks":
+		default:
+			writeError(w, http.StatusBadRequest, reasonBadRequest, fmt.Sprintf("unknown query parameter %q; known are productId, watch, resourceVersion, timeoutSeconds", k), nil)
+			return sq, false
+		}
+	}
+	if sq.watch {
+		if r.Method != http.MethodGet || q.Has("productId") {
+			writeError(w, http.StatusBadRequest, reasonBadRequest, "a watch is a GET of the whole "+what+"'s stock, without productId", nil)
+			return sq, false
+		}
+		timeout, ok := s.watchTimeout(q.Get("timeoutSeconds"))
+		if !ok {
+			writeError(w, http.StatusBadRequest, reasonBadRequest, "timeoutSeconds must be a positive number of seconds", nil)
+			return sq, false
+		}
+		sq.resourceVersion, sq.timeout = q.Get("resourceVersion"), timeout
+		return sq, true
+	}
+	if q.Has("resourceVersion") || q.Has("timeoutSeconds") {
+		writeError(w, http.StatusBadRequest, reasonBadRequest, "resourceVersion and timeoutSeconds go with watch=true; a listing is always current", nil)
+		return sq, false
+	}
+	sq.productID = q.Get("productId")
+	if q.Has("productId") && (len(q["productId"]) != 1 || !validProductID(sq.productID)) {
+		writeError(w, http.StatusBadRequest, reasonBadRequest, "productId must be one Smaregi product ID: 1 to 15 digits", nil)
+		return sq, false
+	}
+	return sq, true
 }
 
 // stockEncoder writes the stock document by hand: encoding/json would need
