@@ -156,6 +156,11 @@ type operatorConfig struct {
 	inventory                          string   // bolt:// or postgres:// URL; kept across restarts
 	extraArgs                          []string // appended to the command line
 	kubeconfig                         string   // the operator's credentials; empty: the envtest admin's
+	env                                []string // added to the operator's environment
+	// cgroupProcs, if set, is a cgroup's cgroup.procs file the operator
+	// runs in from its first instruction (a shell writes its own PID there,
+	// then execs the operator): the scale benchmark's memory limit.
+	cgroupProcs string
 }
 
 func newOperatorConfig(t testing.TB) operatorConfig {
@@ -183,11 +188,14 @@ func startOperator(t testing.TB, c operatorConfig) *operator {
 		// The simulators listen on loopback ports.
 		"--allowed-endpoints", "http://127.0.0.1")
 	cmd.Args = append(cmd.Args, c.extraArgs...)
+	if c.cgroupProcs != "" {
+		cmd = exec.Command("/bin/sh", append([]string{"-c", `echo $$ > "$0" && exec "$@"`, c.cgroupProcs}, cmd.Args...)...)
+	}
 	kc := c.kubeconfig
 	if kc == "" {
 		kc = kubeconfig
 	}
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kc)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kc), c.env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting the operator: %v", err)

@@ -32,6 +32,11 @@ package e2e
 //	SMAREGI_SCALE_BACKENDS   inventories to run, in order (default bolt,postgres)
 //	SMAREGI_SCALE_OPERATOR_ARGS  extra operator flags, space-separated (to compare
 //	                         settings, e.g. --smaregistore-concurrent-reconciles=1)
+//	SMAREGI_SCALE_MEMORY_LIMIT   if set (a Kubernetes quantity, e.g. 1Gi), the
+//	                         operator runs in a memory cgroup of its own with
+//	                         that limit and GOMEMLIMIT set to it, as in a Pod
+//	                         with resources.limits.memory (needs root or a
+//	                         delegated cgroup; memlimit_test.go)
 //	SMAREGI_SCALE_HEAP_PROFILE   if set, the operator's heap profile after the
 //	                         import is written to this path plus -BACKEND.pb.gz
 //	                         (go tool pprof -sample_index=inuse_space FILE)
@@ -51,6 +56,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -85,7 +91,11 @@ import (
 //     the Smaregi calls it made meanwhile, per store and hour (the poll's
 //     stretch builds up over the first minutes, so a short window
 //     overstates the steady rate; BenchmarkIdleCalls in internal/mirror has
-//     that).
+//     that);
+//   - with SMAREGI_SCALE_MEMORY_LIMIT: limit-MB, cgroup-peak-MB (the
+//     cgroup's peak charge: anonymous memory and page cache, bbolt's file
+//     among it), oom-kills, and major-faults (pages the operator had to read
+//     back from disk: what the limit cost it).
 func BenchmarkScale(b *testing.B) {
 	stores := envInt(b, "SMAREGI_SCALE_STORES", 1000)
 	contracts := envInt(b, "SMAREGI_SCALE_CONTRACTS", max(1, stores/100))
@@ -101,11 +111,19 @@ func BenchmarkScale(b *testing.B) {
 	if contracts > stores {
 		b.Fatalf("%d contracts for %d stores", contracts, stores)
 	}
+	var memLimit int64
+	if v := os.Getenv("SMAREGI_SCALE_MEMORY_LIMIT"); v != "" {
+		q, err := resource.ParseQuantity(v)
+		if err != nil || q.Value() <= 0 {
+			b.Fatalf("SMAREGI_SCALE_MEMORY_LIMIT: %q is not a positive quantity such as 1Gi", v)
+		}
+		memLimit = q.Value()
+	}
 	backends := strings.Split(cmp.Or(os.Getenv("SMAREGI_SCALE_BACKENDS"), "bolt,postgres"), ",")
 	for i, backend := range backends {
 		b.Run(backend, func(b *testing.B) {
 			for range b.N {
-				scale(b, backend, stores, contracts, products, idle, i < len(backends)-1)
+				scale(b, backend, stores, contracts, products, idle, memLimit, i < len(backends)-1)
 			}
 		})
 	}
@@ -131,7 +149,7 @@ type scaleContract struct {
 	ids  []string
 }
 
-func scale(b *testing.B, backend string, stores, contracts, products int, idle time.Duration, more bool) {
+func scale(b *testing.B, backend string, stores, contracts, products int, idle time.Duration, memLimit int64, more bool) {
 	if backend != "bolt" && backend != "postgres" {
 		b.Fatalf("SMAREGI_SCALE_BACKENDS: %q is neither bolt nor postgres", backend)
 	}
@@ -165,6 +183,13 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 		sc.ns = newNamespace(b, "scale")
 	}
 
+	var cg *memCgroup
+	if memLimit > 0 {
+		cg = newMemCgroup(b, memLimit)
+		// As config/manager/manager.yaml sets it from the container's limit.
+		cfg.env = append(cfg.env, "GOMEMLIMIT="+strconv.FormatInt(memLimit, 10))
+		cfg.cgroupProcs = cg.procs()
+	}
 	op := startOperator(b, cfg)
 	pid := op.cmd.Process.Pid
 	waitFor(b, time.Minute, "the operator's metrics", func() bool {
@@ -187,6 +212,15 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 			b.Fatalf("not all %d stores ready and imported after 3 h", stores)
 		}
 		time.Sleep(2 * time.Second)
+		select {
+		case <-op.exited:
+			oom := "unknown"
+			if cg != nil {
+				oom = strconv.FormatFloat(cg.oomKills(), 'f', 0, 64)
+			}
+			b.Fatalf("the operator exited during the import (OOM kills in its cgroup: %s); log: %s", oom, op.logPath)
+		default:
+		}
 		ready, imported := countScaleStores(b, cs, int64(products))
 		if ready == stores && readyAt == 0 {
 			readyAt = time.Since(start)
@@ -237,6 +271,12 @@ func scale(b *testing.B, backend string, stores, contracts, products int, idle t
 	b.ReportMetric(idleCalls/float64(stores)/idle.Hours(), "idle-calls/store/h")
 	b.ReportMetric(procField(pid, "VmRSS:"), "idle-rss-MB")
 	b.ReportMetric(procField(pid, "VmHWM:"), "peak-rss-MB")
+	if cg != nil {
+		b.ReportMetric(float64(memLimit)/(1<<20), "limit-MB")
+		b.ReportMetric(cg.peakMB(), "cgroup-peak-MB")
+		b.ReportMetric(cg.oomKills(), "oom-kills")
+		b.ReportMetric(procMajorFaults(b, pid), "major-faults")
+	}
 
 	if !more {
 		return
@@ -391,6 +431,19 @@ func procField(pid int, field string) float64 {
 		}
 	}
 	return 0
+}
+
+// procMajorFaults is the process's major page faults (/proc/PID/stat):
+// pages it touched that had to be read from disk.
+func procMajorFaults(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	n, _ := strconv.ParseFloat(f[9], 64)
+	return n
 }
 
 // procCPU is the process's user and system time (/proc/PID/stat, in
