@@ -16,7 +16,13 @@ import (
 // fullSync stages pages in a bucket of the same file, one short transaction
 // per page, so memory stays at one page and RecordSend is never held behind a
 // long write transaction. Commit then merges staging into the mirror in one
-// transaction.
+// transaction; an import (an empty mirror) moves the staged bucket into
+// place instead of copying it row by row.
+//
+// Layout: staging/<8-byte sync ID>/rows holds the staged rows, under the
+// name the mirror's bucket has (bucketRows), because bbolt moves a bucket
+// under its own key: the import's commit is then MoveBucket, whose memory
+// does not grow with the rows.
 type fullSync struct {
 	s   *Store
 	key inventory.StoreKey
@@ -57,7 +63,11 @@ func (s *Store) BeginFullSync(ctx context.Context, key inventory.StoreKey) (inve
 		if id, err = staging.NextSequence(); err != nil {
 			return err
 		}
-		if _, err := staging.CreateBucket(u64(id)); err != nil {
+		parent, err := staging.CreateBucket(u64(id))
+		if err != nil {
+			return err
+		}
+		if _, err := parent.CreateBucket(bucketRows); err != nil {
 			return err
 		}
 		m.FullSyncID = id
@@ -69,6 +79,16 @@ func (s *Store) BeginFullSync(ctx context.Context, key inventory.StoreKey) (inve
 	return &fullSync{s: s, key: key, id: id, since: since}, nil
 }
 
+// stagedRows is the bucket of rows staged by the full sync with ID id, or
+// nil.
+func stagedRows(tx *bolt.Tx, id uint64) *bolt.Bucket {
+	parent := tx.Bucket(bucketStaging).Bucket(u64(id))
+	if parent == nil {
+		return nil
+	}
+	return parent.Bucket(bucketRows)
+}
+
 // staging returns this sync's staging bucket and the store bucket, or
 // ErrSuperseded if a later BeginFullSync (or DeleteStore) replaced it.
 func (f *fullSync) staging(tx *bolt.Tx) (*bolt.Bucket, *bolt.Bucket, meta, error) {
@@ -77,7 +97,7 @@ func (f *fullSync) staging(tx *bolt.Tx) (*bolt.Bucket, *bolt.Bucket, meta, error
 	if err != nil {
 		return nil, nil, m, err
 	}
-	stg := tx.Bucket(bucketStaging).Bucket(u64(f.id))
+	stg := stagedRows(tx, f.id)
 	if sb == nil || m.FullSyncID != f.id || stg == nil {
 		return nil, nil, m, inventory.ErrSuperseded
 	}
@@ -122,23 +142,34 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 	var drift inventory.Drift
 	err := f.s.db.Update(func(tx *bolt.Tx) error {
 		drift = inventory.Drift{}
-		added := 0 // drifted or not
+		added := 0              // drifted or not
+		var changedIDs []string // for the change log (versions.go)
 		stg, sb, m, err := f.staging(tx)
 		if err != nil {
 			return err
 		}
 		rb := sb.Bucket(bucketRows)
-		if m.SKUs == 0 {
-			// An import: pass 2 puts every row, in key order, into an
-			// empty bucket. bbolt's default split (half-full pages) would
-			// leave the file twice the size it needs; later writes split
-			// the pages they touch as usual.
-			rb.FillPercent = 1.0
+		if k, _ := rb.Cursor().First(); k == nil {
+			// An import: every staged row is new, so the staged bucket is
+			// the mirror. Moving it costs what reading it does; copying
+			// it made the one commit hold every row as bbolt's in-memory
+			// nodes, keys and values cloned (the 1,000,000-SKU import's
+			// peak heap).
+			added, err := f.importDrift(stg, &drift, &changedIDs)
+			if err != nil {
+				return err
+			}
+			if err := sb.DeleteBucket(bucketRows); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketStaging).Bucket(u64(f.id)).MoveBucket(bucketRows, sb); err != nil {
+				return err
+			}
+			return f.finish(tx, sb, m, added, changedIDs, watermark, &drift)
 		}
 		// Pass 1: mirror rows missing from the listing. Deleting under a
 		// live cursor can skip keys in bbolt, so collect first.
 		var removed [][]byte
-		var changedIDs []string // for the change log (versions.go)
 		c := rb.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if stg.Get(k) != nil {
@@ -202,27 +233,53 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 			}
 			changedIDs = append(changedIDs, string(k))
 		}
-		if err := f.s.recordChanges(tx, f.key, changedIDs); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketStaging).DeleteBucket(u64(f.id)); err != nil {
-			return err
-		}
-		m.SKUs += int64(added - drift.Removed)
-		drift.SKUs = m.SKUs
-		m.FullSyncID = 0
-		m.LastFullSync = time.Now().UTC()
-		m.LastDrift = int64(drift.Total())
-		if w := inventory.NormalizeTime(watermark); w.After(m.Watermark) {
-			m.Watermark = w
-		}
-		return writeMeta(sb, m)
+		return f.finish(tx, sb, m, added, changedIDs, watermark, &drift)
 	})
 	if err != nil {
 		return inventory.Drift{}, fmt.Errorf("boltstore: committing full sync of %s: %w", f.key, err)
 	}
 	f.done = true
 	return drift, nil
+}
+
+// importDrift walks the staged rows of an import: each is added, and
+// counted as drift unless it changed after the watermark the sync began
+// with (as pass 2 of Commit counts it).
+func (f *fullSync) importDrift(stg *bolt.Bucket, drift *inventory.Drift, changedIDs *[]string) (added int, err error) {
+	c := stg.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		after, err := decodeRow(k, v)
+		if err != nil {
+			return 0, err
+		}
+		added++
+		if !after.UpdDateTime.After(f.since) {
+			drift.Added++
+			drift.AddSample(inventory.DriftEntry{ProductID: after.ProductID, Kind: inventory.DriftAdded, After: after})
+		}
+		*changedIDs = append(*changedIDs, after.ProductID)
+	}
+	return added, nil
+}
+
+// finish records the changes, drops the staging bucket and writes the
+// store's summary: the end of both of Commit's paths.
+func (f *fullSync) finish(tx *bolt.Tx, sb *bolt.Bucket, m meta, added int, changedIDs []string, watermark time.Time, drift *inventory.Drift) error {
+	if err := f.s.recordChanges(tx, f.key, changedIDs); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketStaging).DeleteBucket(u64(f.id)); err != nil {
+		return err
+	}
+	m.SKUs += int64(added - drift.Removed)
+	drift.SKUs = m.SKUs
+	m.FullSyncID = 0
+	m.LastFullSync = time.Now().UTC()
+	m.LastDrift = int64(drift.Total())
+	if w := inventory.NormalizeTime(watermark); w.After(m.Watermark) {
+		m.Watermark = w
+	}
+	return writeMeta(sb, m)
 }
 
 func (f *fullSync) Abort() error {

@@ -94,7 +94,7 @@ func (s *Store) ApplyPull(ctx context.Context, key inventory.StoreKey, rows []in
 		// An open full sync must see these rows too, or its commit would
 		// put back the older values it staged before this pull.
 		if m.FullSyncID != 0 {
-			if stg := tx.Bucket(bucketStaging).Bucket(u64(m.FullSyncID)); stg != nil {
+			if stg := stagedRows(tx, m.FullSyncID); stg != nil {
 				if err := stageRows(stg, rows); err != nil {
 					return err
 				}
@@ -116,6 +116,12 @@ func (s *Store) ApplyPull(ctx context.Context, key inventory.StoreKey, rows []in
 // stageRows writes rows into a staging bucket keeping, per product, the row
 // with the newest UpdDateTime (the later one on a tie).
 func stageRows(stg *bolt.Bucket, rows []inventory.Row) error {
+	// An import's staged bucket becomes the mirror (Commit moves it), so
+	// its pages should be as dense as the mirror's. Listings often come in
+	// key order (rows of equal updDateTime are ordered by productId), where
+	// bbolt's default split would leave every page half empty; in any other
+	// order each transaction's pages are still split once, at commit.
+	stg.FillPercent = 1.0
 	for _, r := range rows {
 		id := []byte(r.ProductID)
 		if old := stg.Get(id); old != nil {

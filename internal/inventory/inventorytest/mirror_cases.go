@@ -487,3 +487,67 @@ func testFullSyncManyPages(t *testing.T, open Opener) {
 		t.Fatalf("SKUs %d, last drift %d, want %d and %d", s.SKUs, s.LastDrift, len(listing), wantChanged+wantRemoved+30)
 	}
 }
+
+// testImportThenReconcile: a full sync into an empty mirror (an import,
+// which bbolt commits by moving the staged bucket into place) leaves the
+// same mirror, summary and change log as any other full sync, and the
+// mirror it leaves takes pulls and a later reconcile like any other.
+func testImportThenReconcile(t *testing.T, open Opener) {
+	st := mustOpen(t, open)
+	ctx := ctxT(t)
+	const n = 3000
+	listing := make([]inventory.Row, n)
+	for i := range listing {
+		listing[i] = row(fmt.Sprintf("%08d", 10000000+i), int64(i), 1)
+	}
+	// Pages in reverse key order, the last one short.
+	var pages [][]inventory.Row
+	for end := n; end > 0; end -= 1024 {
+		pages = append(pages, listing[max(0, end-1024):end])
+	}
+	d := fullSync(t, st, shopA, at(1), pages...)
+	// Every row changed after the empty store's zero watermark: news, not
+	// drift.
+	if d.Total() != 0 || d.SKUs != n {
+		t.Fatalf("import drift %+v, want none and %d SKUs", d, n)
+	}
+	if got := rowsPage(t, st, shopA, "", n+1); len(got) != n || got[0] != listing[0].ProductID || got[n-1] != listing[n-1].ProductID {
+		t.Fatalf("after the import: %d rows, want %d in key order", len(got), n)
+	}
+	if r, ok, err := st.Row(ctx, shopA, listing[1234].ProductID); err != nil || !ok || !r.SameLevel(listing[1234]) {
+		t.Fatalf("row %s after the import = %+v, %v, %v", listing[1234].ProductID, r, ok, err)
+	}
+	if v, err := st.StoreVersion(ctx, shopA); err != nil || v != n {
+		t.Fatalf("version after the import = %d, %v; want %d (one per product)", v, err, n)
+	}
+	if s := summary(t, st, shopA); s.SKUs != n || !s.Watermark.Equal(at(1)) {
+		t.Fatalf("summary after the import = %+v", s)
+	}
+	// The imported mirror takes a pull...
+	if c := applyPull(t, st, shopA, at(2), row(listing[7].ProductID, -5, 2), row("99999999", 1, 2)); c != 2 {
+		t.Fatalf("pull after the import changed %d rows, want 2", c)
+	}
+	// ...and a reconcile: product 0 gone, product 8 drifted (its
+	// updDateTime not after the watermark), the pull's rows kept.
+	re := append([]inventory.Row{}, listing[1:]...)
+	re[7-1] = row(listing[7].ProductID, -5, 2)
+	re[8-1] = row(listing[8].ProductID, 1000, 1)
+	re = append(re, row("99999999", 1, 2))
+	d = fullSync(t, st, shopA, at(2), re)
+	if d.Removed != 1 || d.Changed != 1 || d.Added != 0 || d.SKUs != n {
+		t.Fatalf("reconcile after the import: drift %+v, want 1 removed, 1 changed, %d SKUs", d, n)
+	}
+	if _, ok, _ := st.Row(ctx, shopA, listing[0].ProductID); ok {
+		t.Fatalf("product %s still mirrored after the reconcile removed it", listing[0].ProductID)
+	}
+	if r, _, _ := st.Row(ctx, shopA, listing[8].ProductID); r.StockAmount != 1000 {
+		t.Fatalf("product %s = %d after the reconcile, want 1000", listing[8].ProductID, r.StockAmount)
+	}
+	// Another store's import in the same file is its own.
+	if d := fullSync(t, st, shopB, at(1), listing[:10]); d.SKUs != 10 {
+		t.Fatalf("second store's import: %+v", d)
+	}
+	if s := summary(t, st, shopA); s.SKUs != n {
+		t.Fatalf("first store's SKUs %d after the second's import, want %d", s.SKUs, n)
+	}
+}

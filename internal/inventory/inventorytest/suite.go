@@ -56,6 +56,7 @@ func Run(t *testing.T, newStorage NewStorage) {
 		{"FullSyncSuperseded", testFullSyncSuperseded},
 		{"FullSyncKeepsRowsPulledMeanwhile", testFullSyncWithPull},
 		{"FullSyncManyPagesBoundedSample", testFullSyncManyPages},
+		{"ImportThenReconcile", testImportThenReconcile},
 		{"RecordSendDuplicate", testRecordSendDuplicate},
 		{"DirtyMarksAndClearRace", testDirty},
 		{"SubscribeNotifies", testSubscribe},
