@@ -96,6 +96,7 @@ import (
 //     stretch builds up over the first minutes, so a short window
 //     overstates the steady rate; BenchmarkIdleCalls in internal/mirror has
 //     that);
+//   - bolt-file-MB: the size of bbolt's file after the idle window;
 //   - with SMAREGI_SCALE_MEMORY_LIMIT: limit-MB, cgroup-peak-MB (the
 //     cgroup's peak charge: anonymous memory and page cache, bbolt's file
 //     among it), oom-kills, and major-faults (pages the operator had to read
@@ -285,6 +286,11 @@ func scale(b *testing.B, backend string, stores, contracts, products int, settle
 	b.ReportMetric(idleCalls/float64(stores)/idle.Hours(), "idle-calls/store/h")
 	b.ReportMetric(procField(pid, "VmRSS:"), "idle-rss-MB")
 	b.ReportMetric(procField(pid, "VmHWM:"), "peak-rss-MB")
+	if path, ok := strings.CutPrefix(cfg.inventory, "bolt://"); ok {
+		if fi, err := os.Stat(path); err == nil {
+			b.ReportMetric(float64(fi.Size())/(1<<20), "bolt-file-MB")
+		}
+	}
 	if cg != nil {
 		b.ReportMetric(float64(memLimit)/(1<<20), "limit-MB")
 		b.ReportMetric(cg.peakMB(), "cgroup-peak-MB")
