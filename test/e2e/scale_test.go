@@ -453,29 +453,28 @@ func procField(pid int, field string) float64 {
 	return 0
 }
 
-// procMajorFaults is the process's major page faults (/proc/PID/stat):
-// pages it touched that had to be read from disk.
-func procMajorFaults(b *testing.B, pid int) float64 {
+// procStat returns the fields of /proc/PID/stat after the command name
+// (which is in parentheses and may hold spaces): field 0 is the state.
+func procStat(b *testing.B, pid int) []string {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
 	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	n, _ := strconv.ParseFloat(f[9], 64)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+}
+
+// procMajorFaults is the process's major page faults: pages it touched that
+// had to be read from disk.
+func procMajorFaults(b *testing.B, pid int) float64 {
+	n, _ := strconv.ParseFloat(procStat(b, pid)[9], 64)
 	return n
 }
 
 // procCPU is the process's user and system time (/proc/PID/stat, in
 // clock ticks of 1/100 s, the Linux default).
 func procCPU(b *testing.B, pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Fields after the command name, which is in parentheses.
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	f := procStat(b, pid)
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
