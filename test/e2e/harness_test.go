@@ -159,7 +159,9 @@ type operatorConfig struct {
 	env                                []string // added to the operator's environment
 	// cgroupProcs, if set, is a cgroup's cgroup.procs file the operator
 	// runs in from its first instruction (a shell writes its own PID there,
-	// then execs the operator): the scale benchmark's memory limit.
+	// copies the binary, then execs the copy, so that even the binary's
+	// pages are charged to the cgroup, as in a container): the scale
+	// benchmark's memory limit.
 	cgroupProcs string
 }
 
@@ -189,7 +191,9 @@ func startOperator(t testing.TB, c operatorConfig) *operator {
 		"--allowed-endpoints", "http://127.0.0.1")
 	cmd.Args = append(cmd.Args, c.extraArgs...)
 	if c.cgroupProcs != "" {
-		cmd = exec.Command("/bin/sh", append([]string{"-c", `echo $$ > "$0" && exec "$@"`, c.cgroupProcs}, cmd.Args...)...)
+		bin := filepath.Join(t.TempDir(), "manager")
+		cmd = exec.Command("/bin/sh", append([]string{"-c", `echo $$ > "$0" && cp "$1" "$2" && shift && exec "$@"`,
+			c.cgroupProcs, operatorBin, bin}, cmd.Args[1:]...)...)
 	}
 	kc := c.kubeconfig
 	if kc == "" {
