@@ -455,3 +455,34 @@ func TestChartLeaderElectionRoleIsConfigs(t *testing.T) {
 		t.Errorf("chart's leader-election rules differ from config/rbac/leader_election_role.yaml:\n got %+v\nwant %+v", got.Rules, want.Rules)
 	}
 }
+
+// The chart, like config/manager/manager.yaml, gives the Go runtime the
+// container's memory limit as GOMEMLIMIT (in bytes: divisor 1), and none
+// when no limit is set.
+func TestGoMemoryLimitIsTheContainers(t *testing.T) {
+	gomemlimit := func(objs []*unstructured.Unstructured) *corev1.EnvVar {
+		var d appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(find(objs, "Deployment", releaseName).Object, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "GOMEMLIMIT" {
+				return &e
+			}
+		}
+		return nil
+	}
+	for _, vf := range valuesFiles {
+		e := gomemlimit(render(t, vf))
+		if e == nil || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil {
+			t.Fatalf("%s: GOMEMLIMIT = %+v; want it from the container's limits.memory", vf, e)
+		}
+		ref := e.ValueFrom.ResourceFieldRef
+		if ref.Resource != "limits.memory" || ref.ContainerName != "manager" || ref.Divisor.String() != "1" {
+			t.Errorf("%s: GOMEMLIMIT from %+v; want limits.memory of manager, divisor 1", vf, ref)
+		}
+	}
+	if e := gomemlimit(render(t, valuesFiles[0], "--set", "resources.limits=null")); e != nil {
+		t.Errorf("without a memory limit GOMEMLIMIT is still set: %+v", e)
+	}
+}
