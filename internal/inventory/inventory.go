@@ -144,6 +144,27 @@ type Drift struct {
 // Total is the number of drifted rows.
 func (d Drift) Total() int { return d.Changed + d.Added + d.Removed }
 
+// Count records one difference a full sync found between the listing and
+// the mirror: unless it is news (its listed row changed after since, the
+// store's watermark when the sync began), it is counted by its kind and
+// offered to the sample. It reports whether it counted. The one place of
+// the rule above, for every backend.
+func (d *Drift) Count(e DriftEntry, since time.Time) bool {
+	if e.Kind != DriftRemoved && e.After.UpdDateTime.After(since) {
+		return false
+	}
+	switch e.Kind {
+	case DriftChanged:
+		d.Changed++
+	case DriftAdded:
+		d.Added++
+	default:
+		d.Removed++
+	}
+	d.AddSample(e)
+	return true
+}
+
 // AddSample offers an entry to the bounded sample; backends that discover
 // drift in arbitrary order use it to keep the smallest product IDs.
 func (d *Drift) AddSample(e DriftEntry) {

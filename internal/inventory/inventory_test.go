@@ -68,3 +68,29 @@ func TestParseStoreKey(t *testing.T) {
 		}
 	}
 }
+
+// Drift.Count: a listed row changed after the sync began is news, not
+// drift; anything else counts by kind and is sampled, removed rows always.
+func TestDriftCountLeavesNewsOut(t *testing.T) {
+	since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	old, news := Row{ProductID: "x", UpdDateTime: since}, Row{ProductID: "x", UpdDateTime: since.Add(time.Second)}
+	var d Drift
+	cases := []struct {
+		e    DriftEntry
+		want bool
+	}{
+		{DriftEntry{ProductID: "3", Kind: DriftChanged, After: news}, false},
+		{DriftEntry{ProductID: "4", Kind: DriftAdded, After: news}, false},
+		{DriftEntry{ProductID: "2", Kind: DriftChanged, After: old}, true},
+		{DriftEntry{ProductID: "1", Kind: DriftAdded, After: old}, true},
+		{DriftEntry{ProductID: "0", Kind: DriftRemoved, Before: news}, true},
+	}
+	for _, c := range cases {
+		if got := d.Count(c.e, since); got != c.want {
+			t.Errorf("Count(%s %s) = %v, want %v", c.e.Kind, c.e.ProductID, got, c.want)
+		}
+	}
+	if d.Changed != 1 || d.Added != 1 || d.Removed != 1 || len(d.Sample) != 3 || d.Sample[0].ProductID != "0" || d.Sample[2].ProductID != "2" {
+		t.Fatalf("drift %+v, want one of each kind, sampled in product order", d)
+	}
+}

@@ -179,8 +179,7 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 			if err != nil {
 				return err
 			}
-			drift.Removed++
-			drift.AddSample(inventory.DriftEntry{ProductID: before.ProductID, Kind: inventory.DriftRemoved, Before: before})
+			drift.Count(inventory.DriftEntry{ProductID: before.ProductID, Kind: inventory.DriftRemoved, Before: before}, f.since)
 			removed = append(removed, bytes.Clone(k))
 		}
 		// Pass 2: staged rows new to or different from the mirror, all
@@ -214,14 +213,7 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 			} else {
 				added++
 			}
-			if !after.UpdDateTime.After(f.since) {
-				if e.Kind == inventory.DriftChanged {
-					drift.Changed++
-				} else {
-					drift.Added++
-				}
-				drift.AddSample(e)
-			}
+			drift.Count(e, f.since)
 			if err := rb.Put(bytes.Clone(k), bytes.Clone(v)); err != nil {
 				return err
 			}
@@ -243,8 +235,7 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 }
 
 // importDrift walks the staged rows of an import: each is added, and
-// counted as drift unless it changed after the watermark the sync began
-// with (as pass 2 of Commit counts it).
+// counted as drift as pass 2 of Commit counts it (Drift.Count).
 func (f *fullSync) importDrift(stg *bolt.Bucket, drift *inventory.Drift, changedIDs *[]string) (added int, err error) {
 	c := stg.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -253,10 +244,7 @@ func (f *fullSync) importDrift(stg *bolt.Bucket, drift *inventory.Drift, changed
 			return 0, err
 		}
 		added++
-		if !after.UpdDateTime.After(f.since) {
-			drift.Added++
-			drift.AddSample(inventory.DriftEntry{ProductID: after.ProductID, Kind: inventory.DriftAdded, After: after})
-		}
+		drift.Count(inventory.DriftEntry{ProductID: after.ProductID, Kind: inventory.DriftAdded, After: after}, f.since)
 		*changedIDs = append(*changedIDs, after.ProductID)
 	}
 	return added, nil

@@ -174,11 +174,10 @@ func (f *fullSync) Commit(ctx context.Context, watermark time.Time) (inventory.D
 	return drift, nil
 }
 
-// diff counts the drift between the staged listing and the mirror and keeps
-// the sample; rows come sorted, so the sample is simply the first ones. A
-// listed row updated after the watermark the sync began with is news (a sale
-// since the last pull), not drift: it is among the differences returned,
-// which the commit writes, but not in the drift. Removed rows always drift.
+// diff counts the drift between the staged listing and the mirror
+// (inventory.Drift.Count: a listed row updated after the watermark the sync
+// began with is news, not drift; removed rows always drift) and returns
+// every difference, news included, which the commit writes.
 func (f *fullSync) diff(ctx context.Context, tx pgx.Tx, drift *inventory.Drift) (differences int, err error) {
 	res, err := tx.Query(ctx, `
 		WITH s AS (`+stagedRows+`),
@@ -208,9 +207,6 @@ func (f *fullSync) diff(ctx context.Context, tx pgx.Tx, drift *inventory.Drift) 
 			return 0, err
 		}
 		differences++
-		if hasAft && fromNull(aUpd).After(f.since) {
-			continue
-		}
 		e := inventory.DriftEntry{ProductID: id}
 		if hasBefore {
 			e.Before = inventory.Row{ProductID: id, StockAmount: *bStock, LayawayStockAmount: *bLay, UpdDateTime: fromNull(bUpd)}
@@ -221,17 +217,12 @@ func (f *fullSync) diff(ctx context.Context, tx pgx.Tx, drift *inventory.Drift) 
 		switch {
 		case hasBefore && hasAft:
 			e.Kind = inventory.DriftChanged
-			drift.Changed++
 		case hasAft:
 			e.Kind = inventory.DriftAdded
-			drift.Added++
 		default:
 			e.Kind = inventory.DriftRemoved
-			drift.Removed++
 		}
-		if len(drift.Sample) < inventory.DriftSampleSize {
-			drift.Sample = append(drift.Sample, e)
-		}
+		drift.Count(e, f.since)
 	}
 	return differences, res.Err()
 }
