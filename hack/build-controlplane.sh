@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, etcd and kubectl from the Go module proxy (see
+# Builds kube-apiserver, etcd and kubectl (the test control plane) and
+# kubelet, kube-controller-manager and kube-scheduler (the rest of the one-node
+# cluster hack/node.sh runs) from the Go module proxy (see
 # hack/controlplane/go.mod) into a cache outside the checkout, keyed by their
-# versions, and prints the directory on stdout. A second run with the binaries
-# present only prints the directory, so `make test` and `make demo` stay fast.
+# versions, and prints the directory on stdout. They are built in one
+# `go build`, so the packages they share compile once. A second run with the
+# binaries present only prints the directory, so `make test` and `make demo`
+# stay fast.
 #
 # Progress goes to stderr; only the directory goes to stdout, so callers can do
 #   export KUBEBUILDER_ASSETS="$(hack/build-controlplane.sh)"
@@ -19,7 +23,10 @@ key="k8s-${k8s}-etcd-${etcd}-$(go env GOOS)-$(go env GOARCH)"
 cache_root="${SMAREGI_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/smaregi-operator/controlplane}"
 dir="$cache_root/$key"
 
-if [[ -x "$dir/kube-apiserver" && -x "$dir/etcd" && -x "$dir/kubectl" ]]; then
+bins=(etcd kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler)
+have=1
+for b in "${bins[@]}"; do [[ -x "$dir/$b" ]] || have=0; done
+if (( have )); then
   echo "$dir"
   exit 0
 fi
@@ -28,18 +35,17 @@ mkdir -p "$cache_root"
 tmp="$(mktemp -d "$cache_root/.build-XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 
-build() {
-  local name="$1" pkg="$2" start
-  start=$(date +%s)
-  echo ">> building $name ($pkg) into $dir; first build takes several minutes" >&2
-  (cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp/$name" "$pkg")
-  echo ">> $name built in $(( $(date +%s) - start ))s" >&2
-}
-
-build etcd ./etcd
-build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
-build kubectl k8s.io/kubernetes/cmd/kubectl
+start=$(date +%s)
+echo ">> building ${bins[*]} into $dir; the first build takes 15-30 minutes on 2 cores" >&2
+(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp/" \
+  ./etcd \
+  k8s.io/kubernetes/cmd/kube-apiserver \
+  k8s.io/kubernetes/cmd/kubectl \
+  k8s.io/kubernetes/cmd/kubelet \
+  k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler)
+echo ">> built in $(( $(date +%s) - start ))s" >&2
 
 mkdir -p "$dir"
-mv "$tmp"/etcd "$tmp"/kube-apiserver "$tmp"/kubectl "$dir"/
+for b in "${bins[@]}"; do mv "$tmp/$b" "$dir/"; done
 echo "$dir"
