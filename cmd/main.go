@@ -93,6 +93,9 @@ type config struct {
 	platformWriteRate    float64
 	receiverMaxBodyBytes int64
 	receiverMaxRows      int
+	receiverMaxFields    int
+	receiverMaxInFlight  int64
+	receiverMaxConns     int
 	inventoryURL         string
 	apiAddr              string
 	apiAudiences         string
@@ -138,6 +141,13 @@ func main() {
 	flag.Int64Var(&c.receiverMaxBodyBytes, "receiver-max-body-bytes", 4<<20, "The largest send the receiver accepts, in bytes.")
 	flag.IntVar(&c.receiverMaxRows, "receiver-max-rows", webhookserver.DefaultMaxRows,
 		"The most rows (of all tables) one send may carry; more are refused with 413. Bounds the receiver's memory per send.")
+	flag.IntVar(&c.receiverMaxFields, "receiver-max-form-fields", webhookserver.DefaultMaxFormFields,
+		"The most form fields (body and query) one send may carry; more are refused with 413 before anything is decoded.")
+	flag.Int64Var(&c.receiverMaxInFlight, "receiver-max-in-flight-bytes", 0,
+		"The most body bytes the receiver holds for all requests at once; a request past it gets 503 with Retry-After. "+
+			"0 means 8 times --receiver-max-body-bytes; at least --receiver-max-body-bytes.")
+	flag.IntVar(&c.receiverMaxConns, "receiver-max-connections", webhookserver.DefaultMaxConnections,
+		"The most connections the receiver keeps open at once; further ones wait to be accepted.")
 	flag.StringVar(&c.inventoryURL, "inventory", "bolt:///var/lib/smaregi-operator/inventory.db",
 		"Where stock mirrors and accepted sends are kept: bolt:///path/file.db (embedded, one replica) "+
 			"or postgres://user@host/db (several replicas; the schema is created and migrated automatically). "+
@@ -373,7 +383,12 @@ func run(ctx context.Context, c config) error {
 		Sink:         webhookserver.NewDurableSink(inv, engine.NoteSend),
 		MaxBodyBytes: c.receiverMaxBodyBytes,
 		MaxRows:      c.receiverMaxRows,
-		Log:          ctrl.Log.WithName("receiver"),
+		// A keyless flood of large bodies is refused without growing the
+		// operator past its memory limit (issue 20 §1).
+		MaxFormFields:    c.receiverMaxFields,
+		MaxInFlightBytes: c.receiverMaxInFlight,
+		MaxConnections:   c.receiverMaxConns,
+		Log:              ctrl.Log.WithName("receiver"),
 		// Sends with a wrong (or the previous) key show on the contract's
 		// stores as SendsHealthy and a Warning event, not only as 401s in
 		// Smaregi's send history.

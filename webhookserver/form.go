@@ -3,44 +3,33 @@ package webhookserver
 import (
 	"bytes"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 )
 
-// readForm reads a send's form as http.Request.ParseForm would (body
+// decodeForm decodes a send's form as http.Request.ParseForm would (body
 // fields of an application/x-www-form-urlencoded POST first, then the query
 // string; the first value of a name wins), but with a fraction of the
-// memory: the body is read into one buffer sized from Content-Length (not
-// grown by io.ReadAll, which allocated several times the body), never
-// copied into a string, and params is decoded once, straight into the bytes
-// the JSON parser reads. params is the first "params" value, nil if none;
-// it is not in form. Errors say nothing of the body or query: either may
-// hold the key.
-func readForm(r *http.Request, maxBytes int64) (form url.Values, params []byte, err error) {
-	query, err := url.ParseQuery(r.URL.RawQuery)
+// memory: the body is the buffer formBody read (never copied into a
+// string), and params is decoded once, straight into the bytes the JSON
+// parser reads. params is the first "params" value, nil if none; it is not
+// in form. More than maxFields fields (body and query together; 0: no
+// limit) are errTooManyFields, counted before anything is decoded. It runs
+// only after the key matched (see keyScan). Errors say nothing of the body
+// or query: either may hold the key.
+func decodeForm(body []byte, rawQuery string, maxFields int) (form url.Values, params []byte, err error) {
+	if maxFields > 0 && countFields(body)+countFields([]byte(rawQuery)) > maxFields {
+		return nil, nil, errTooManyFields
+	}
+	query, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return nil, nil, errors.New("query string not readable")
 	}
 	form = url.Values{}
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return nil, nil, errors.New("content type not readable")
-	}
-	if mt == "application/x-www-form-urlencoded" {
-		body, err := readBody(r, maxBytes)
-		if err != nil {
-			return nil, nil, err
-		}
-		if params, err = parseFormBody(body, form); err != nil {
-			return nil, nil, err
-		}
+	if params, err = parseFormBody(body, form); err != nil {
+		return nil, nil, err
 	}
 	for k, vs := range query {
 		if k == "params" {
@@ -54,24 +43,32 @@ func readForm(r *http.Request, maxBytes int64) (form url.Values, params []byte, 
 	return form, params, nil
 }
 
-// readBody reads the whole body. With a Content-Length (which Smaregi
-// sends) the buffer has exactly that size; a chunked body grows a
-// bytes.Buffer, still bounded by maxBytes through the MaxBytesReader the
-// caller installed.
-func readBody(r *http.Request, maxBytes int64) ([]byte, error) {
-	if r.ContentLength >= 0 && r.ContentLength <= maxBytes {
-		// net/http delivers exactly Content-Length bytes, or an error.
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return nil, err
+// countFields counts the non-empty '&'-separated fields of a form, as
+// url.ParseQuery would make them.
+func countFields(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		var field []byte
+		field, b, _ = bytes.Cut(b, []byte("&"))
+		if len(field) > 0 {
+			n++
 		}
-		return buf, nil
 	}
-	var b bytes.Buffer
-	if _, err := b.ReadFrom(r.Body); err != nil {
-		return nil, err
+	return n
+}
+
+// isFormBody reports whether the request's body is a form, the only body
+// the receiver reads (others are ignored, as ParseForm ignores them).
+func isFormBody(r *http.Request) (bool, error) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/octet-stream"
 	}
-	return b.Bytes(), nil
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false, errors.New("content type not readable")
+	}
+	return mt == "application/x-www-form-urlencoded", nil
 }
 
 // parseFormBody adds the fields of body to form, except the first

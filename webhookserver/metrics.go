@@ -27,11 +27,14 @@ const (
 	// ResultNoStores counts authenticated Platform webhooks that concern no
 	// Platform SmaregiStore (a contract or store ID nobody declared).
 	ResultNoStores = "no_stores"
+	// ResultBusy counts requests refused with 503 because the bytes in
+	// flight of other requests filled Options.MaxInFlightBytes.
+	ResultBusy = "busy"
 )
 
 var allResults = []string{
 	ResultAccepted, ResultIgnored, ResultUnauthorized, ResultNotFound, ResultMethodNotAllowed,
-	ResultTooLarge, ResultBadRequest, ResultSinkError, ResultUnavailable,
+	ResultTooLarge, ResultBadRequest, ResultSinkError, ResultUnavailable, ResultBusy,
 }
 
 // platformResults are the results of the Platform webhook route.
@@ -65,6 +68,11 @@ var (
 		// Smaregi waits about 3 s: the buckets around it matter.
 		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5},
 	}, []string{"result"})
+
+	inFlightBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "smaregi_receiver_in_flight_bytes",
+		Help: "Body bytes the send receiver holds for requests in flight (capped by --receiver-max-in-flight-bytes).",
+	})
 )
 
 func init() {
@@ -78,5 +86,5 @@ func init() {
 		platformRequestsTotal.WithLabelValues(r)
 		platformRequestDuration.WithLabelValues(r)
 	}
-	metrics.Registry.MustRegister(requestsTotal, requestDuration, platformRequestsTotal, platformRequestDuration)
+	metrics.Registry.MustRegister(requestsTotal, requestDuration, platformRequestsTotal, platformRequestDuration, inFlightBytes)
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -73,19 +72,19 @@ func (s *Server) lookupRoute(ctx context.Context, routeID string) (route, outcom
 	return rt, outcome{}, true
 }
 
-// authenticate checks the key parameter against the contract's key Secret
-// (and, on a store's pre-contract route, that store's old key Secret).
-func (s *Server) authenticate(ctx context.Context, log logr.Logger, rt route, form url.Values) (outcome, bool) {
+// authenticate checks the key parameter, given as the digest of its value
+// (present: the form has a field of the parameter's name), against the
+// contract's key Secret (and, on a store's pre-contract route, that store's
+// old key Secret).
+func (s *Server) authenticate(ctx context.Context, log logr.Logger, rt route, gotSum [sha256.Size]byte, present bool) (outcome, bool) {
 	unauthorized := refuse(http.StatusUnauthorized, ResultUnauthorized, "missing or wrong key parameter")
 	store := &rt.stores[0]
 	param, secretName, secretKey := store.ReceiverKeyLocation()
-	got := form.Get(param)
-	if got == "" {
+	if !present {
 		log.V(1).Info("refused a send: no key parameter", "parameter", param)
 		s.health.note(rt, verdictWrong)
 		return unauthorized, false
 	}
-	gotSum := sha256.Sum256([]byte(got))
 	if rt.legacy != nil {
 		// The store's own key Secret of operator versions before one key
 		// per contract, controlled by that store.

@@ -45,7 +45,20 @@ const (
 	// 200 bytes once form-encoded, so a send within DefaultMaxBodyBytes
 	// has fewer than 20,000; the cap bounds the memory of sends made of
 	// tiny rows, which cost their typed value each.
-	DefaultMaxRows           = 20_000
+	DefaultMaxRows = 20_000
+	// DefaultMaxFormFields caps the fields of one send's form (body and
+	// query). Smaregi sends proc_name, params and the shop's few extra
+	// parameters; the cap refuses forms of many tiny fields before they
+	// are decoded.
+	DefaultMaxFormFields = 100
+	// DefaultInFlightBodies is the default of Options.MaxInFlightBytes in
+	// bodies of MaxBodyBytes: eight at once. Real sends are a few KiB, so
+	// the cap is met only by a flood, which then gets 503 at once instead
+	// of growing the operator past its memory limit.
+	DefaultInFlightBodies = 8
+	// DefaultMaxConnections caps the receiver's open connections; each
+	// costs buffers and a goroutine even when idle.
+	DefaultMaxConnections    = 256
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
@@ -78,6 +91,17 @@ type Options struct {
 	// MaxRows caps the rows (of all tables) in one send's params; more get
 	// 413. Defaults to DefaultMaxRows.
 	MaxRows int
+	// MaxFormFields caps the fields of a send's form (body and query
+	// together); more get 413. Defaults to DefaultMaxFormFields.
+	MaxFormFields int
+	// MaxInFlightBytes caps the body bytes the receiver holds for all
+	// requests in flight together; a request that would pass it gets 503
+	// with Retry-After. At least MaxBodyBytes. Defaults to
+	// DefaultInFlightBodies times MaxBodyBytes.
+	MaxInFlightBytes int64
+	// MaxConnections caps the connections Serve keeps open; further ones
+	// wait in the listen backlog. Defaults to DefaultMaxConnections.
+	MaxConnections int
 	// Log receives one line per refusal (V(1)) and per sink failure. It
 	// never receives the key or the route. Defaults to the controller-runtime
 	// logger named "smaregi-receiver".
@@ -117,6 +141,7 @@ type Server struct {
 	log      logr.Logger
 	clock    clock.PassiveClock
 	health   *sendHealth
+	inflight *byteBudget
 	platform *platformReceiver // nil: no Platform route
 }
 
@@ -143,6 +168,18 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxRows == 0 {
 		opts.MaxRows = DefaultMaxRows
 	}
+	if opts.MaxFormFields < 0 {
+		return nil, fmt.Errorf("webhookserver: Options.MaxFormFields is negative (%d)", opts.MaxFormFields)
+	}
+	if opts.MaxFormFields == 0 {
+		opts.MaxFormFields = DefaultMaxFormFields
+	}
+	if opts.MaxConnections < 0 {
+		return nil, fmt.Errorf("webhookserver: Options.MaxConnections is negative (%d)", opts.MaxConnections)
+	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
 	if opts.SecretReader == nil {
 		opts.SecretReader = opts.Reader
 	}
@@ -151,6 +188,16 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MaxBodyBytes == 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	switch {
+	case opts.MaxInFlightBytes < 0:
+		return nil, fmt.Errorf("webhookserver: Options.MaxInFlightBytes is negative (%d)", opts.MaxInFlightBytes)
+	case opts.MaxInFlightBytes == 0:
+		opts.MaxInFlightBytes = DefaultInFlightBodies * opts.MaxBodyBytes
+	case opts.MaxInFlightBytes < opts.MaxBodyBytes:
+		// A send of MaxBodyBytes could never be read.
+		return nil, fmt.Errorf("webhookserver: Options.MaxInFlightBytes (%d) is less than MaxBodyBytes (%d)",
+			opts.MaxInFlightBytes, opts.MaxBodyBytes)
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -171,7 +218,8 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{opts: opts, log: opts.Log, clock: opts.Clock, health: health, platform: platform}, nil
+	return &Server{opts: opts, log: opts.Log, clock: opts.Clock, health: health, platform: platform,
+		inflight: &byteBudget{limit: opts.MaxInFlightBytes}}, nil
 }
 
 func defaultDuration(d *time.Duration, def time.Duration) {
@@ -209,7 +257,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 	}
-	return httpserve.Serve(ctx, srv, ln, s.opts.ShutdownTimeout, "Smaregi sends", s.log)
+	return httpserve.Serve(ctx, srv, httpserve.LimitConnections(ln, s.opts.MaxConnections), s.opts.ShutdownTimeout, "Smaregi sends", s.log)
 }
 
 // outcome is the answer to one request.
@@ -262,21 +310,44 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 		log.V(1).Info("refused a send: body too large", "contentLength", r.ContentLength)
 		return refuse(http.StatusRequestEntityTooLarge, ResultTooLarge, "request body too large")
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-	form, params, err := readForm(r, s.opts.MaxBodyBytes)
+	isForm, err := isFormBody(r)
 	if err != nil {
-		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
-			log.V(1).Info("refused a send: body too large")
-			return refuse(http.StatusRequestEntityTooLarge, ResultTooLarge, "request body too large")
-		}
-		// The parse error can quote the query string, which may hold the
-		// key, so it is not logged.
 		log.V(1).Info("refused a send: form not readable")
 		return refuse(http.StatusBadRequest, ResultBadRequest, "malformed form")
 	}
 
-	if out, ok := s.authenticate(ctx, log, route, form); !ok {
+	// The key field is looked for in the raw bytes as they arrive (see
+	// keyScan): the body's first, else the query's first, as
+	// form.Get would pick it. Nothing is decoded before it matched.
+	param, _, _ := store.ReceiverKeyLocation()
+	body := &formBody{r: http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), length: r.ContentLength,
+		max: s.opts.MaxBodyBytes, budget: s.inflight}
+	defer body.release()
+	scan := &keyScan{name: param, maxFields: s.opts.MaxFormFields}
+	if isForm {
+		if err := body.read(scan); err != nil {
+			return s.bodyError(w, log, err)
+		}
+	}
+	if !scan.found {
+		queryScan := &keyScan{name: param, maxFields: s.opts.MaxFormFields}
+		if err := queryScan.scan([]byte(r.URL.RawQuery), true); err != nil {
+			return s.bodyError(w, log, err)
+		}
+		scan = queryScan
+	}
+	if out, ok := s.authenticate(ctx, log, route, scan.sum, scan.found); !ok {
 		return out
+	}
+
+	if isForm {
+		if err := body.read(nil); err != nil {
+			return s.bodyError(w, log, err)
+		}
+	}
+	form, params, err := decodeForm(body.buf, r.URL.RawQuery, s.opts.MaxFormFields)
+	if err != nil {
+		return s.bodyError(w, log, err)
 	}
 
 	procName := form.Get("proc_name")
@@ -331,6 +402,34 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 	log.V(1).Info("accepted a send", "sendID", send.ID, "procName", procName, "rows", send.Rows, "targets", len(targets))
 	return outcome{status: http.StatusOK, result: ResultAccepted, id: send.ID, targets: len(targets)}
 }
+
+// bodyError answers a body that could not be read or decoded.
+func (s *Server) bodyError(w http.ResponseWriter, log logr.Logger, err error) outcome {
+	if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+		log.V(1).Info("refused a send: body too large")
+		return refuse(http.StatusRequestEntityTooLarge, ResultTooLarge, "request body too large")
+	}
+	switch {
+	case errors.Is(err, errTooManyFields):
+		log.V(1).Info("refused a send: too many form fields", "maxFormFields", s.opts.MaxFormFields)
+		return refuse(http.StatusRequestEntityTooLarge, ResultTooLarge, fmt.Sprintf(
+			"more than %d form fields; the receiver's --receiver-max-form-fields limits them", s.opts.MaxFormFields))
+	case errors.Is(err, errBusy):
+		// Not the sender's fault: other requests hold the receiver's
+		// bytes in flight. Smaregi's send is worth resending shortly.
+		log.V(1).Info("refused a send: too many bytes in flight", "maxInFlightBytes", s.opts.MaxInFlightBytes)
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		return refuse(http.StatusServiceUnavailable, ResultBusy, "receiver busy, resend later")
+	}
+	// The error can quote the query string, which may hold the key, so it
+	// is not logged.
+	log.V(1).Info("refused a send: form not readable")
+	return refuse(http.StatusBadRequest, ResultBadRequest, "malformed form")
+}
+
+// retryAfterSeconds is the Retry-After of a busy answer: a body in flight
+// is read within the read timeout, usually within a second.
+const retryAfterSeconds = "1"
 
 // targets returns the stores of the route's contract and namespace that the
 // send concerns (see Send.Targets).

@@ -546,9 +546,13 @@ func TestStartReportsListenErrors(t *testing.T) {
 func TestNewValidatesOptions(t *testing.T) {
 	r := newFakeReader(t)
 	for name, o := range map[string]Options{
-		"no reader":     {Sink: &RecordingSink{}},
-		"no sink":       {Reader: r},
-		"negative size": {Reader: r, Sink: &RecordingSink{}, MaxBodyBytes: -1},
+		"no reader":                    {Sink: &RecordingSink{}},
+		"no sink":                      {Reader: r},
+		"negative size":                {Reader: r, Sink: &RecordingSink{}, MaxBodyBytes: -1},
+		"negative form fields":         {Reader: r, Sink: &RecordingSink{}, MaxFormFields: -1},
+		"negative connections":         {Reader: r, Sink: &RecordingSink{}, MaxConnections: -1},
+		"negative bytes in flight":     {Reader: r, Sink: &RecordingSink{}, MaxInFlightBytes: -1},
+		"less in flight than one body": {Reader: r, Sink: &RecordingSink{}, MaxBodyBytes: 1 << 20, MaxInFlightBytes: 1<<20 - 1},
 	} {
 		if _, err := New(o); err == nil {
 			t.Errorf("%s: New succeeded", name)
@@ -558,7 +562,9 @@ func TestNewValidatesOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.opts.MaxBodyBytes != DefaultMaxBodyBytes || s.opts.BindAddress != DefaultBindAddress || s.opts.ReadHeaderTimeout != DefaultReadHeaderTimeout {
+	if s.opts.MaxBodyBytes != DefaultMaxBodyBytes || s.opts.BindAddress != DefaultBindAddress || s.opts.ReadHeaderTimeout != DefaultReadHeaderTimeout ||
+		s.opts.MaxFormFields != DefaultMaxFormFields || s.opts.MaxConnections != DefaultMaxConnections ||
+		s.opts.MaxInFlightBytes != DefaultInFlightBodies*DefaultMaxBodyBytes || s.inflight.limit != s.opts.MaxInFlightBytes {
 		t.Errorf("defaults not applied: %+v", s.opts)
 	}
 }

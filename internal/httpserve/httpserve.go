@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/net/netutil"
 )
 
 // Listen opens a TCP listener on addr; what names the server in errors.
@@ -49,4 +50,17 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drain time.Du
 	}
 	log.Info("stopped serving " + what)
 	return nil
+}
+
+// LimitConnections returns a listener that keeps at most n connections
+// open at once (n <= 0: no limit); Accept waits while n are open, so
+// further clients wait in the kernel's listen backlog rather than cost the
+// process a goroutine and buffers each. A public endpoint needs it: a
+// client holding many idle or slow connections otherwise grows the
+// process without bound.
+func LimitConnections(ln net.Listener, n int) net.Listener {
+	if n <= 0 {
+		return ln
+	}
+	return netutil.LimitListener(ln, n)
 }
