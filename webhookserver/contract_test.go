@@ -61,9 +61,49 @@ func TestOneRoutePerContract(t *testing.T) {
 	if got := postForm(t, h.url("uid-x"), sendForm(ProcStockSend, both, "goqsystem_key", "wrong")); got.status != http.StatusUnauthorized {
 		t.Errorf("old route with a wrong key: status %d, want 401", got.status)
 	}
-	// Store y had no old key Secret: its old route takes only the contract key.
-	if got := postForm(t, h.url("uid-y"), sendForm(ProcStockSend, both, "goqsystem_key", "old-key-of-x")); got.status != http.StatusUnauthorized {
-		t.Errorf("old route of y with x's old key: status %d, want 401", got.status)
+	// Store y has no old key Secret: its UID is no route at all, not even
+	// with the contract key (issue 20 §1).
+	for _, key := range []string{"old-key-of-x", "contract-key"} {
+		if got := postForm(t, h.url("uid-y"), sendForm(ProcStockSend, both, "goqsystem_key", key)); got.status != http.StatusNotFound {
+			t.Errorf("UID of y, which has no old key Secret, with %s: status %d, want 404", key, got.status)
+		}
+	}
+}
+
+// TestStoreUIDRouteOnlyWhileItsOldKeySecretExists: a store's UID is a route
+// only while the key Secret an operator before one key per contract made
+// for that store exists (labelled, controlled by the store); otherwise the
+// UID, which anyone who can read the store knows, would be a second public
+// route to the contract (issue 20 §1).
+func TestStoreUIDRouteOnlyWhileItsOldKeySecretExists(t *testing.T) {
+	objs := contractFixture("x", "y")
+	legacy := objs[3].(*corev1.Secret)
+	h := newHarness(t, nil, objs...)
+	if got := postForm(t, h.url("uid-x"), sendForm(ProcStockSend, stockParams, "goqsystem_key", "contract-key")); got.status != http.StatusOK {
+		t.Fatalf("UID of x with its old key Secret: status %d %q, want 200", got.status, got.body)
+	}
+
+	unlabelled := legacy.DeepCopy()
+	unlabelled.ResourceVersion = ""
+	unlabelled.Labels = nil
+	planted := legacy.DeepCopy()
+	planted.ResourceVersion = ""
+	planted.OwnerReferences = nil
+	for name, secret := range map[string]*corev1.Secret{"deleted": nil, "not labelled": unlabelled, "not controlled by x": planted} {
+		objs := contractFixture("x", "y")[:3]
+		if secret != nil {
+			objs = append(objs, secret)
+		}
+		h := newHarness(t, nil, objs...)
+		for _, key := range []string{"old-key-of-x", "contract-key"} {
+			got := postForm(t, h.url("uid-x"), sendForm(ProcStockSend, stockParams, "goqsystem_key", key))
+			if got.status != http.StatusNotFound {
+				t.Errorf("old key Secret %s, %s on x's UID: status %d, want 404", name, key, got.status)
+			}
+		}
+		if n := h.sink.Len(); n != 0 {
+			t.Errorf("old key Secret %s: sink holds %d sends", name, n)
+		}
 	}
 }
 

@@ -54,6 +54,20 @@ func (s *Server) lookupRoute(ctx context.Context, routeID string) (route, outcom
 			s.log.V(1).Info("refused a send: unknown route")
 			return route{}, unknown, false
 		}
+		// A store's UID is a route only while the store's own key Secret
+		// of an operator version before one key per contract still exists
+		// (the shop may not have entered the contract's URL yet). Without
+		// it the UID would be a second public route to the contract, one
+		// that anyone who can read the store (or its owner references)
+		// knows, that no shop was ever given and that nobody can close.
+		switch ok, err := s.hasLegacyKeySecret(ctx, &legacy.Items[0]); {
+		case err != nil:
+			s.log.Error(errors.New("get a pre-contract key Secret failed"), "cannot look up a route", "errorType", fmt.Sprintf("%T", err))
+			return route{}, unavailable, false
+		case !ok:
+			s.log.V(1).Info("refused a send: unknown route")
+			return route{}, unknown, false
+		}
 		rt.legacy = &legacy.Items[0]
 		stores.Items = legacy.Items
 	}
@@ -70,6 +84,19 @@ func (s *Server) lookupRoute(ctx context.Context, routeID string) (route, outcom
 	}
 	rt.stores = stores.Items
 	return rt, outcome{}, true
+}
+
+// hasLegacyKeySecret reports whether store's own key Secret from before one
+// key per contract still exists, made by the operator for that store.
+func (s *Server) hasLegacyKeySecret(ctx context.Context, store *smaregiv1alpha1.SmaregiStore) (bool, error) {
+	var secret corev1.Secret
+	if err := s.opts.SecretReader.Get(ctx, types.NamespacedName{Namespace: store.Namespace, Name: store.ReceiverKeySecretName()}, &secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	return secret.Labels[smaregiv1alpha1.ManagedByLabel] == smaregiv1alpha1.ManagedByValue && controlledBy(&secret, store), nil
 }
 
 // authenticate checks the key parameter, given as the digest of its value
