@@ -103,13 +103,17 @@ func (s *Server) hasLegacyKeySecret(ctx context.Context, store *smaregiv1alpha1.
 // (present: the form has a field of the parameter's name), against the
 // contract's key Secret (and, on a store's pre-contract route, that store's
 // old key Secret).
+//
+// Only a send that names the parameter counts towards SendsHealthy: one
+// without it is what anyone who knows the URL can post, and tells nothing
+// about the shop's settings (Smaregi always sends the parameters entered in
+// 4.パラメータ情報).
 func (s *Server) authenticate(ctx context.Context, log logr.Logger, rt route, gotSum [sha256.Size]byte, present bool) (outcome, bool) {
 	unauthorized := refuse(http.StatusUnauthorized, ResultUnauthorized, "missing or wrong key parameter")
 	store := &rt.stores[0]
 	param, secretName, secretKey := store.ReceiverKeyLocation()
 	if !present {
 		log.V(1).Info("refused a send: no key parameter", "parameter", param)
-		s.health.note(rt, verdictWrong)
 		return unauthorized, false
 	}
 	if rt.legacy != nil {

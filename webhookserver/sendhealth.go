@@ -21,7 +21,8 @@ import (
 const FieldManager = "smaregi-operator-receiver"
 
 // DefaultReportInterval is how often a continuing bad verdict (wrong or
-// previous key) is repeated as an event, per contract and replica.
+// previous key) is repeated as an event, per contract and replica, and how
+// long a good send keeps wrong-key sends from being reported.
 const DefaultReportInterval = 5 * time.Minute
 
 // verdict is what one send says about the contract's send settings.
@@ -33,12 +34,24 @@ const (
 	verdictWrong                   // missing or wrong key
 )
 
+// minWrongSends is how many wrong-key sends in a row (no good one between)
+// it takes to report a wrong key: one proves nothing.
+const minWrongSends = 2
+
 // sendHealth turns the verdicts of sends on a contract's route into the
 // SendsHealthy condition and Warning events on the contract's stores: a
 // misconfigured Smaregi otherwise only shows as 401s in its own send
-// history. A change of verdict is reported at once; a bad verdict that
-// continues is repeated at most once per interval, so a storm of refused
-// sends costs a few writes. Reports run off the request path.
+// history. Reports run off the request path.
+//
+// The route is public, and the default parameter name too, so anyone can
+// post wrong keys: the receiver is only told about sends that name the
+// parameter (authenticate), and a wrong key is reported only once
+// minWrongSends of them came in a row, only while no send with a good key
+// arrived for an interval (a shop whose sends work is not asked to re-enter
+// its key because of someone else's posts), and at most once per interval
+// per contract. A good key after a reported bad one is reported at once;
+// as only the shop's Smaregi has the key, that too happens at most once per
+// wrong report. So a storm of refused sends costs a few writes.
 type sendHealth struct {
 	status   client.Client
 	recorder events.EventRecorder
@@ -52,12 +65,15 @@ type sendHealth struct {
 }
 
 type healthRecord struct {
-	verdict  verdict
-	reported time.Time
-	refused  int // wrong-key sends since the verdict turned wrong
+	verdict       verdict   // last reported; the zero value (current) needs no report
+	reported      time.Time // of verdict
+	wrongReported time.Time // last report of a wrong key
+	lastGood      time.Time // last send with the current or previous key
+	refused       int       // wrong-key sends since the last good one
 }
 
-// note records one send's verdict for the route's stores.
+// note records one send's verdict for the route's stores. It is called
+// only for sends that carry the key parameter.
 func (h *sendHealth) note(rt route, v verdict) {
 	if h == nil || (h.status == nil && h.recorder == nil) {
 		return
@@ -66,18 +82,22 @@ func (h *sendHealth) note(rt route, v verdict) {
 	key := store.Namespace + "/" + store.Spec.ContractID
 	now := h.now()
 	h.mu.Lock()
-	prev, seen := h.last[key]
-	rec := prev
-	if !seen || prev.verdict != v {
-		rec = healthRecord{verdict: v}
-	}
+	rec := h.last[key]
+	var due bool
 	if v == verdictWrong {
 		rec.refused++
+		due = rec.refused >= minWrongSends &&
+			(rec.lastGood.IsZero() || now.Sub(rec.lastGood) >= h.interval) &&
+			(rec.wrongReported.IsZero() || now.Sub(rec.wrongReported) >= h.interval)
+		if due {
+			rec.wrongReported = now
+		}
+	} else {
+		rec.lastGood, rec.refused = now, 0
+		due = rec.verdict != v || v == verdictPrevious && now.Sub(rec.reported) >= h.interval
 	}
-	due := !seen && v != verdictCurrent || seen && prev.verdict != v ||
-		v != verdictCurrent && now.Sub(prev.reported) >= h.interval
 	if due {
-		rec.reported = now
+		rec.verdict, rec.reported = v, now
 	}
 	h.last[key] = rec
 	h.mu.Unlock()
