@@ -87,7 +87,7 @@ bench: ## Run the benchmarks; print their figures, then one table of every targe
 	 echo ">> first op = initial import, then 2 reconciles of 100 drifted rows"; \
 	 go test -run '^$$' -bench "$$repeated" -benchmem -benchtime 3x -timeout 30m ./internal/mirror/; \
 	 echo ">> end to end: the operator binary, the simulator and a channel over HTTP (make bench-e2e)"; \
-	 go test -tags bench -run '^$$' -bench '^BenchmarkEndToEnd(Platform)?$$' -benchtime 1x -timeout 20m ./test/e2e/; \
+	 go test -tags bench -run '^$$' -bench '^Benchmark(EndToEnd(Platform)?|ReceiverKeylessFlood)$$' -benchtime 1x -timeout 20m ./test/e2e/; \
 	 } 2>&1 | tee $(BENCH_OUT); \
 	 go run ./hack/benchsummary $(BENCH_OUT)
 

@@ -44,6 +44,13 @@ var targets = []target{
 	{"Platform: sale → watch event (live feed), p99 (ms)", "BenchmarkEndToEndPlatform", "sale-watch-p99-ms", "", 0},
 	{"receiver, informer cache, bolt (durable sends/s)", "BenchmarkReceiverDurableCache/bolt", "sends/s", ">=", 5000},
 	{"receiver, informer cache, PostgreSQL (durable sends/s)", "BenchmarkReceiverDurableCache/postgres", "sends/s", ">=", 5000},
+	// Issue 20 §1: POSTs without the right key, in process (B/op with the
+	// default options) and through the binary (make bench's run 4).
+	{"receiver: 4 MiB wrong-key request, bytes allocated (B)", "BenchmarkReceiverUnauthenticated/wrong-key-first", "B/op", "<", 256 << 10},
+	{"receiver: 4 MiB keyless request, bytes allocated (B; the body once)", "BenchmarkReceiverUnauthenticated/keyless-one-field", "B/op", "<", 4<<20 + 256<<10},
+	{"keyless flood, issue's body: RSS growth per request in flight (MB)", "BenchmarkReceiverKeylessFlood", "issue-body-growth-MB/in-flight", "<", 10},
+	{"keyless flood, one 4 MiB field: RSS growth per request in flight (MB)", "BenchmarkReceiverKeylessFlood", "keyless-one-field-growth-MB/in-flight", "<", 10},
+	{"keyless flood, one 4 MiB field: peak RSS (MB; limit 512)", "BenchmarkReceiverKeylessFlood", "keyless-one-field-peak-rss-MB", "<", 512},
 	{"send → mirror in process, p99 (ms)", "BenchmarkSendToMirrorLag", "lag-p99-ms", "<", 1000},
 	{"adjustment → applied in process, p99 (ms)", "BenchmarkAdjustmentToApplied", "p99_ms", "<", 1000},
 	{"full reconcile of 100,000 products (s)", "BenchmarkFullReconcile100k", "s/reconcile", "<", 10},
