@@ -1,6 +1,7 @@
 package webhookserver
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -252,4 +253,46 @@ func TestChunkedBodyAtTheCap(t *testing.T) {
 	if used := h.srv.inflight.used; used != 0 {
 		t.Errorf("%d bytes still reserved after the requests", used)
 	}
+}
+
+// FuzzKeyScan: on any form url.ParseQuery reads without error, the raw scan
+// finds the key exactly when the decoded form has it, with the digest of
+// its first value, however the bytes arrive (all at once, or a byte at a
+// time); so authenticating on the scan is authenticating on form.Get.
+func FuzzKeyScan(f *testing.F) {
+	for _, seed := range []string{
+		"goqsystem_key=abc", "a=1&goqsystem_key=abc&b=2", "goqsystem%5Fkey=a%62c", "goqsystem_key=a+b&goqsystem_key=x",
+		"&&goqsystem_key&", "goqsystem_key=", "x=goqsystem_key%3Dabc", "goqsystem_key=%zz&goqsystem_key=abc", "a;b=1&goqsystem_key=1",
+		"params=1&goqsystem_key=2", "goqsystem+key=1",
+	} {
+		f.Add(seed, "goqsystem_key")
+	}
+	f.Add("params=1", "params")
+	f.Add("a+b=1", "a b")
+	f.Fuzz(func(t *testing.T, body, name string) {
+		values, err := url.ParseQuery(body)
+		if err != nil {
+			return
+		}
+		vs, want := values[name]
+		want = want && name != "params"
+		whole := keyScan{name: name}
+		if err := whole.scan([]byte(body), true); err != nil {
+			t.Fatalf("scan of a readable form: %v", err)
+		}
+		stepwise := keyScan{name: name}
+		for i := 1; i <= len(body) && !stepwise.found; i++ {
+			if err := stepwise.scan([]byte(body[:i]), i == len(body)); err != nil {
+				t.Fatalf("stepwise scan of a readable form: %v", err)
+			}
+		}
+		for how, s := range map[string]keyScan{"whole": whole, "stepwise": stepwise} {
+			if s.found != want {
+				t.Fatalf("%s: found %v, ParseQuery has %q: %v", how, s.found, name, want)
+			}
+			if want && s.sum != sha256.Sum256([]byte(vs[0])) {
+				t.Fatalf("%s: digest is not that of the first value %q", how, vs[0])
+			}
+		}
+	})
 }
