@@ -45,21 +45,20 @@ func TestExactlyOnceUnderLateCommitsAndLeaderKills(t *testing.T) {
 		adjustments = 1000
 	)
 	stores := []string{"1", "2", "3"}
-	electionNS := newNamespace(t, "late-election")
 	ns := newNamespace(t, "late")
 	s := newShop(t, "e2elate", stores, products)
 
 	newReplica := func(name string) *haReplica {
 		cfg := newOperatorConfig(t)
 		cfg.inventory = dsn
-		cfg.extraArgs = []string{"--leader-elect", "--leader-election-namespace", electionNS,
+		cfg.extraArgs = []string{"--leader-elect",
 			"--smaregi-request-timeout", "1s", "--push-settle-period", "5s"}
 		return &haReplica{name: name, cfg: cfg}
 	}
 	a, b := newReplica("A"), newReplica("B")
 	a.start(t)
 	b.start(t)
-	el := &election{ns: electionNS, identities: map[string]string{}}
+	el := &election{ns: a.cfg.install.namespace, identities: map[string]string{}}
 	leader := el.waitLeader(t, a, b)
 	declareStores(t, ns, s, time.Minute, stores...)
 	for _, id := range stores {
