@@ -196,9 +196,10 @@ func newOperatorConfigFor(t testing.TB, in chartInstall) operatorConfig {
 	}
 }
 
-// rbacRefusal is how the API server's 403 reads in the operator's log
-// (`… is forbidden: User "system:serviceaccount:…" cannot …`).
-const rbacRefusal = `is forbidden: User "system:serviceaccount:`
+// rbacRefusal is how the API server's 403 begins in the operator's log
+// (`… is forbidden: User "system:serviceaccount:…" cannot …`, the quotes
+// escaped in the JSON log); the operator's own messages never say it.
+const rbacRefusal = `is forbidden: User `
 
 // startOperator runs the binary with the flags the issue names for other
 // tools, plus the hub API and plain-HTTP metrics for the assertions.
@@ -307,7 +308,8 @@ func readFileAll(p string) string {
 	return string(data)
 }
 
-// grepLines returns up to limit lines of s that contain sub.
+// grepLines returns up to limit lines of s that contain sub, each cut to
+// 500 bytes (a JSON log line may carry a stack trace).
 func grepLines(s, sub string, limit int) []string {
 	var out []string
 	for line := range strings.Lines(s) {
@@ -315,7 +317,11 @@ func grepLines(s, sub string, limit int) []string {
 			if len(out) == limit {
 				return append(out, "…")
 			}
-			out = append(out, strings.TrimRight(line, "\n"))
+			line = strings.TrimRight(line, "\n")
+			if len(line) > 500 {
+				line = line[:500] + "…"
+			}
+			out = append(out, line)
 		}
 	}
 	return out
