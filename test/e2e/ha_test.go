@@ -192,8 +192,16 @@ func TestHighAvailability(t *testing.T) {
 			}
 			t.Errorf("sends failed during the hand-over: %s", strings.Join(bad, "; "))
 		}
-		if during == 0 {
+		// After SIGKILL the survivor must wait out the Lease (seconds), so
+		// sends answered meanwhile are made to exist, and missing them means
+		// the hand-over was not exercised. A graceful stop releases the
+		// Lease at once and the survivor may lead before the first send is
+		// answered: nothing to require there, the window is checked above.
+		switch {
+		case during == 0 && !graceful:
 			t.Errorf("no send was answered while %s was not yet leading; the hand-over was not exercised", survivor.name)
+		case during == 0:
+			t.Logf("%s led before the first send after the SIGTERM was answered", survivor.name)
 		}
 		if got := el.waitLeader(t, survivor); got != survivor {
 			t.Fatalf("%s leads, want %s", got.name, survivor.name)
