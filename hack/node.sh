@@ -456,6 +456,7 @@ imports = []
 
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "$(command -v runc)"
+        Root = "$ctrd/runc"
         SystemdCgroup = false
 
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -467,9 +468,12 @@ EOF
 
 # --- down ---------------------------------------------------------------------
 iptables_chains() {
-  local t
-  for t in filter nat mangle; do
-    iptables -t "$t" -S 2>/dev/null | awk -v t="$t" '$1 == "-N" && $2 ~ /^KUBE-/ {print t, $2}'
+  local ipt t
+  for ipt in iptables ip6tables; do
+    command -v "$ipt" >/dev/null || continue
+    for t in filter nat mangle; do
+      "$ipt" -t "$t" -S 2>/dev/null | awk -v i="$ipt" -v t="$t" '$1 == "-N" && $2 ~ /^KUBE-/ {print i, t, $2}'
+    done
   done
 }
 
@@ -520,6 +524,10 @@ down_quiet() {
   stop kube-apiserver
   stop etcd
 
+  # The shims' socket directory is fixed (/run/containerd/s); left empty, it
+  # goes, as does /run/containerd if nothing else uses it.
+  rmdir /run/containerd/s /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd 2>/dev/null || true
+
   # Mounts under the state dir (kubelet's volumes and root-dir bind mount,
   # containerd's overlay rootfs and sandbox shm), deepest first.
   local m
@@ -544,20 +552,20 @@ down_quiet() {
     iptables -t nat -X SMAREGI-NODE
   fi
   if [[ -f "$dir/iptables.before" ]]; then
-    local t c
-    while read -r t c; do
-      grep -qx "$t $c" "$dir/iptables.before" && continue
+    local ipt t c rule
+    while read -r ipt t c; do
+      grep -qx "$ipt $t $c" "$dir/iptables.before" && continue
       # Jumps to the chain from built-in chains first, then the chain.
-      iptables -t "$t" -S | awk -v c="$c" '$1 == "-A" && $2 !~ /^KUBE-/ && / -j / && $NF == c' |
+      "$ipt" -t "$t" -S | awk -v c="$c" '$1 == "-A" && $2 !~ /^KUBE-/ && / -j / && $NF == c' |
         while read -r rule; do
           # shellcheck disable=SC2086
-          iptables -t "$t" ${rule/-A/-D} 2>/dev/null || true
+          "$ipt" -t "$t" ${rule/-A/-D} 2>/dev/null || true
         done
-      iptables -t "$t" -F "$c" 2>/dev/null || true
+      "$ipt" -t "$t" -F "$c" 2>/dev/null || true
     done < <(iptables_chains)
-    while read -r t c; do
-      grep -qx "$t $c" "$dir/iptables.before" && continue
-      iptables -t "$t" -X "$c" 2>/dev/null || log "could not delete iptables chain $t/$c"
+    while read -r ipt t c; do
+      grep -qx "$ipt $t $c" "$dir/iptables.before" && continue
+      "$ipt" -t "$t" -X "$c" 2>/dev/null || log "could not delete $ipt chain $t/$c"
     done < <(iptables_chains)
   fi
 
