@@ -67,7 +67,9 @@ test: manifests generate fmt vet ## Run every test: unit, envtest (real kube-api
 	 echo ">> KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS HELM=$$HELM"; \
 	 go test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...; \
 	 echo ">> the Helm chart (test/chart, its own module)"; \
-	 cd test/chart && go test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	 (cd test/chart && go test -count=1 -timeout $(TEST_TIMEOUT) ./...); \
+	 echo ">> the image builder (hack/imagebuild, its own module)"; \
+	 (cd hack/imagebuild && go test -count=1 -timeout $(TEST_TIMEOUT) ./...)
 
 # Where `make bench` keeps the raw `go test -bench` output it summarises.
 BENCH_OUT ?= /tmp/smaregi-bench.out
@@ -131,8 +133,25 @@ demo: ## Quick start: local control plane + simulator + operator + sample store.
 CONTAINER_TOOL ?= docker
 
 .PHONY: docker-build
-docker-build: ## Build the operator image (needs a Docker engine).
+docker-build: ## Build the operator image with a Docker engine (or CONTAINER_TOOL=podman) from the Dockerfile.
 	$(CONTAINER_TOOL) build -t $(IMG) .
+
+# `make image` builds the same image as the Dockerfile without a Docker engine,
+# base image or registry (docs/release.md): the static binary, built as the
+# Dockerfile builds it, is put into a one-layer image by hack/imagebuild (its
+# own Go module). Same tree, same digest.
+IMAGE_ARCH ?= $(shell go env GOARCH)
+IMAGE_ARCHIVE ?= dist/smaregi-operator-image.tar
+IMAGE_BINARY = dist/manager-linux-$(IMAGE_ARCH)
+
+.PHONY: image
+image: ## Build the operator image (no Docker needed) into dist/smaregi-operator-image.tar; print its digest.
+	@mkdir -p dist
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -tags timetzdata -ldflags='-s -w -buildid=' -o $(IMAGE_BINARY) ./cmd
+	@go run -C hack/imagebuild . --binary "$(CURDIR)/$(IMAGE_BINARY)" --arch $(IMAGE_ARCH) --tag $(IMG) \
+	  --label org.opencontainers.image.source=https://github.com/stocksync/smaregi-operator \
+	  --out "$(CURDIR)/$(IMAGE_ARCHIVE)" > dist/image.digest
+	@echo "$(IMG) $$(cat dist/image.digest) $(IMAGE_ARCHIVE)"
 
 .PHONY: docker-push
 docker-push: ## Push the operator image.
@@ -151,10 +170,33 @@ install: manifests ## Install the CRD into the cluster in KUBECONFIG.
 uninstall: manifests ## Remove the CRD (and every SmaregiStore) from the cluster.
 	$(KUBECTL) delete --ignore-not-found -k config/crd
 
+# The kustomize installation (config/default) with the manager's image set
+# to IMG: what `make deploy` applies and `make build-installer` writes.
+INSTALL_MANIFEST = $(KUBECTL) kustomize config/default | sed 's\#ghcr.io/stocksync/smaregi-operator:dev\#$(IMG)\#'
+
 .PHONY: deploy
 deploy: manifests ## Deploy the operator (image IMG) into the cluster in KUBECONFIG.
-	$(KUBECTL) kustomize config/default | sed 's#ghcr.io/stocksync/smaregi-operator:dev#$(IMG)#' | $(KUBECTL) apply --server-side -f -
+	$(INSTALL_MANIFEST) | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: ## Remove the operator from the cluster.
 	$(KUBECTL) kustomize config/default | $(KUBECTL) delete --ignore-not-found -f -
+
+##@ Release
+
+# The image tag, for the chart's appVersion.
+IMG_TAG = $(lastword $(subst :, ,$(IMG)))
+
+.PHONY: build-installer
+build-installer: manifests generate ## Write dist/install.yaml: the CRDs, RBAC and the manager with image IMG, for `kubectl apply -f`.
+	@mkdir -p dist
+	$(INSTALL_MANIFEST) > dist/install.yaml
+
+.PHONY: helm-package
+helm-package: manifests ## Package the chart into dist/ with appVersion set to IMG's tag.
+	@mkdir -p dist
+	"$$($(HELM_CMD))" package charts/smaregi-operator -d dist --app-version "$(IMG_TAG)"
+
+.PHONY: release
+release: image build-installer helm-package ## Every release artefact in dist/: image archive (and digest), install.yaml, chart package.
+	@ls -l dist

@@ -8,9 +8,16 @@ import (
 	"github.com/stocksync/smaregi-operator/api/v1alpha1"
 )
 
-// DefaultAllowedEndpoints are Smaregi's production endpoints: the operator's
-// --allowed-endpoints default.
-var DefaultAllowedEndpoints = []string{"https://webapi.smaregi.jp/"}
+// DefaultAllowedEndpoints are Smaregi's production endpoints, the legacy
+// API's and the Platform API's (its API base and its identity base, where
+// tokens are fetched): the operator's --allowed-endpoints default. Every
+// default of spec.endpoint and spec.tokenEndpoint must be in it
+// (TestDefaultsAreAllowed), so a shop declared with no endpoint works.
+var DefaultAllowedEndpoints = []string{
+	"https://webapi.smaregi.jp/",
+	"https://api.smaregi.jp/",
+	"https://id.smaregi.jp/",
+}
 
 // Endpoints is an allowlist of API endpoints: a store whose spec.endpoint
 // matches none of them gets no request at all, so that whoever may edit a

@@ -62,3 +62,27 @@ func TestClientsSendNothingOutsideTheAllowlist(t *testing.T) {
 		t.Errorf("%d requests reached the endpoint", hits.Load())
 	}
 }
+
+// TestDefaultsAreAllowed: a legacy and a Platform shop declared with no
+// endpoint (as the README shows) are not refused by the default allowlist,
+// so every default works against Smaregi's production. Building a backend
+// sends nothing, so no request leaves this machine.
+func TestDefaultsAreAllowed(t *testing.T) {
+	allowed, err := ParseEndpoints(DefaultAllowedEndpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := &Clients{Allowed: allowed}
+	for _, api := range []v1alpha1.StoreAPI{"", v1alpha1.APILegacy, v1alpha1.APIPlatform} {
+		store := &v1alpha1.SmaregiStore{Spec: v1alpha1.SmaregiStoreSpec{API: api, ContractID: "sk1", StoreID: "1"}}
+		target := Target{API: store.APIName(), Endpoint: store.EndpointURL(), TokenEndpoint: store.TokenEndpointURL(),
+			ContractID: "sk1", StoreID: "1", Credentials: Credentials{AccessToken: "tok", ClientID: "id", ClientSecret: "secret"}}
+		if _, err := clients.Backend(target, Tune{}); err != nil {
+			t.Errorf("api %q with default endpoints %q and %q: %v", api, target.Endpoint, target.TokenEndpoint, err)
+		}
+	}
+	// The allowlist still refuses what is not Smaregi's.
+	if err := allowed.Check("https://api.smaregi.jp.attacker.test/"); err == nil {
+		t.Error("a look-alike host was allowed")
+	}
+}
