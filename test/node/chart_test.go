@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,7 @@ const (
 	productRestart = "8000012"
 	productUpgrade = "8000013"
 	productHA      = "8000014"
+	productHACrash = "8000015"
 )
 
 // cluster is what the tests of one run share: the simulators, the CA, the
@@ -298,7 +300,8 @@ func (c *cluster) checkDeployment(t *testing.T, ns string, replicas int32, resta
 			if !restarts {
 				t.Errorf("Pod %s restarted %d times (liveness probe or crash)", p.Name, n)
 			} else {
-				t.Logf("Pod %s restarted %d times before it could open the inventory", p.Name, n)
+				last, _ := kubectl("-n", ns, "logs", p.Name, "--previous", "--tail", "1")
+				t.Logf("Pod %s restarted %d times; the last exit: %s", p.Name, n, strings.TrimSpace(last))
 			}
 		}
 	}

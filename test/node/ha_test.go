@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
@@ -44,17 +46,22 @@ const haRelease = "smaregi-ha"
 const leaseName = "smaregi-operator.stocksync.io"
 
 // leaseDuration and retryPeriod are controller-runtime's defaults, which
-// the operator keeps: a crashed leader's Lease expires after leaseDuration
-// and the other replica tries every retryPeriod.
+// the operator keeps. A candidate counts a Lease's duration from when it
+// saw the last renewal, and looks every retryPeriod stretched by up to
+// client-go's jitter factor (1.2): so a crashed leader's Lease is taken at
+// most leaseDuration plus two such waits after its last renewal.
 const (
 	leaseDuration = 15 * time.Second
 	retryPeriod   = 2 * time.Second
+	// maxRetryWait is retryPeriod with client-go's leaderelection.JitterFactor.
+	maxRetryWait = retryPeriod + retryPeriod*12/10
 )
 
 // postgresHA installs the chart with inventory.type postgres and two
-// replicas (after the bolt release is uninstalled; the stores stay), kills
-// the leader's Pod and checks that the other replica takes over within the
-// lease time and that a pending adjustment is applied once.
+// replicas (after the bolt release is uninstalled; the stores stay), stops
+// the leader's Pod while it pushes, gracefully and by a crash, and checks
+// that another process takes over within the lease time and that the
+// adjustment is applied once.
 func (c *cluster) postgresHA(t *testing.T) {
 	ctx := context.Background()
 	dsn := haDatabase(t)
@@ -89,41 +96,54 @@ func (c *cluster) postgresHA(t *testing.T) {
 		return err
 	})
 
-	leader := c.leader(t)
-	t.Logf("leader: %s", leader)
-	c.suspend(t, legacyStore, true)
-	c.pending(t, hc, "ha-1", productHA)
+	// Hand-over while a push is in flight: the simulator holds every
+	// stock_upd without answering and commits it only after the request
+	// has ended (a slow gateway finishing an abandoned call), so the
+	// leader stops with an attempt whose outcome it never learnt. The new
+	// leader must find it applied in the stock history and not send it
+	// again.
+	c.legacy.call(t, http.MethodPut, "/_sim/faults", map[string]any{"lateCommitRate": 1, "lateCommitDelay": "2s"}, nil)
+	t.Cleanup(func() { _ = c.legacy.try(http.MethodPut, "/_sim/faults", map[string]any{}, nil) })
 
-	// A crash, not a graceful stop: the Lease is not released, so the
-	// other replica must wait for it to expire.
-	killed := time.Now()
-	if _, err := kubectl("-n", haRelease, "delete", "pod", leader, "--grace-period=1", "--wait=false"); err != nil {
-		t.Fatal(err)
-	}
-	var next string
-	eventually(t, leaseDuration+retryPeriod+time.Minute, "a new leader", func() error {
-		next = c.leaseHolder(t)
-		if next == "" || next == leader {
-			return fmt.Errorf("holder %q", next)
+	for _, step := range []struct {
+		id, product string
+		stop        string
+	}{
+		// What a user does: the Pod stops gracefully (preStop, then the
+		// leader releases the Lease on its way out).
+		{"ha-delete", productHA, "delete"},
+		// A crash: the process is killed, the Lease is not released and
+		// must expire first.
+		{"ha-crash", productHACrash, "kill"},
+	} {
+		leader := c.leaseRecord(t)
+		if leader.identity == "" {
+			t.Fatal("no leader")
 		}
-		return nil
-	})
-	handover := time.Since(killed)
-	t.Logf("leader %s → %s in %s", leader, next, handover.Round(100*time.Millisecond))
-	// The old leader had up to a second to stop, then its Lease (renewed
-	// at most retryPeriod before) had to expire; polling adds a second.
-	if limit := time.Second + leaseDuration + retryPeriod + 2*time.Second; handover > limit {
-		t.Errorf("hand-over took %s, more than the lease time allows (%s)", handover.Round(100*time.Millisecond), limit)
+		c.inFlight(t, hc, step.id, step.product)
+		switch step.stop {
+		case "delete":
+			if _, err := kubectl("-n", haRelease, "delete", "pod", leader.pod(), "--wait=false"); err != nil {
+				t.Fatal(err)
+			}
+		case "kill":
+			c.killContainer(t, haRelease, leader.pod())
+		}
+		gap := c.handover(t, leader)
+		t.Logf("%s: leader %s → new leader after %s without one", step.stop, leader.pod(), gap.Round(100*time.Millisecond))
+		// The Lease expires leaseDuration after a candidate saw its last
+		// renewal (up to one wait late), and is taken at the next try
+		// (up to one more); a second for polling.
+		if limit := leaseDuration + 2*maxRetryWait + time.Second; gap > limit {
+			t.Errorf("%s: the Lease was unheld for %s, more than the lease time allows (%s)", step.stop, gap.Round(100*time.Millisecond), limit)
+		}
+		c.waitApplied(t, hc, legacyStore, step.id)
+		c.appliedOnce(t, step.product, -1)
 	}
-
-	c.stillPending(t, hc, "ha-1")
-	c.suspend(t, legacyStore, false)
-	c.waitApplied(t, hc, legacyStore, "ha-1")
-	c.appliedOnce(t, productHA, -1)
 	// What the other release applied was not applied again from here.
 	for _, p := range []string{productHub, productRestart, productUpgrade} {
-		if rows := c.legacy.pushedRows(t, "1", p); len(rows) > 1 {
-			t.Errorf("%s pushed %d times", p, len(rows))
+		if rows := c.legacy.pushedRows(t, "1", p); len(rows) != 1 {
+			t.Errorf("%s: %d pushed history rows, want 1", p, len(rows))
 		}
 	}
 
@@ -131,33 +151,101 @@ func (c *cluster) postgresHA(t *testing.T) {
 	c.uninstall(t, haRelease)
 }
 
-// leader returns the name of the Pod holding the Lease.
-func (c *cluster) leader(t *testing.T) string {
+// inFlight submits an adjustment of -1 and waits until its push has been
+// sent and not answered (awaitingConfirmation): the simulator holds it.
+func (c *cluster) inFlight(t *testing.T, hc *hubClient, id, product string) {
 	t.Helper()
-	var holder string
-	eventually(t, time.Minute, "a leader", func() error {
-		holder = c.leaseHolder(t)
-		if holder == "" {
-			return fmt.Errorf("no holder")
+	if _, err := hc.adjust(context.Background(), shops, legacyStore, id, product, -1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, id+" in flight", func() error {
+		a, err := hc.adjustment(context.Background(), shops, legacyStore, id)
+		if err != nil {
+			return err
+		}
+		if a.State != "pending" || !a.AwaitingConfirmation {
+			return fmt.Errorf("state %q, awaitingConfirmation %v", a.State, a.AwaitingConfirmation)
 		}
 		return nil
 	})
-	return holder
+	if n := len(c.legacy.pushedRows(t, "1", product)); n != 0 {
+		t.Fatalf("%s: %d history rows while the push is held", id, n)
+	}
 }
 
-// leaseHolder returns the Pod named by the Lease's holder identity
-// ("<pod>_<uuid>"), or "".
-func (c *cluster) leaseHolder(t *testing.T) string {
+// killContainer kills the operator container of a Pod with SIGKILL, as a
+// crash or the OOM killer would: nothing of the process runs on.
+func (c *cluster) killContainer(t *testing.T, ns, pod string) {
 	t.Helper()
-	l := &coordinationv1.Lease{}
-	if err := c.kube.Get(context.Background(), types.NamespacedName{Namespace: haRelease, Name: leaseName}, l); err != nil {
-		return ""
+	p := &corev1.Pod{}
+	must(t, c.kube.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: pod}, p))
+	id, ok := strings.CutPrefix(p.Status.ContainerStatuses[0].ContainerID, "containerd://")
+	if !ok {
+		t.Fatalf("Pod %s: container ID %q", pod, p.Status.ContainerStatuses[0].ContainerID)
 	}
-	if l.Spec.HolderIdentity == nil {
-		return ""
+	if out, err := exec.Command("ctr", "-a", env.ctrdSock, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id).CombinedOutput(); err != nil {
+		t.Fatalf("kill the container of %s: %v: %s", pod, err, out)
 	}
-	pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
+}
+
+// leaseRecord is who holds the operator's Lease and when it last renewed.
+type leaseRecord struct {
+	identity string // "<pod>_<uuid>"
+	renewed  time.Time
+	acquired time.Time
+}
+
+func (l leaseRecord) pod() string {
+	pod, _, _ := strings.Cut(l.identity, "_")
 	return pod
+}
+
+func (c *cluster) leaseRecord(t *testing.T) leaseRecord {
+	t.Helper()
+	var r leaseRecord
+	eventually(t, time.Minute, "the Lease", func() error {
+		l := &coordinationv1.Lease{}
+		if err := c.kube.Get(context.Background(), types.NamespacedName{Namespace: haRelease, Name: leaseName}, l); err != nil {
+			return err
+		}
+		r = leaseRecord{}
+		if l.Spec.HolderIdentity != nil {
+			r.identity = *l.Spec.HolderIdentity
+		}
+		if l.Spec.RenewTime != nil {
+			r.renewed = l.Spec.RenewTime.Time
+		}
+		if l.Spec.AcquireTime != nil {
+			r.acquired = l.Spec.AcquireTime.Time
+		}
+		return nil
+	})
+	return r
+}
+
+// handover follows the Lease until another identity (another Pod, or the
+// killed one's restarted process) holds it, and returns how long no one
+// did: from the old holder's last renewal seen to the new one's
+// acquisition.
+func (c *cluster) handover(t *testing.T, old leaseRecord) time.Duration {
+	t.Helper()
+	last := old.renewed
+	var next leaseRecord
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		next = c.leaseRecord(t)
+		if next.identity == old.identity && next.renewed.After(last) {
+			last = next.renewed
+		}
+		if next.identity != "" && next.identity != old.identity {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new leader after 3m: Lease holder %q", next.identity)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return next.acquired.Sub(last)
 }
 
 // haDatabase returns the DSN the operator's Pods use: a fresh database in
