@@ -403,6 +403,7 @@ func (c *cluster) declareStores(t *testing.T) {
 	legacy.Spec.StoreID = "1"
 	legacy.Spec.Endpoint = c.legacy.public + "access/"
 	legacy.Spec.CredentialsRef.Name = "legacy-credentials"
+	legacy.Spec.Sync = slowPolls()
 	must(t, c.kube.Create(ctx, legacy))
 	plat := &smaregiv1alpha1.SmaregiStore{ObjectMeta: metav1.ObjectMeta{Namespace: shops, Name: platStore}}
 	plat.Spec.API = smaregiv1alpha1.APIPlatform
@@ -411,7 +412,16 @@ func (c *cluster) declareStores(t *testing.T) {
 	plat.Spec.Endpoint = c.platform.public
 	plat.Spec.TokenEndpoint = c.platform.public
 	plat.Spec.CredentialsRef.Name = "platform-app"
+	plat.Spec.Sync = slowPolls()
 	must(t, c.kube.Create(ctx, plat))
+}
+
+// slowPolls keeps the safety-net polls out of the tests' minutes: what
+// reaches a mirror within them came by a send or webhook (or a pull an
+// applied adjustment asks for), not by a poll.
+func slowPolls() smaregiv1alpha1.SyncSpec {
+	return smaregiv1alpha1.SyncSpec{PollInterval: &metav1.Duration{Duration: time.Hour},
+		FullResyncInterval: &metav1.Duration{Duration: 2 * time.Hour}}
 }
 
 func (c *cluster) store(t *testing.T, name string) *smaregiv1alpha1.SmaregiStore {

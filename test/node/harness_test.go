@@ -176,7 +176,7 @@ func kubeClients(t *testing.T) (client.Client, kubernetes.Interface) {
 
 // kubectl runs kubectl against the node and returns its combined output.
 func kubectl(args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(env.binDir, "kubectl"), append([]string{"--kubeconfig", env.kubeconfig}, args...)...)
+	cmd := dieWithUs(exec.Command(filepath.Join(env.binDir, "kubectl"), append([]string{"--kubeconfig", env.kubeconfig}, args...)...))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
@@ -188,7 +188,7 @@ func kubectl(args ...string) (string, error) {
 func helm(t *testing.T, args ...string) string {
 	t.Helper()
 	start := time.Now()
-	cmd := exec.Command(env.helm, append([]string{"--kubeconfig", env.kubeconfig}, args...)...)
+	cmd := dieWithUs(exec.Command(env.helm, append([]string{"--kubeconfig", env.kubeconfig}, args...)...))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -277,8 +277,8 @@ func (pf *portForward) output() string {
 func (pf *portForward) loop(namespace, service string, remote int) {
 	defer close(pf.done)
 	for {
-		cmd := exec.Command(filepath.Join(env.binDir, "kubectl"), "--kubeconfig", env.kubeconfig, "-n", namespace,
-			"port-forward", "--address", "127.0.0.1", "svc/"+service, fmt.Sprintf("%d:%d", pf.local, remote))
+		cmd := dieWithUs(exec.Command(filepath.Join(env.binDir, "kubectl"), "--kubeconfig", env.kubeconfig, "-n", namespace,
+			"port-forward", "--address", "127.0.0.1", "svc/"+service, fmt.Sprintf("%d:%d", pf.local, remote)))
 		w := &lockedWriter{mu: &pf.mu, w: &pf.log}
 		cmd.Stdout, cmd.Stderr = w, w
 		pf.mu.Lock()
@@ -417,7 +417,7 @@ func startSimulator(t *testing.T, ca *testCA, extraEnv []string, args ...string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(art.simBin, append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--quiet"}, args...)...)
+	cmd := dieWithUs(exec.Command(art.simBin, append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--quiet"}, args...)...))
 	cmd.Env = append(os.Environ(), extraEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -146,8 +146,10 @@ func setup() error {
 // once the teardown here has run.
 func nodeDown() func() {
 	script := filepath.Join(env.repo, "hack", "node.sh")
+	keep := os.Getenv("SMAREGI_NODE_KEEP")
 	guard := exec.Command("/bin/sh", "-c",
-		`while kill -0 "$0" 2>/dev/null; do sleep 1; done; exec "$1" down`, strconv.Itoa(os.Getpid()), script)
+		`while kill -0 "$0" 2>/dev/null; do sleep 1; done; "$1" down; [ -n "$3" ] || rm -rf "$2"`,
+		strconv.Itoa(os.Getpid()), script, env.work, keep)
 	guard.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	guardLog, _ := os.Create(filepath.Join(os.TempDir(), "smaregi-node-guard.log"))
 	guard.Stdout, guard.Stderr = guardLog, guardLog
@@ -196,6 +198,14 @@ func loadNodeEnv() error {
 		return fmt.Errorf("hack/node.sh env said neither CONTAINERD_ADDRESS nor PATH: %q", out)
 	}
 	return nil
+}
+
+// dieWithUs makes a child process (simulator, port-forward, helm) get
+// SIGKILL when the test binary dies without stopping it (a panic, go
+// test's timeout): the guard takes the node down, nothing else is left.
+func dieWithUs(cmd *exec.Cmd) *exec.Cmd {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
 }
 
 // runOut runs cmd with its stderr passed through (progress) and returns its
