@@ -1,7 +1,8 @@
 # smaregi-operator Makefile (kubebuilder v4 conventions).
 #
 #   make demo   local control plane + simulator + operator, one command
-#   make test   everything CI runs (unit, envtest, both inventory backends)
+#   make test   everything CI runs (unit, envtest, both inventory backends, the
+#               chart on a one-node cluster as root)
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -61,11 +62,14 @@ TEST_TIMEOUT ?= 30m
 TEST_FLAGS ?= -race
 
 .PHONY: test
-test: manifests generate fmt vet ## Run every test: unit, envtest (real kube-apiserver), both inventory backends.
+# test/node (as root) installs the chart on a one-node cluster (hack/node.sh)
+# with the image `make image` wrote; SMAREGI_NODE_TEST=0 leaves it out.
+test: manifests generate fmt vet image ## Run every test: unit, envtest (real kube-apiserver), both inventory backends, the chart on a real node.
 	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
 	 export SMAREGI_TEST_POSTGRES_URL="$${SMAREGI_TEST_POSTGRES_URL:-$$(hack/postgres.sh start)}"; \
 	 export HELM="$$($(HELM_CMD))"; \
-	 echo ">> KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS HELM=$$HELM"; \
+	 export SMAREGI_OPERATOR_IMAGE_ARCHIVE="$(CURDIR)/$(IMAGE_ARCHIVE)"; \
+	 echo ">> KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS HELM=$$HELM SMAREGI_OPERATOR_IMAGE_ARCHIVE=$$SMAREGI_OPERATOR_IMAGE_ARCHIVE"; \
 	 go test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...; \
 	 echo ">> the Helm chart (test/chart, its own module)"; \
 	 (cd test/chart && go test -count=1 -timeout $(TEST_TIMEOUT) ./...); \
