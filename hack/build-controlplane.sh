@@ -18,7 +18,9 @@ mod="$here/controlplane"
 version_of() { awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2; exit}' "$mod/go.mod"; }
 k8s="$(version_of k8s.io/kubernetes)"
 etcd="$(version_of go.etcd.io/etcd/server/v3)"
-key="k8s-${k8s}-etcd-${etcd}-$(go env GOOS)-$(go env GOARCH)"
+# "-v2": since the binaries report their version (ldflags below); the older
+# ones said v0.0.0-master, which a chart's kubeVersion refuses.
+key="k8s-${k8s}-etcd-${etcd}-$(go env GOOS)-$(go env GOARCH)-v2"
 
 cache_root="${SMAREGI_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/smaregi-operator/controlplane}"
 dir="$cache_root/$key"
@@ -37,7 +39,14 @@ trap 'rm -rf "$tmp"' EXIT
 
 start=$(date +%s)
 echo ">> building ${bins[*]} into $dir; the first build takes 15-30 minutes on 2 cores" >&2
-(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp/" \
+# Built from the module, the Kubernetes binaries do not know their version
+# (release builds stamp it): stamp it as they do, so that `kubectl version`,
+# the API server's /version and helm's kubeVersion checks see the real one.
+minor="${k8s#v1.}"
+minor="${minor%%.*}"
+pkg=k8s.io/component-base/version
+ldflags="-s -w -X $pkg.gitVersion=$k8s -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$tmp/" \
   ./etcd \
   k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kubectl \
