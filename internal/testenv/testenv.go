@@ -81,6 +81,12 @@ func StartMain() (*rest.Config, func(), error) {
 		ControlPlaneStartTimeout: 90 * time.Second,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
+	// Every test that checks a permission (the e2e operators run as the
+	// chart's ServiceAccount, hub API callers with their own tokens)
+	// needs RBAC enforced. envtest's default, stated so that it cannot
+	// change unseen; ServiceAccount tokens are verified with the key pair
+	// and issuer envtest also sets by default.
+	env.ControlPlane.GetAPIServer().Configure().Set("authorization-mode", "RBAC")
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, nil, fmt.Errorf("testenv: start kube-apiserver and etcd from %s: %w (%s)", assets, err, hint)
