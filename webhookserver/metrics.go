@@ -69,6 +69,11 @@ var (
 		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5},
 	}, []string{"result"})
 
+	sendsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "smaregi_receiver_sends_total",
+		Help: "Authenticated sends answered 2xx by the send receiver, by kind (stock_send, transaction_send, other) and pull (stores: recorded, stores marked dirty; none: no store of the contract pulled).",
+	}, []string{"kind", "pull"})
+
 	inFlightBytes = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "smaregi_receiver_in_flight_bytes",
 		Help: "Body bytes the send receiver holds for requests in flight (capped by --receiver-max-in-flight-bytes).",
@@ -86,5 +91,10 @@ func init() {
 		platformRequestsTotal.WithLabelValues(r)
 		platformRequestDuration.WithLabelValues(r)
 	}
-	metrics.Registry.MustRegister(requestsTotal, requestDuration, platformRequestsTotal, platformRequestDuration, inFlightBytes)
+	for _, k := range []string{KindStockSend, KindTransactionSend, KindOther} {
+		for _, p := range []string{PullStores, PullNone} {
+			sendsTotal.WithLabelValues(k, p)
+		}
+	}
+	metrics.Registry.MustRegister(requestsTotal, requestDuration, platformRequestsTotal, platformRequestDuration, sendsTotal, inFlightBytes)
 }

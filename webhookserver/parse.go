@@ -75,7 +75,8 @@ func parseParams(procName string, params []byte, maxRows int) (parsedParams, err
 		return out, fmt.Errorf("%w: wrong type at data", errMalformed)
 	}
 
-	p := rowParser{procName: procName, maxRows: maxRows, storeIDs: map[string]struct{}{}}
+	p := rowParser{procName: procName, maxRows: maxRows, storeIDs: map[string]struct{}{},
+		anyStoreColumn: procName != ProcStockSend && procName != ProcTransactionSend}
 	ti := 0
 	if err := w.array(func() error {
 		err := p.table(&w, ti)
@@ -123,12 +124,16 @@ const (
 // rowParser accumulates the rows of one params.
 type rowParser struct {
 	procName string
-	maxRows  int
-	rows     int
-	storeIDs map[string]struct{}
-	stock    []StockSendRow
-	heads    []TransactionHead
-	details  []TransactionDetail
+	// anyStoreColumn: a send of another kind, whose tables no document
+	// describes. Every column that looks like a store ID (storeColumn)
+	// names a store, so a transfer names both of its ends.
+	anyStoreColumn bool
+	maxRows        int
+	rows           int
+	storeIDs       map[string]struct{}
+	stock          []StockSendRow
+	heads          []TransactionHead
+	details        []TransactionDetail
 }
 
 // table decodes data[ti]: it finds table_name and the last "rows" first (a
@@ -248,6 +253,8 @@ func (p *rowParser) row(w *walker, kind tableKind, ti, ri int) error {
 		}
 		if string(k) == "storeId" {
 			storeID = v
+		} else if p.anyStoreColumn && v != "" && storeColumn(k) {
+			p.storeIDs[v] = struct{}{}
 		}
 		var named bool
 		switch kind {
@@ -288,6 +295,23 @@ func (p *rowParser) row(w *walker, kind tableKind, ti, ri int) error {
 		p.details = append(p.details, td)
 	}
 	return nil
+}
+
+// storeColumn reports whether a column of a send of another kind names a
+// store: storeId (matched exactly above), and tolerantly any spelling of
+// storeId, store_id, fromStoreId and toStoreId (stock_send's transfer
+// columns, which 出庫/入庫 sends likely share). Nothing else is read from such
+// a send: it is an edge that triggers a pull, never a source of stock.
+func storeColumn(k []byte) bool {
+	if len(k) < len("storeId") || len(k) > len("from_store_id") {
+		return false
+	}
+	for _, c := range [...]string{"storeId", "store_id", "fromStoreId", "toStoreId", "from_store_id", "to_store_id"} {
+		if strings.EqualFold(string(k), c) {
+			return true
+		}
+	}
+	return false
 }
 
 // set assigns a named column and reports whether k is one.

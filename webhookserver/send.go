@@ -8,13 +8,51 @@ import (
 )
 
 // Proc names of Smaregi's API送信 that the receiver parses and hands on.
-// Every other proc_name is answered 200 and counted as ignored, so that
-// switching on another send function in Smaregi's admin screen does not make
-// Smaregi mail the shop an error for every send.
 const (
 	ProcStockSend       = "stock_send"
 	ProcTransactionSend = "transaction_send"
 )
+
+// Values of the kind label of smaregi_receiver_sends_total: the proc_names
+// above by name, every other proc_name as KindOther, so that the label never
+// carries what a sender chooses.
+const (
+	KindStockSend       = ProcStockSend
+	KindTransactionSend = ProcTransactionSend
+	KindOther           = "other"
+)
+
+// Values of the pull label of smaregi_receiver_sends_total.
+const (
+	PullStores = "stores" // recorded with at least one target store marked dirty
+	PullNone   = "none"   // answered 2xx, no store marked dirty
+)
+
+// sendKind maps a proc_name to its kind label.
+//
+// A send of another kind (layaway 取置き, 出庫/入庫 transfers, losses,
+// stocktakes, product changes: no public document gives their proc_names or
+// tables) is a sign that stock moved in the stores it names. Edges trigger,
+// levels decide: its rows are never read as stock; every column that names
+// a store (storeId, and tolerantly store_id, fromStoreId, toStoreId in any
+// table) makes that store of the route's contract and namespace a target,
+// and the send is recorded through the Sink like a stock_send, which marks
+// those stores dirty so the sync engine pulls them. A send of another kind
+// that names no store of the contract pulls nothing: unlike a stock_send
+// without storeId (which certainly moved stock somewhere in the contract),
+// it may be a product master change that moved none, and pulling every
+// store of the contract for each would cost a full round of pulls per
+// send; the periodic pull still catches anything it stood for. Such sends,
+// and sends of another kind whose params cannot be read, are answered 200
+// (so Smaregi mails the shop no error for a function the operator does not
+// need) and counted with pull="none"; they are not recorded.
+func sendKind(procName string) string {
+	switch procName {
+	case ProcStockSend, ProcTransactionSend:
+		return procName
+	}
+	return KindOther
+}
 
 // Table names inside the params of the sends above.
 const (
@@ -44,12 +82,17 @@ type Send struct {
 	// Rows the number of its ids, and it has no Stock or Transactions: a
 	// webhook carries IDs only, it is an edge that triggers a pull.
 	ProcName string
-	// StoreIDs are the distinct storeId values of all rows, sorted.
+	// StoreIDs are the distinct storeId values of all rows, sorted; for a
+	// send of another kind also those of the other columns that name a
+	// store (storeColumn).
 	StoreIDs []string
 	// Targets are the stores of the same contract and namespace whose
-	// spec.storeID is in StoreIDs, or all of them when the rows carry no
-	// storeId. Sorted by namespace/name. May be empty when the rows name only
-	// stores nobody declared; the send is still handed on so nothing is lost.
+	// spec.storeID is in StoreIDs, or all of them when the rows of a
+	// stock_send or transaction_send carry no storeId. Sorted by
+	// namespace/name. May be empty when the rows of a stock_send or
+	// transaction_send name only stores nobody declared; the send is still
+	// handed on so nothing is lost. A send of another kind (KindOther) is
+	// handed on only with at least one target (see sendKind).
 	Targets []types.NamespacedName
 	// Rows counts the rows of every table in params.
 	Rows       int

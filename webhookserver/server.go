@@ -355,10 +355,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 		log.V(1).Info("refused a send: no proc_name")
 		return refuse(http.StatusBadRequest, ResultBadRequest, "missing proc_name")
 	}
-	if procName != ProcStockSend && procName != ProcTransactionSend {
-		log.V(1).Info("ignored a send of a function the operator does not use", "procName", procName)
-		return outcome{status: http.StatusOK, result: ResultIgnored, message: "proc_name not used by this receiver"}
-	}
+	kind := sendKind(procName)
 
 	parsed, err := parseParams(procName, params, s.opts.MaxRows)
 	if errors.Is(err, errTooManyRows) {
@@ -366,15 +363,35 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 		return refuse(http.StatusRequestEntityTooLarge, ResultTooLarge, fmt.Sprintf(
 			"more than %d rows in one send; the receiver's --receiver-max-rows limits it", s.opts.MaxRows))
 	}
+	if err != nil && kind == KindOther {
+		// No document describes these params: refusing them would make
+		// Smaregi mail the shop an error for a send the mirror does not
+		// need (the poll still catches what it would have triggered).
+		log.V(1).Info("ignored a send of another kind: params not readable", "procName", procName)
+		sendsTotal.WithLabelValues(kind, PullNone).Inc()
+		return outcome{status: http.StatusOK, result: ResultIgnored, message: "params not readable; no store pulled"}
+	}
 	if err != nil {
 		log.V(1).Info("refused a send: malformed params", "procName", procName, "problem", err.Error())
 		return refuse(http.StatusBadRequest, ResultBadRequest, err.Error())
+	}
+	if kind == KindOther && len(parsed.storeIDs) == 0 {
+		// A send of another kind that names no store pulls nothing (see
+		// sendKind): it is counted, and answered 200.
+		log.V(1).Info("ignored a send of another kind: it names no store", "procName", procName)
+		sendsTotal.WithLabelValues(kind, PullNone).Inc()
+		return outcome{status: http.StatusOK, result: ResultIgnored, message: "no store named; no store pulled"}
 	}
 
 	targets, err := s.targets(ctx, store, parsed.storeIDs)
 	if err != nil {
 		log.Error(err, "cannot route a send")
 		return refuse(http.StatusServiceUnavailable, ResultUnavailable, "receiver not ready, resend later")
+	}
+	if kind == KindOther && len(targets) == 0 {
+		log.V(1).Info("ignored a send of another kind: it names no store of the contract", "procName", procName)
+		sendsTotal.WithLabelValues(kind, PullNone).Inc()
+		return outcome{status: http.StatusOK, result: ResultIgnored, message: "no store of the contract named; no store pulled"}
 	}
 
 	send := Send{
@@ -399,6 +416,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) outcome {
 		log.Error(err, "cannot record a send", "sendID", send.ID, "procName", procName)
 		return refuse(http.StatusServiceUnavailable, ResultSinkError, "send not recorded, resend later")
 	}
+	pull := PullStores
+	if len(targets) == 0 {
+		pull = PullNone
+	}
+	sendsTotal.WithLabelValues(kind, pull).Inc()
 	log.V(1).Info("accepted a send", "sendID", send.ID, "procName", procName, "rows", send.Rows, "targets", len(targets))
 	return outcome{status: http.StatusOK, result: ResultAccepted, id: send.ID, targets: len(targets)}
 }

@@ -413,6 +413,7 @@ func TestIgnoredProcNameCounted(t *testing.T) {
 	h := newHarness(t, nil)
 	before := requests(ResultIgnored)
 	beforeAccepted := requests(ResultAccepted)
+	beforeOther := sends(KindOther, PullNone)
 	// Another send function switched on in Smaregi: any params at all.
 	got := postForm(t, h.url(routeA), sendForm("product_send", `not even JSON`, "goqsystem_key", keyA))
 	if got.status != http.StatusOK {
@@ -426,6 +427,9 @@ func TestIgnoredProcNameCounted(t *testing.T) {
 	}
 	if d := requests(ResultAccepted) - beforeAccepted; d != 0 {
 		t.Errorf("requests_total{result=accepted} grew by %v, want 0", d)
+	}
+	if d := sends(KindOther, PullNone) - beforeOther; d != 1 {
+		t.Errorf("sends_total{kind=other,pull=none} grew by %v, want 1", d)
 	}
 	// An unknown proc_name is no way around the key.
 	if got := postForm(t, h.url(routeA), sendForm("product_send", "", "goqsystem_key", "nope")); got.status != http.StatusUnauthorized {
