@@ -151,7 +151,9 @@ type SendConfig struct {
 	// Params are added as further form fields (e.g. goqsystem_key). They
 	// are secrets: never logged nor shown in the send history.
 	Params map[string]string `json:"params,omitempty"`
-	// Functions that send: "transaction_send", "stock_send".
+	// Functions that send: "transaction_send", "stock_send", and the
+	// stand-ins for other send functions that StockMovement.SendAs names
+	// (any lower-case name ending in "_send").
 	Functions []string `json:"functions"`
 }
 

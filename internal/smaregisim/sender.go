@@ -77,7 +77,7 @@ func (s *Server) SetSendConfig(c SendConfig) error {
 		}
 	}
 	for _, f := range c.Functions {
-		if f != "transaction_send" && f != "stock_send" {
+		if f != "transaction_send" && f != "stock_send" && !validOtherSend(f) {
 			return fmt.Errorf("smaregisim: unknown send function %q", f)
 		}
 	}
@@ -87,6 +87,21 @@ func (s *Server) SetSendConfig(c SendConfig) error {
 	defer s.sender.mu.Unlock()
 	s.sender.cfg = c
 	return nil
+}
+
+// validOtherSend reports whether f may name a send function besides
+// stock_send and transaction_send (StockMovement.SendAs): lower-case letters,
+// digits and underscores, ending in "_send", at most 64 bytes.
+func validOtherSend(f string) bool {
+	if f == "stock_send" || f == "transaction_send" || len(f) > 64 || !strings.HasSuffix(f, "_send") || f == "_send" {
+		return false
+	}
+	for _, c := range f {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 func maps(m map[string]string) map[string]string {

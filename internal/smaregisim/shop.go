@@ -24,7 +24,19 @@ type StockMovement struct {
 	FromStoreID   string `json:"fromStoreId,omitempty"`
 	ToStoreID     string `json:"toStoreId,omitempty"`
 	Memo          string `json:"memo,omitempty"`
+	// SendAs, when set, is the proc_name of the send the movement queues
+	// instead of stock_send (it must be switched on in SendConfig.Functions):
+	// a stand-in for the send functions Smaregi has besides stock_send and
+	// transaction_send (layaway, 出庫/入庫 transfers, losses, stocktakes),
+	// whose real proc_names and tables no public document gives. Its params
+	// hold one table, OtherSendTable, with one row naming the store (and the
+	// transfer's ends) and the product, but no stock figure.
+	SendAs string `json:"sendAs,omitempty"`
 }
+
+// OtherSendTable is the table_name of a send queued by a StockMovement's
+// SendAs.
+const OtherSendTable = "StockMovement"
 
 // Transaction is a rung-up sale as the simulator keeps it.
 type Transaction struct {
@@ -148,6 +160,9 @@ func (s *Server) StockMovement(m StockMovement) (HistoryRow, error) {
 	if !stockDivisions[m.StockDivision] {
 		return HistoryRow{}, fmt.Errorf("smaregisim: stock movement: stockDivision %q is not valid", m.StockDivision)
 	}
+	if m.SendAs != "" && !validOtherSend(m.SendAs) {
+		return HistoryRow{}, fmt.Errorf("smaregisim: stock movement: sendAs %q is not another send function (lower case, ending in _send)", m.SendAs)
+	}
 	s.mu.Lock()
 	ss, err := s.store(m.StoreID)
 	if err != nil {
@@ -162,9 +177,23 @@ func (s *Server) StockMovement(m StockMovement) (HistoryRow, error) {
 	h := s.st.apply(change{store: ss, product: p, absolute: m.Absolute, value: m.Amount,
 		division: m.StockDivision, from: m.FromStoreID, to: m.ToStoreID, memo: m.Memo}, s.clock())
 	s.mu.Unlock()
-	s.sendStock([]*historyRow{h})
+	if m.SendAs != "" {
+		s.sendOther(m.SendAs, h)
+	} else {
+		s.sendStock([]*historyRow{h})
+	}
 	s.stockWebhook(WebhookActionEdited, []*historyRow{h})
 	return h.HistoryRow, nil
+}
+
+// sendOther queues a send of another kind for a change (StockMovement.SendAs).
+func (s *Server) sendOther(proc string, h *historyRow) {
+	w := &jsonWriter{ascii: !s.beh.RawUnicode}
+	w.raw(`{"data":[{"table_name":"` + OtherSendTable + `","rows":[`)
+	kv(w, "storeId", h.StoreID, "productId", h.ProductID, "fromStoreId", h.FromStoreID,
+		"toStoreId", h.ToStoreID, "updDateTime", h.UpdDateTime)
+	w.raw("]}]}")
+	s.enqueue(proc, string(w.buf))
 }
 
 // sendStock queues one stock_send carrying the given changes.

@@ -332,3 +332,58 @@ func TestExtraParamsInQueryOption(t *testing.T) {
 		t.Errorf("query %q body %q", q, body)
 	}
 }
+
+// A movement with SendAs posts a send of that other kind (when switched on)
+// instead of stock_send: one OtherSendTable row naming the stores and the
+// product, and no stock figure. Stock moves all the same.
+func TestMovementSendsAsAnotherKind(t *testing.T) {
+	s, _, _ := startSim(t, nil)
+	rc := startReceiver(t)
+	if err := s.SetSendConfig(SendConfig{URL: rc.URL, Functions: []string{"stock_send", "layaway_send"}}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.StockMovement(StockMovement{StoreID: "1", ProductID: "8000001", Amount: -2, StockDivision: "05",
+		FromStoreID: "1", ToStoreID: "2", SendAs: "layaway_send"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Switched off: moves stock, posts nothing.
+	h2, err := s.StockMovement(StockMovement{StoreID: "1", ProductID: "8000001", Amount: -1, StockDivision: "05", SendAs: "loss_send"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, s)
+	if h.StockAmount != 8 || h2.StockAmount != 7 {
+		t.Errorf("stock after the movements: %d, %d; want 8, 7 (from 10)", h.StockAmount, h2.StockAmount)
+	}
+	got := rc.got()
+	if len(got) != 1 {
+		t.Fatalf("%d posts, want 1: %v", len(got), got)
+	}
+	if p := got[0].Get("proc_name"); p != "layaway_send" {
+		t.Errorf("proc_name %q, want layaway_send", p)
+	}
+	tables := decodeSend(t, got[0])
+	rows := tables[OtherSendTable]
+	if len(tables) != 1 || len(rows) != 1 {
+		t.Fatalf("tables %v, want one %s row", tables, OtherSendTable)
+	}
+	r := rows[0]
+	if r["storeId"] != "1" || r["productId"] != "8000001" || r["fromStoreId"] != "1" || r["toStoreId"] != "2" {
+		t.Errorf("row %v", r)
+	}
+	if _, ok := r["stockAmount"]; ok {
+		t.Errorf("a send of another kind carries a stock figure: %v", r)
+	}
+
+	for _, bad := range []string{"stock_send", "transaction_send", "Layaway_send", "layaway", "_send", "x y_send"} {
+		if _, err := s.StockMovement(StockMovement{StoreID: "1", ProductID: "8000001", Amount: 1, StockDivision: "05", SendAs: bad}); err == nil {
+			t.Errorf("sendAs %q accepted", bad)
+		}
+		if bad != "stock_send" && bad != "transaction_send" {
+			if err := s.SetSendConfig(SendConfig{URL: rc.URL, Functions: []string{bad}}); err == nil {
+				t.Errorf("send function %q accepted", bad)
+			}
+		}
+	}
+}
