@@ -122,14 +122,31 @@ func TestChart(t *testing.T) {
 			c.appliedOnce(t, productHub, -3)
 		}},
 		{"DeletePodLosesNothing", func(t *testing.T) {
+			ctx := context.Background()
 			c.suspend(t, legacyStore, true)
 			c.pending(t, hc, "restart-1", productRestart)
+			before, err := hc.stock(ctx, shops, legacyStore)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if before.SKUs == 0 {
+				t.Fatal("the mirror is empty before the restart")
+			}
 			old := c.operatorPods(t, release)
 			if _, err := kubectl("-n", release, "delete", "pod", "--wait=false", old[0]); err != nil {
 				t.Fatal(err)
 			}
 			c.waitReplaced(t, release, old, 1, true)
 			c.stillPending(t, hc, "restart-1")
+			// Suspended: nothing was pulled since, so this is the mirror the
+			// new Pod found on the volume.
+			after, err := hc.stock(ctx, shops, legacyStore)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(after.Items) != fmt.Sprint(before.Items) {
+				t.Errorf("mirror after the restart differs:\nbefore %v\nafter  %v", before.Items, after.Items)
+			}
 			c.suspend(t, legacyStore, false)
 			c.waitApplied(t, hc, legacyStore, "restart-1")
 			c.appliedOnce(t, productRestart, -1)
