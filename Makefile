@@ -14,7 +14,8 @@ KUSTOMIZE ?= $(KUBECTL) kustomize
 # The test control plane (kube-apiserver, etcd, kubectl) is built from Go
 # modules by hack/build-controlplane.sh and cached outside the checkout.
 ENVTEST_ASSETS_CMD = hack/build-controlplane.sh
-# helm, for the chart tests, is built the same way by hack/build-helm.sh.
+# helm, for the chart tests and the e2e tests (whose operators run with the
+# chart's RBAC), is built the same way by hack/build-helm.sh.
 HELM_CMD = hack/build-helm.sh
 
 .PHONY: all
@@ -82,6 +83,7 @@ BENCH_OUT ?= /tmp/smaregi-bench.out
 bench: ## Run the benchmarks; print their figures, then one table of every target with pass/miss (docs/benchmarks.md).
 	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
 	 export SMAREGI_TEST_POSTGRES_URL="$${SMAREGI_TEST_POSTGRES_URL:-$$(hack/postgres.sh start)}"; \
+	 export HELM="$$($(HELM_CMD))"; \
 	 sampled='^Benchmark(RecordSend|SendToMirrorLag|AdjustmentToApplied|HandlerStockSend|HTTPStockSend)$$'; \
 	 repeated='^BenchmarkFullReconcile100k$$'; \
 	 { echo ">> every benchmark once (-benchtime 1x), except those run below"; \
@@ -101,12 +103,14 @@ BENCH_SCALE_OUT ?= /tmp/smaregi-bench-scale.out
 bench-scale: ## Many SmaregiStores in one operator, on bolt and PostgreSQL (SMAREGI_SCALE_STORES, default 1000; docs/benchmarks.md).
 	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
 	 export SMAREGI_TEST_POSTGRES_URL="$${SMAREGI_TEST_POSTGRES_URL:-$$(hack/postgres.sh start)}"; \
+	 export HELM="$$($(HELM_CMD))"; \
 	 go test -tags bench -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 240m ./test/e2e/ 2>&1 | tee $(BENCH_SCALE_OUT); \
 	 go run ./hack/benchsummary $(BENCH_SCALE_OUT)
 
 .PHONY: bench-e2e
 bench-e2e: ## End-to-end figures: the operator binary, the simulator and a channel over HTTP (docs/benchmarks.md).
 	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
+	 export HELM="$$($(HELM_CMD))"; \
 	 go test -tags bench -run '^$$' -bench '^BenchmarkEndToEnd(Platform)?$$' -benchtime 1x -timeout 20m ./test/e2e/
 
 .PHONY: postgres

@@ -32,14 +32,9 @@ var stockDivisions = map[string]bool{
 func (s *Server) serveAccess(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	f := s.Faults()
-	if f.LatencyMs > 0 {
-		t := time.NewTimer(time.Duration(f.LatencyMs) * time.Millisecond)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if f.LatencyMs > 0 && !waitLatency(r, time.Duration(f.LatencyMs)*time.Millisecond, maxBody+1) {
+		s.log.Info("access", "fault", "latency", "outcome", "the client gave up; nothing run")
+		return
 	}
 	switch {
 	case s.chance(f.ErrorRate):

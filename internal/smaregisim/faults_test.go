@@ -143,6 +143,35 @@ func TestLatency(t *testing.T) {
 	}
 }
 
+// A write whose client gives up during the latency is never applied: a
+// test can hold a pusher with a latency longer than its timeout and know
+// that nothing it sent lands later. Closing the server waits for every
+// handler, so the check below sees what the handler did, even if it ran
+// on to the end of the latency.
+func TestLatencyAbandonedWriteIsNotApplied(t *testing.T) {
+	s, hs, _ := startSim(t, nil)
+	if err := s.SetFaults(Faults{LatencyMs: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"proc_name": {"stock_upd"}, "params": {relUpd}}
+	req, _ := http.NewRequest(http.MethodPost, hs.URL+"/access/", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X_contract_id", testContract)
+	req.Header.Set("X_access_token", testToken)
+	client := &http.Client{Timeout: 200 * time.Millisecond}
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("got an answer %d through 3s of latency", resp.StatusCode)
+	}
+	hs.Close() // waits for the handler: at once, or when the latency ends
+	if n, _ := s.StockOf("1", "8000001"); n != 10 {
+		t.Errorf("stock %d after a write abandoned during the latency, want 10 (nothing applied)", n)
+	}
+	if h, _ := s.History("1"); len(h) != 0 {
+		t.Errorf("history after a write abandoned during the latency: %+v", h)
+	}
+}
+
 func TestFaultRatesValidated(t *testing.T) {
 	s, _, _ := startSim(t, nil)
 	if err := s.SetFaults(Faults{ErrorRate: 1.5}); err == nil {

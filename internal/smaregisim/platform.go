@@ -95,14 +95,9 @@ func (s *Server) platFaults(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		f := s.Faults()
-		if f.LatencyMs > 0 {
-			t := time.NewTimer(time.Duration(f.LatencyMs) * time.Millisecond)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			}
+		if f.LatencyMs > 0 && !waitLatency(r, time.Duration(f.LatencyMs)*time.Millisecond, maxPlatformBody+1) {
+			s.log.Info("platform", "method", r.Method, "path", r.URL.Path, "fault", "latency", "outcome", "the client gave up; nothing run")
+			return
 		}
 		switch {
 		case s.chance(f.ErrorRate):

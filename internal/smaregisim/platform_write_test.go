@@ -328,6 +328,29 @@ func TestPlatformFaults(t *testing.T) {
 // lateCommit on the Platform side: a stock add gets no answer until the
 // client gives up, and is applied (with its webhook echo) lateCommitDelay
 // later, as on the legacy side.
+// As on /access/: a Platform write abandoned during the latency is not
+// applied, and its handler ends with the client.
+func TestPlatformLatencyAbandonedWriteIsNotApplied(t *testing.T) {
+	s, hs, _ := startPlat(t, nil)
+	tok := mustToken(t, hs)
+	if err := s.SetFaults(Faults{LatencyMs: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, hs.URL+"/"+testContract+"/pos/stock/8000001/add",
+		strings.NewReader(`{"storeId":"1","amount":-2,"memo":"abandoned"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Timeout: 200 * time.Millisecond}
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("got an answer %d through 3s of latency", resp.StatusCode)
+	}
+	hs.Close() // waits for the handler: at once, or when the latency ends
+	if n, _ := s.StockOf("1", "8000001"); n != 10 {
+		t.Errorf("stock %d after a write abandoned during the latency, want 10 (nothing applied)", n)
+	}
+}
+
 func TestPlatformLateCommit(t *testing.T) {
 	s, hs, _ := startPlat(t, nil)
 	tok := mustToken(t, hs)

@@ -1,6 +1,8 @@
 package smaregisim
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -355,6 +357,35 @@ func (s *Server) product(id string) (*product, error) {
 
 // ErrNotFound reports an unknown store, product, transaction or send.
 var ErrNotFound = errors.New("not found")
+
+// waitLatency is the latency fault: it waits d, or until the client gives
+// up, and reports whether the call should go on. A call abandoned during
+// the latency is not run at all (nothing applied), as a request that never
+// got past a slow gateway; lateCommitRate is the fault for a server that
+// finishes an abandoned write. net/http notices that a client went away
+// only once the request body has been read to its end, so the body (up to
+// limit) is read first and handed on unchanged: without that a write whose
+// client had timed out would still be applied when the latency ended.
+func waitLatency(r *http.Request, d time.Duration, limit int64) bool {
+	buf, _ := io.ReadAll(io.LimitReader(r.Body, limit)) // an error shows again to the handler's read
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+	return sleepCtx(r.Context(), d)
+}
+
+// sleepCtx waits d and reports true, or false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 // drain reads and discards what is left of a request body, bounded, so the
 // connection can be reused.

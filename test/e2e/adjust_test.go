@@ -210,10 +210,14 @@ func TestAdjustmentsAppliedExactlyOnce(t *testing.T) {
 
 	var shopping sync.WaitGroup
 	shopping.Go(func() { sell(50, 1) })
-	posted := make(chan struct{})
+	// The clients hold back the last tenth until the kill, so that some
+	// POSTs meet the stopped operator however fast the others went.
+	posted, killed := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(posted)
-		post(0, adjustments)
+		post(0, adjustments*9/10)
+		<-killed
+		post(adjustments*9/10, adjustments)
 	}()
 	// Kill the operator while clients are posting and the pusher has
 	// attempts in flight; clients retry against the restarted one.
@@ -221,6 +225,7 @@ func TestAdjustmentsAppliedExactlyOnce(t *testing.T) {
 		return accepted.Load() >= adjustments/3
 	})
 	op.kill()
+	close(killed)
 	time.Sleep(500 * time.Millisecond)
 	op = startOperator(t, cfg)
 	current.Store(op)

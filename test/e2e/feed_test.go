@@ -221,19 +221,18 @@ func TestFeedAcrossFailover(t *testing.T) {
 	dsn := e2eDatabase(t)
 	const products = 40
 	stores := []string{"1", "2"}
-	electionNS := newNamespace(t, "feed-election")
 	ns := newNamespace(t, "feed-ha")
 	s := newShop(t, "e2efeedha", stores, products)
 	newReplica := func(name string) *haReplica {
 		cfg := newOperatorConfig(t)
 		cfg.inventory = dsn
-		cfg.extraArgs = []string{"--leader-elect", "--leader-election-namespace", electionNS}
+		cfg.extraArgs = []string{"--leader-elect"}
 		return &haReplica{name: name, cfg: cfg}
 	}
 	a, b := newReplica("A"), newReplica("B")
 	a.start(t)
 	b.start(t)
-	el := &election{ns: electionNS, identities: map[string]string{}}
+	el := &election{ns: a.cfg.install.namespace, identities: map[string]string{}}
 	leader := el.waitLeader(t, a, b)
 	follower := a
 	if leader == a {

@@ -60,20 +60,19 @@ func TestHighAvailability(t *testing.T) {
 	dsn := e2eDatabase(t)
 	const products = 200
 	stores := []string{"1", "2"}
-	electionNS := newNamespace(t, "ha-election")
 	ns := newNamespace(t, "ha")
 	s := newShop(t, "e2eha", stores, products)
 
 	newReplica := func(name string) *haReplica {
 		cfg := newOperatorConfig(t)
 		cfg.inventory = dsn
-		cfg.extraArgs = []string{"--leader-elect", "--leader-election-namespace", electionNS}
+		cfg.extraArgs = []string{"--leader-elect"}
 		return &haReplica{name: name, cfg: cfg}
 	}
 	a, b := newReplica("A"), newReplica("B")
 	a.start(t)
 	b.start(t)
-	el := &election{ns: electionNS, identities: map[string]string{}}
+	el := &election{ns: a.cfg.install.namespace, identities: map[string]string{}}
 	leader := el.waitLeader(t, a, b)
 	follower := a
 	if leader == a {
@@ -193,8 +192,16 @@ func TestHighAvailability(t *testing.T) {
 			}
 			t.Errorf("sends failed during the hand-over: %s", strings.Join(bad, "; "))
 		}
-		if during == 0 {
+		// After SIGKILL the survivor must wait out the Lease (seconds), so
+		// sends answered meanwhile are made to exist, and missing them means
+		// the hand-over was not exercised. A graceful stop releases the
+		// Lease at once and the survivor may lead before the first send is
+		// answered: nothing to require there, the window is checked above.
+		switch {
+		case during == 0 && !graceful:
 			t.Errorf("no send was answered while %s was not yet leading; the hand-over was not exercised", survivor.name)
+		case during == 0:
+			t.Logf("%s led before the first send after the SIGTERM was answered", survivor.name)
 		}
 		if got := el.waitLeader(t, survivor); got != survivor {
 			t.Fatalf("%s leads, want %s", got.name, survivor.name)

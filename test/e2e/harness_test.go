@@ -17,7 +17,9 @@ limitations under the License.
 // Package e2e runs the operator as users run it: the real binary built from
 // ./cmd in its own process (so it can be killed mid-run), a real
 // kube-apiserver and etcd, the Smaregi simulator over HTTP on 127.0.0.1, and
-// the hub API called with real ServiceAccount tokens under real RBAC.
+// the hub API called with real ServiceAccount tokens under real RBAC. The
+// operator itself runs with a ServiceAccount token bound to exactly the
+// roles the Helm chart gives it (chartrbac_test.go), never as admin.
 package e2e
 
 import (
@@ -58,12 +60,16 @@ import (
 )
 
 var (
-	restConfig  *rest.Config
-	kube        client.Client
-	clientset   *kubernetes.Clientset
-	kubeconfig  string
-	operatorBin string
-	repoRoot    string
+	// restConfig, kube and clientset are the API server's admin: the
+	// tests' own setup and checks (namespaces, stores, Secrets, RBAC).
+	restConfig *rest.Config
+	kube       client.Client
+	clientset  *kubernetes.Clientset
+	// adminKubeconfig is restConfig as a file, for the kubectl a test runs
+	// as a user would; never the operator's (see chartInstall).
+	adminKubeconfig string
+	operatorBin     string
+	repoRoot        string
 )
 
 func TestMain(m *testing.M) {
@@ -71,6 +77,13 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
+	var err error
+	// Checked first: without helm no operator can be given the chart's
+	// permissions, and starting the control plane would only delay that.
+	if helmBin, err = findHelm(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
 	cfg, stop, err := testenv.StartMain()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -96,7 +109,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	if kubeconfig, err = writeKubeconfig(cfg, filepath.Join(dir, "kubeconfig")); err != nil {
+	if adminKubeconfig, err = writeKubeconfig(cfg, filepath.Join(dir, "kubeconfig")); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -114,8 +127,8 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// writeKubeconfig turns envtest's admin rest.Config into the file the
-// operator process reads through KUBECONFIG, as a user's would.
+// writeKubeconfig turns envtest's admin rest.Config into a kubeconfig file,
+// for the kubectl commands tests run as a user (cluster admin) would.
 func writeKubeconfig(cfg *rest.Config, path string) (string, error) {
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["e2e"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
@@ -155,8 +168,10 @@ type operatorConfig struct {
 	receiverAddr, apiAddr, metricsAddr string
 	inventory                          string   // bolt:// or postgres:// URL; kept across restarts
 	extraArgs                          []string // appended to the command line
-	kubeconfig                         string   // the operator's credentials; empty: the envtest admin's
-	env                                []string // added to the operator's environment
+	// install is the chart's RBAC the operator runs with: its kubeconfig
+	// (a ServiceAccount token), namespace and the flags the Roles expect.
+	install chartInstall
+	env     []string // added to the operator's environment
 	// cgroupProcs, if set, is a cgroup's cgroup.procs file the operator
 	// runs in from its first instruction (a shell writes its own PID there,
 	// copies the binary, then execs the copy, so that even the binary's
@@ -165,17 +180,34 @@ type operatorConfig struct {
 	cgroupProcs string
 }
 
+// newOperatorConfig is a configuration with the test's install of the
+// chart (one per test: every replica of the test shares it).
 func newOperatorConfig(t testing.TB) operatorConfig {
+	t.Helper()
+	return newOperatorConfigFor(t, testInstall(t))
+}
+
+// newOperatorConfigFor is a configuration that runs as the given install.
+func newOperatorConfigFor(t testing.TB, in chartInstall) operatorConfig {
 	return operatorConfig{
 		receiverAddr: freeAddr(t), apiAddr: freeAddr(t), metricsAddr: freeAddr(t),
 		inventory: "bolt://" + filepath.Join(t.TempDir(), "inventory.db"),
+		install:   in,
 	}
 }
+
+// rbacRefusal is how the API server's 403 begins in the operator's log
+// (`… is forbidden: User "system:serviceaccount:…" cannot …`, the quotes
+// escaped in the JSON log); the operator's own messages never say it.
+const rbacRefusal = `is forbidden: User `
 
 // startOperator runs the binary with the flags the issue names for other
 // tools, plus the hub API and plain-HTTP metrics for the assertions.
 func startOperator(t testing.TB, c operatorConfig) *operator {
 	t.Helper()
+	if c.install.kubeconfig == "" {
+		t.Fatal("operatorConfig without a chart install: make it with newOperatorConfig, so that the operator runs with the chart's RBAC")
+	}
 	logPath := filepath.Join(t.TempDir(), "operator.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -188,18 +220,17 @@ func startOperator(t testing.TB, c operatorConfig) *operator {
 		"--health-probe-bind-address", "0",
 		"--inventory", c.inventory,
 		// The simulators listen on loopback ports.
-		"--allowed-endpoints", "http://127.0.0.1")
-	cmd.Args = append(cmd.Args, c.extraArgs...)
+		"--allowed-endpoints", "http://127.0.0.1",
+		// In a Pod the operator's namespace is the Pod's; here it is the
+		// release's, where the chart's leader-election Role is.
+		"--leader-election-namespace", c.install.namespace)
+	cmd.Args = append(append(cmd.Args, c.install.args...), c.extraArgs...)
 	if c.cgroupProcs != "" {
 		bin := filepath.Join(t.TempDir(), "manager")
 		cmd = exec.Command("/bin/sh", append([]string{"-c", `echo $$ > "$0" && cp "$1" "$2" && shift && exec "$@"`,
 			c.cgroupProcs, operatorBin, bin}, cmd.Args[1:]...)...)
 	}
-	kc := c.kubeconfig
-	if kc == "" {
-		kc = kubeconfig
-	}
-	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kc), c.env...)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+c.install.kubeconfig), c.env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting the operator: %v", err)
@@ -213,6 +244,12 @@ func startOperator(t testing.TB, c operatorConfig) *operator {
 	}()
 	t.Cleanup(func() {
 		op.stop()
+		// A permission the chart lacks may only show in the log (an event
+		// not recorded, a retried call): it fails the test all the same.
+		if refusals := grepLines(readFileAll(logPath), rbacRefusal, 5); len(refusals) > 0 {
+			t.Errorf("the API server refused the operator (running with the chart's RBAC, ServiceAccount %s/%s):\n%s",
+				c.install.namespace, c.install.serviceAccount, strings.Join(refusals, "\n"))
+		}
 		if t.Failed() {
 			if data, err := os.ReadFile(logPath); err == nil {
 				t.Logf("operator log (last 4 KiB):\n%s", tail(string(data), 4096))
@@ -263,8 +300,31 @@ func tail(s string, n int) string {
 }
 
 func readFile(p string) string {
+	return tail(readFileAll(p), 4096)
+}
+
+func readFileAll(p string) string {
 	data, _ := os.ReadFile(p)
-	return tail(string(data), 4096)
+	return string(data)
+}
+
+// grepLines returns up to limit lines of s that contain sub, each cut to
+// 500 bytes (a JSON log line may carry a stack trace).
+func grepLines(s, sub string, limit int) []string {
+	var out []string
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			if len(out) == limit {
+				return append(out, "…")
+			}
+			line = strings.TrimRight(line, "\n")
+			if len(line) > 500 {
+				line = line[:500] + "…"
+			}
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // waitFor polls cond until it holds; the timeout only bounds a broken run.

@@ -38,6 +38,14 @@ import (
 // The request timeout (1s) and settle period (5s) are short so the run fits
 // CI; the late commits land 2s after the request ended, inside the settle
 // period, as the defaults (60s, 5m) keep any real server's late commit.
+//
+// Each kill happens in a state the test makes rather than one it hopes to
+// catch (a fast pusher may never show applied and pending adjustments at
+// once on a loaded machine): once some adjustments are applied, Smaregi is
+// held (a latency far beyond the request timeout: every call times out and
+// nothing more is applied), a few adjustments are posted, so they are
+// pending, and the leader is killed with its pusher stuck on held calls.
+// The hold ends when the survivor leads.
 func TestExactlyOnceUnderLateCommitsAndLeaderKills(t *testing.T) {
 	dsn := e2eDatabase(t)
 	const (
@@ -45,21 +53,20 @@ func TestExactlyOnceUnderLateCommitsAndLeaderKills(t *testing.T) {
 		adjustments = 1000
 	)
 	stores := []string{"1", "2", "3"}
-	electionNS := newNamespace(t, "late-election")
 	ns := newNamespace(t, "late")
 	s := newShop(t, "e2elate", stores, products)
 
 	newReplica := func(name string) *haReplica {
 		cfg := newOperatorConfig(t)
 		cfg.inventory = dsn
-		cfg.extraArgs = []string{"--leader-elect", "--leader-election-namespace", electionNS,
+		cfg.extraArgs = []string{"--leader-elect",
 			"--smaregi-request-timeout", "1s", "--push-settle-period", "5s"}
 		return &haReplica{name: name, cfg: cfg}
 	}
 	a, b := newReplica("A"), newReplica("B")
 	a.start(t)
 	b.start(t)
-	el := &election{ns: electionNS, identities: map[string]string{}}
+	el := &election{ns: a.cfg.install.namespace, identities: map[string]string{}}
 	leader := el.waitLeader(t, a, b)
 	declareStores(t, ns, s, time.Minute, stores...)
 	for _, id := range stores {
@@ -67,8 +74,14 @@ func TestExactlyOnceUnderLateCommitsAndLeaderKills(t *testing.T) {
 	}
 	adjuster := bearerToken(t, ns, "online-shop", hubapi.AdjusterRole)
 
-	if err := s.sim.SetFaults(smaregisim.Faults{ErrorRate: 0.05, LostResponseRate: 0.05,
-		LateCommitRate: 0.1, LateCommitDelay: smaregisim.Duration(2 * time.Second), LatencyMs: 2}); err != nil {
+	faults := smaregisim.Faults{ErrorRate: 0.05, LostResponseRate: 0.05,
+		LateCommitRate: 0.1, LateCommitDelay: smaregisim.Duration(2 * time.Second), LatencyMs: 2}
+	held := faults
+	// Far beyond the pusher's 1s timeout (its calls are dropped unanswered,
+	// nothing applied), yet under the 60s bound of the other calls (pulls
+	// started meanwhile are answered late, not failed).
+	held.LatencyMs = int((20 * time.Second) / time.Millisecond)
+	if err := s.sim.SetFaults(faults); err != nil {
 		t.Fatal(err)
 	}
 
@@ -115,6 +128,10 @@ func TestExactlyOnceUnderLateCommitsAndLeaderKills(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	// The last 2×heldPosts requests are the test's own, posted while
+	// Smaregi is held (heldPosts per kill); the rest are the clients'.
+	const heldPosts = 5
+	clientPosts := adjustments - 2*heldPosts
 	posted := make(chan struct{})
 	go func() {
 		defer close(posted)
@@ -129,7 +146,7 @@ func TestExactlyOnceUnderLateCommitsAndLeaderKills(t *testing.T) {
 		}
 		// Paced (about 30 a second) so that the pusher has work in hand
 		// through both kills.
-		for i := range adjustments {
+		for i := range clientPosts {
 			work <- i
 			time.Sleep(30 * time.Millisecond)
 		}
@@ -137,34 +154,49 @@ func TestExactlyOnceUnderLateCommitsAndLeaderKills(t *testing.T) {
 		wg.Wait()
 	}()
 
-	// states counts the adjustments by state, read through op's hub API.
-	states := func(op *operator) map[string]int {
-		n := map[string]int{}
-		for i := range requests {
-			_, st := getAdjustment(op, adjuster, ns, "store-"+storeOf[i], requests[i].ID)
-			n[st.State]++
+	// inState reports whether one of the adjustments from..to is in state,
+	// read through op's hub API.
+	inState := func(op *operator, state string, from, to int) bool {
+		for i := from; i < to; i++ {
+			if _, st := getAdjustment(op, adjuster, ns, "store-"+storeOf[i], requests[i].ID); st.State == state {
+				return true
+			}
 		}
-		return n
+		return false
 	}
 	// Two SIGKILLs of the leader while the pusher is mid-push (some
-	// adjustments applied, some still pending); the killed replica comes
-	// back as a follower each time.
+	// adjustments applied, some pending, its calls held by Smaregi); the
+	// killed replica comes back as a follower each time.
 	for round := range 2 {
-		waitFor(t, 2*time.Minute, "the leader to be pushing", func() bool {
-			if accepted.Load() < int64(round+1)*adjustments/3 {
-				return false
-			}
-			n := states(leader.op)
-			return n["applied"] > 0 && n["pending"] > 0
+		// Both only grow while Smaregi answers: waited for, not caught.
+		waitFor(t, 2*time.Minute, "a share of the clients' adjustments to be accepted and one applied", func() bool {
+			return accepted.Load() >= int64((round+1)*clientPosts/3) && inState(leader.op, "applied", 0, clientPosts)
 		})
+		if err := s.sim.SetFaults(held); err != nil {
+			t.Fatal(err)
+		}
+		own := clientPosts + round*heldPosts
+		for i := own; i < own+heldPosts; i++ {
+			submit(i)
+		}
+		// Made, so checked rather than waited for: nothing can be applied
+		// while Smaregi holds every call.
+		if !inState(leader.op, "pending", own, own+heldPosts) {
+			t.Fatalf("round %d: none of the adjustments posted while Smaregi is held is pending", round+1)
+		}
 		killed := leader
 		survivor := a
 		if killed == a {
 			survivor = b
 		}
-		t.Logf("round %d: SIGKILL to leader %s mid-push (%d adjustments accepted)", round+1, killed.name, accepted.Load())
+		ambiguous, _ := metric(t, killed.op, `smaregi_pusher_stock_upd_calls_total{result="ambiguous"}`)
+		t.Logf("round %d: SIGKILL to leader %s mid-push (%d adjustments accepted, %.0f ambiguous stock_upd calls so far)",
+			round+1, killed.name, accepted.Load(), ambiguous)
 		killed.op.kill()
 		leader = el.waitLeader(t, survivor)
+		if err := s.sim.SetFaults(faults); err != nil {
+			t.Fatal(err)
+		}
 		mu.Lock()
 		killed.start(t)
 		mu.Unlock()

@@ -92,11 +92,10 @@ func testPoolOrders(t *testing.T, dsn string) {
 		cfg.extraArgs = args
 		cfgs = append(cfgs, cfg)
 	} else {
-		electionNS := newNamespace(t, "pool-election")
 		for range 2 {
 			cfg := newOperatorConfig(t)
 			cfg.inventory = dsn
-			cfg.extraArgs = append(append([]string(nil), args...), "--leader-elect", "--leader-election-namespace", electionNS)
+			cfg.extraArgs = append(append([]string(nil), args...), "--leader-elect")
 			cfgs = append(cfgs, cfg)
 		}
 	}
