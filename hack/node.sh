@@ -171,29 +171,10 @@ pause_image() {
   local work="$dir/pause"
   mkdir -p "$work/rootfs"
   (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$work/rootfs/pause" ./hack/node/pause) >&2
-  if [[ -f "$here/imagebuild/go.mod" ]]; then
-    go run -C "$here/imagebuild" . --binary "$work/rootfs/pause" --path /pause --ca-bundle "" \
-      --user 65535:65535 --tag "$pause_ref" --out "$work/pause.tar" >/dev/null
-  else
-    # TODO: remove once hack/imagebuild (the project's image builder) is on
-    # this branch: it writes the same kind of archive. Until then, a
-    # docker-save archive of one layer by hand: manifest.json, the config
-    # and the layer, which `ctr images import` loads.
-    (
-      cd "$work"
-      tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C rootfs -cf layer.tar pause
-      local diff cfg
-      diff="$(sha256sum layer.tar | cut -d' ' -f1)"
-      printf '{"architecture":"%s","os":"linux","config":{"User":"65535:65535","Entrypoint":["/pause"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-        "$(go env GOARCH)" "$diff" >config.json
-      cfg="$(sha256sum config.json | cut -d' ' -f1)"
-      mkdir -p "$diff"
-      mv layer.tar "$diff/layer.tar"
-      mv config.json "$cfg.json"
-      printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' "$cfg" "$pause_ref" "$diff" >manifest.json
-      tar --owner=0 --group=0 --numeric-owner --mtime=@0 -cf pause.tar manifest.json "$cfg.json" "$diff/layer.tar"
-    )
-  fi
+  # The project's image builder (its own module), as for the operator's
+  # image: no CA bundle, and the user the pause image usually runs as.
+  go run -C "$here/imagebuild" . --binary "$work/rootfs/pause" --path /pause --ca-bundle "" \
+    --user 65535:65535 --tag "$pause_ref" --out "$work/pause.tar" >/dev/null
   ctr -a "$sock" -n k8s.io images import "$work/pause.tar" >&2
 }
 

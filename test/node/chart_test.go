@@ -18,7 +18,9 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -121,15 +123,35 @@ func TestChart(t *testing.T) {
 			}
 			c.appliedOnce(t, productHub, -3)
 		}},
+		{"MetricsAnswerOnlyAReader", func(t *testing.T) {
+			c.metrics(t, release)
+		}},
 		{"DeletePodLosesNothing", func(t *testing.T) {
+			ctx := context.Background()
 			c.suspend(t, legacyStore, true)
 			c.pending(t, hc, "restart-1", productRestart)
+			before, err := hc.stock(ctx, shops, legacyStore)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if before.SKUs == 0 {
+				t.Fatal("the mirror is empty before the restart")
+			}
 			old := c.operatorPods(t, release)
 			if _, err := kubectl("-n", release, "delete", "pod", "--wait=false", old[0]); err != nil {
 				t.Fatal(err)
 			}
 			c.waitReplaced(t, release, old, 1, true)
 			c.stillPending(t, hc, "restart-1")
+			// Suspended: nothing was pulled since, so this is the mirror the
+			// new Pod found on the volume.
+			after, err := hc.stock(ctx, shops, legacyStore)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(after.Items) != fmt.Sprint(before.Items) {
+				t.Errorf("mirror after the restart differs:\nbefore %v\nafter  %v", before.Items, after.Items)
+			}
 			c.suspend(t, legacyStore, false)
 			c.waitApplied(t, hc, legacyStore, "restart-1")
 			c.appliedOnce(t, productRestart, -1)
@@ -679,4 +701,75 @@ func must(t *testing.T, err error) {
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+}
+
+// metrics scrapes the metrics Service as Prometheus would (what the
+// chart's ServiceMonitor sets up): refused without a token, and with the
+// token of a ServiceAccount bound to the chart's metrics reader role it
+// answers the operator's metrics.
+func (c *cluster) metrics(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	pf := startPortForward(t, t, ns, fullname(ns)+"-metrics", 0, 8443)
+	must(t, c.kube.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "scraper"}}))
+	must(t, c.kube.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-scraper"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: fullname(ns) + "-metrics-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "scraper"}},
+	}))
+	t.Cleanup(func() {
+		_ = c.kube.Delete(context.Background(), &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns + "-scraper"}})
+	})
+	tr, err := c.cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "scraper", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for scraper: %v", err)
+	}
+	// The certificate is self-signed by controller-runtime; the chart's
+	// ServiceMonitor skips verification the same way.
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // as the ServiceMonitor
+	get := func(token string) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+pf.addr()+"/metrics", nil)
+		if err != nil {
+			return 0, "", err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), err
+	}
+	if code, _, err := get(""); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("/metrics without a token: %d, %v; want 401", code, err)
+	}
+	// A valid token of a ServiceAccount without the role: authenticated,
+	// not authorised.
+	other, err := c.cs.CoreV1().ServiceAccounts(shops).CreateToken(ctx, "online-shop", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for online-shop: %v", err)
+	}
+	if code, _, err := get(other.Status.Token); err != nil || code != http.StatusForbidden {
+		t.Errorf("/metrics with the token of a ServiceAccount without the role: %d, %v; want 403", code, err)
+	}
+	eventually(t, time.Minute, "/metrics for the reader", func() error {
+		code, body, err := get(tr.Status.Token)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("status %d", code)
+		}
+		for _, m := range []string{"smaregi_receiver_requests_total", "smaregi_store_condition", "smaregi_pusher_adjustments_total"} {
+			if !strings.Contains(body, m) {
+				return fmt.Errorf("no %s in /metrics", m)
+			}
+		}
+		return nil
+	})
+	pf.close()
 }
