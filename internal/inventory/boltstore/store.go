@@ -69,7 +69,20 @@ type Options struct {
 	// PruneEvery is how often at most the retention is enforced (default 1
 	// minute); pruning runs in the background, after a RecordSend.
 	PruneEvery time.Duration
+	// LockTimeout is how long Open waits for another process to let go of
+	// the file (default DefaultLockTimeout).
+	LockTimeout time.Duration
 }
+
+// DefaultLockTimeout outlasts the Pod's terminationGracePeriodSeconds (60 s
+// in the chart and config/manager): when a bolt Pod is deleted, its
+// ReplicaSet starts the replacement at once (Recreate orders rollouts only),
+// while the old Pod keeps the file through its preStop sleep and drain. By
+// the end of the grace period the old process is gone and its lock with it,
+// so waiting that long opens the file instead of crash-looping. The
+// manifests' startupProbe allows for the wait. A second process that never
+// lets go (two replicas on one file) still gets an error, later.
+const DefaultLockTimeout = 70 * time.Second
 
 func (o Options) withDefaults() Options {
 	if o.SendRetention <= 0 {
@@ -80,6 +93,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PruneEvery <= 0 {
 		o.PruneEvery = time.Minute
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = DefaultLockTimeout
 	}
 	return o
 }
@@ -116,13 +132,16 @@ func OpenWithOptions(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("boltstore: creating the directory of %s: %w", path, err)
 	}
+	opts = opts.withDefaults()
 	// The timeout turns "another process holds the file" into an error
-	// instead of a hang.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	// instead of a hang (DefaultLockTimeout says why it is that long).
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
 	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("boltstore: opening %s: another process held the file for %s (one replica only on bolt; use PostgreSQL for several): %w", path, opts.LockTimeout, err)
+		}
 		return nil, fmt.Errorf("boltstore: opening %s: %w", path, err)
 	}
-	opts = opts.withDefaults()
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketStores, bucketStaging, bucketSends, bucketSendsByTime, bucketDirty, bucketAdjustments, bucketPools} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {

@@ -73,3 +73,34 @@ func TestOpenCreatesDirectory(t *testing.T) {
 		t.Fatalf("ApplyPull on the new file: %v", err)
 	}
 }
+
+// TestOpenWaitsForTheFile: a replacement Pod opens the file once the old
+// one lets go, instead of failing while it drains; a holder that never lets
+// go is named in the error.
+func TestOpenWaitsForTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inv.db")
+	first, err := boltstore.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := boltstore.OpenWithOptions(path, boltstore.Options{LockTimeout: 100 * time.Millisecond}); err == nil ||
+		!strings.Contains(err.Error(), "one replica only on bolt") {
+		t.Fatalf("second open while the file is held: err = %v, want a timeout that says why", err)
+	}
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(200 * time.Millisecond) // the old Pod draining
+		first.Close()
+		close(released)
+	}()
+	second, err := boltstore.OpenWithOptions(path, boltstore.Options{LockTimeout: time.Minute})
+	if err != nil {
+		t.Fatalf("open after the holder let go: %v", err)
+	}
+	select {
+	case <-released:
+	default:
+		t.Fatal("the second open succeeded while the first still held the file")
+	}
+	second.Close()
+}
