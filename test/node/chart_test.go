@@ -79,6 +79,19 @@ func TestChart(t *testing.T) {
 	requireNode(t)
 	top := t
 	c := newCluster(t)
+	// On a failure, what the operator said: its log has the cause (an RBAC
+	// refusal, an endpoint not allowed) and never a token or key.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, ns := range []string{release, haRelease} {
+			if out, err := kubectl("-n", ns, "logs", "-l", "app.kubernetes.io/name=smaregi-operator",
+				"--prefix", "--tail", "15", "--all-containers"); err == nil && !strings.HasPrefix(out, "No resources found") {
+				t.Logf("operator log in %s (last lines):\n%s", ns, out)
+			}
+		}
+	})
 
 	receiverPort := freePort(t, "127.0.0.1")
 	publicURL := fmt.Sprintf("http://127.0.0.1:%d", receiverPort)
