@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -58,6 +59,9 @@ type sendHealth struct {
 	interval time.Duration
 	log      logr.Logger
 	now      func() time.Time
+	// retryPause is the pause before a failed write's second attempt,
+	// doubled before the third (default one second; tests shorten it).
+	retryPause time.Duration
 
 	mu   sync.Mutex
 	last map[string]healthRecord // by namespace/contract
@@ -112,10 +116,16 @@ func (h *sendHealth) note(rt route, v verdict) {
 	}()
 }
 
+// reportAttempts bounds the writes of one store's condition per report: a
+// report is made once per verdict change (or interval), so a write lost to
+// a slow or restarting API server would otherwise leave the condition
+// stale until the next change.
+const reportAttempts = 3
+
 // report writes the condition and the event on every store of the route.
+// Each store's write has its own deadline, so one slow write does not use
+// up the next store's.
 func (h *sendHealth) report(stores []smaregiv1alpha1.SmaregiStore, v verdict, refused int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	for i := range stores {
 		st := &stores[i]
 		status, reason, msg := describeVerdict(st, v, refused)
@@ -124,9 +134,24 @@ func (h *sendHealth) report(stores []smaregiv1alpha1.SmaregiStore, v verdict, re
 				"type": smaregiv1alpha1.SendsHealthyCondition, "status": string(status), "reason": reason, "message": msg,
 				"observedGeneration": st.Generation, "lastTransitionTime": metav1.NewTime(h.now().UTC().Truncate(time.Second)).Format(time.RFC3339),
 			}
-			if err := statusapply.Apply(ctx, h.status, FieldManager, st.Namespace, st.Name,
-				map[string]any{"conditions": []any{cond}}); err != nil {
-				h.log.Error(err, "cannot write SendsHealthy", "smaregistore", client.ObjectKeyFromObject(st))
+			for attempt := 1; ; attempt++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := statusapply.Apply(ctx, h.status, FieldManager, st.Namespace, st.Name,
+					map[string]any{"conditions": []any{cond}})
+				cancel()
+				if err == nil || apierrors.IsNotFound(err) {
+					break
+				}
+				if attempt == reportAttempts {
+					h.log.Error(err, "cannot write SendsHealthy", "smaregistore", client.ObjectKeyFromObject(st), "attempts", attempt)
+					break
+				}
+				// Off the request path: a short pause before trying again.
+				pause := h.retryPause
+				if pause <= 0 {
+					pause = time.Second
+				}
+				time.Sleep(time.Duration(attempt) * pause)
 			}
 		}
 		if h.recorder != nil {

@@ -1,0 +1,73 @@
+package webhookserver
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	smaregiv1alpha1 "github.com/stocksync/smaregi-operator/api/v1alpha1"
+)
+
+// flakyStatus is a status writer whose first failures writes fail, as a
+// loaded API server's do; it records which stores were written.
+type flakyStatus struct {
+	client.Client // nil: only Status() is used
+	mu            sync.Mutex
+	failures      int
+	written       []string
+}
+
+func (f *flakyStatus) Status() client.SubResourceWriter { return flakyWriter{f} }
+
+type flakyWriter struct{ f *flakyStatus }
+
+func (w flakyWriter) Create(context.Context, client.Object, client.Object, ...client.SubResourceCreateOption) error {
+	return errors.New("unused")
+}
+func (w flakyWriter) Update(context.Context, client.Object, ...client.SubResourceUpdateOption) error {
+	return errors.New("unused")
+}
+func (w flakyWriter) Patch(context.Context, client.Object, client.Patch, ...client.SubResourcePatchOption) error {
+	return errors.New("unused")
+}
+func (w flakyWriter) Apply(_ context.Context, obj runtime.ApplyConfiguration, _ ...client.SubResourceApplyOption) error {
+	w.f.mu.Lock()
+	defer w.f.mu.Unlock()
+	if w.f.failures > 0 {
+		w.f.failures--
+		return errors.New("context deadline exceeded")
+	}
+	switch u := obj.(type) {
+	case interface{ GetName() string }:
+		w.f.written = append(w.f.written, u.GetName())
+	case interface{ GetName() *string }:
+		w.f.written = append(w.f.written, *u.GetName())
+	default:
+		return errors.New("no name")
+	}
+	return nil
+}
+
+// TestReportRetriesAFailedWrite: a report is made once per verdict change,
+// so a write that fails (a slow API server) is tried again, and one store's
+// failure does not keep the next store from being written.
+func TestReportRetriesAFailedWrite(t *testing.T) {
+	f := &flakyStatus{failures: 2}
+	h := &sendHealth{status: f, log: logr.Discard(), interval: time.Minute, now: time.Now, last: map[string]healthRecord{},
+		retryPause: time.Millisecond}
+	stores := []smaregiv1alpha1.SmaregiStore{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "store-1"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "store-2"}},
+	}
+	h.report(stores, verdictWrong, 2)
+	if len(f.written) != 2 || f.written[0] != "store-1" || f.written[1] != "store-2" {
+		t.Fatalf("written %v, want both stores after two failed writes", f.written)
+	}
+}
