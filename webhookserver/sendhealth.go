@@ -9,6 +9,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -130,9 +131,16 @@ func (h *sendHealth) report(stores []smaregiv1alpha1.SmaregiStore, v verdict, re
 		st := &stores[i]
 		status, reason, msg := describeVerdict(st, v, refused)
 		if h.status != nil {
+			// lastTransitionTime moves only when the status does: a repeated
+			// report of the same verdict keeps the time it first became so.
+			transition := metav1.NewTime(h.now().UTC().Truncate(time.Second))
+			if old := apimeta.FindStatusCondition(st.Status.Conditions, smaregiv1alpha1.SendsHealthyCondition); old != nil &&
+				old.Status == status && !old.LastTransitionTime.IsZero() {
+				transition = old.LastTransitionTime
+			}
 			cond := map[string]any{
 				"type": smaregiv1alpha1.SendsHealthyCondition, "status": string(status), "reason": reason, "message": msg,
-				"observedGeneration": st.Generation, "lastTransitionTime": metav1.NewTime(h.now().UTC().Truncate(time.Second)).Format(time.RFC3339),
+				"observedGeneration": st.Generation, "lastTransitionTime": transition.UTC().Format(time.RFC3339),
 			}
 			for attempt := 1; ; attempt++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -22,6 +23,7 @@ type flakyStatus struct {
 	mu            sync.Mutex
 	failures      int
 	written       []string
+	transitions   []string // lastTransitionTime of each written condition
 }
 
 func (f *flakyStatus) Status() client.SubResourceWriter { return flakyWriter{f} }
@@ -52,6 +54,13 @@ func (w flakyWriter) Apply(_ context.Context, obj runtime.ApplyConfiguration, _ 
 	default:
 		return errors.New("no name")
 	}
+	if u, ok := obj.(interface{ UnstructuredContent() map[string]any }); ok {
+		conds, _, _ := unstructured.NestedSlice(u.UnstructuredContent(), "status", "conditions")
+		if len(conds) == 1 {
+			ltt, _, _ := unstructured.NestedString(conds[0].(map[string]any), "lastTransitionTime")
+			w.f.transitions = append(w.f.transitions, ltt)
+		}
+	}
 	return nil
 }
 
@@ -69,5 +78,25 @@ func TestReportRetriesAFailedWrite(t *testing.T) {
 	h.report(stores, verdictWrong, 2)
 	if len(f.written) != 2 || f.written[0] != "store-1" || f.written[1] != "store-2" {
 		t.Fatalf("written %v, want both stores after two failed writes", f.written)
+	}
+}
+
+// TestRepeatedReportKeepsTheTransitionTime: a verdict reported again (a
+// continuing wrong key, once an interval) does not move lastTransitionTime;
+// a changed status does.
+func TestRepeatedReportKeepsTheTransitionTime(t *testing.T) {
+	since := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	now := since.Add(time.Hour)
+	f := &flakyStatus{}
+	h := &sendHealth{status: f, log: logr.Discard(), interval: time.Minute, now: func() time.Time { return now },
+		last: map[string]healthRecord{}, retryPause: time.Millisecond}
+	store := smaregiv1alpha1.SmaregiStore{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "store-1"}}
+	store.Status.Conditions = []metav1.Condition{{Type: smaregiv1alpha1.SendsHealthyCondition,
+		Status: metav1.ConditionFalse, Reason: smaregiv1alpha1.ReasonWrongKey, LastTransitionTime: since}}
+	h.report([]smaregiv1alpha1.SmaregiStore{store}, verdictWrong, 4)
+	h.report([]smaregiv1alpha1.SmaregiStore{store}, verdictCurrent, 0)
+	want := []string{since.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)}
+	if len(f.transitions) != 2 || f.transitions[0] != want[0] || f.transitions[1] != want[1] {
+		t.Fatalf("lastTransitionTime written %v, want %v (kept while False, moved when True)", f.transitions, want)
 	}
 }
