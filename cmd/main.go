@@ -133,9 +133,10 @@ func main() {
 	flag.DurationVar(&c.credentialsRecheck, "credentials-recheck-interval", 10*time.Minute, "How often a store's credentials are re-checked (with jitter).")
 	flag.Float64Var(&c.smaregiRateLimit, "smaregi-rate-limit", 10, "Calls per second to Smaregi per contract ID, shared by all stores of the contract.")
 	flag.IntVar(&c.smaregiRateBurst, "smaregi-rate-burst", 10, "Burst of calls to Smaregi per contract ID.")
-	// Smaregi counts Platform reads and writes apart, per app and contract;
-	// its published production limits are 50 and 20 a second: these stay
-	// under them so that 429s are the exception, not the pacing.
+	// Smaregi counts Platform reads and writes apart, per app and contract.
+	// It publishes no figures; a third-party summary gives 50 and 20 a
+	// second in production (docs/smaregi-facts.md): these stay under them so
+	// that 429s are the exception, not the pacing.
 	flag.Float64Var(&c.platformReadRate, "smaregi-platform-read-rate", 40, "Platform API reads (and token calls) per second per app and contract, shared by all stores of the contract.")
 	flag.Float64Var(&c.platformWriteRate, "smaregi-platform-write-rate", 16, "Platform API writes per second per app and contract.")
 	flag.Int64Var(&c.receiverMaxBodyBytes, "receiver-max-body-bytes", 4<<20, "The largest send the receiver accepts, in bytes.")
