@@ -89,10 +89,10 @@ func (s *keyScan) scan(buf []byte, final bool) error {
 	return nil
 }
 
-// formNameIs reports whether raw, form-decoded, is name, without decoding
-// it into memory.
-func formNameIs(raw []byte, name string) bool {
-	j := 0
+// eachFormByte hands the bytes of raw, form-decoded ('+' is a space, %XX a
+// byte), to emit one at a time, without decoding raw into memory; it stops
+// early when emit returns false. ok is false for a bad escape.
+func eachFormByte(raw []byte, emit func(byte) bool) (ok bool) {
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		switch c {
@@ -105,12 +105,25 @@ func formNameIs(raw []byte, name string) bool {
 			c = unhex(raw[i+1])<<4 | unhex(raw[i+2])
 			i += 2
 		}
+		if !emit(c) {
+			return true
+		}
+	}
+	return true
+}
+
+// formNameIs reports whether raw, form-decoded, is name.
+func formNameIs(raw []byte, name string) bool {
+	j, same := 0, true
+	ok := eachFormByte(raw, func(c byte) bool {
 		if j >= len(name) || name[j] != c {
+			same = false
 			return false
 		}
 		j++
-	}
-	return j == len(name)
+		return true
+	})
+	return ok && same && j == len(name)
 }
 
 // digestFormValue is the SHA-256 of raw form-decoded, computed through a
@@ -120,24 +133,16 @@ func digestFormValue(raw []byte) (sum [sha256.Size]byte, ok bool) {
 	h := sha256.New()
 	var buf [256]byte
 	n := 0
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch c {
-		case '+':
-			c = ' '
-		case '%':
-			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
-				return sum, false
-			}
-			c = unhex(raw[i+1])<<4 | unhex(raw[i+2])
-			i += 2
-		}
+	if !eachFormByte(raw, func(c byte) bool {
 		buf[n] = c
 		n++
 		if n == len(buf) {
 			h.Write(buf[:n])
 			n = 0
 		}
+		return true
+	}) {
+		return sum, false
 	}
 	h.Write(buf[:n])
 	h.Sum(sum[:0])
