@@ -68,7 +68,7 @@ test: manifests generate fmt vet image ## Run every test: unit, envtest (real ku
 	@export KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS_CMD))"; \
 	 export SMAREGI_TEST_POSTGRES_URL="$${SMAREGI_TEST_POSTGRES_URL:-$$(hack/postgres.sh start)}"; \
 	 export HELM="$$($(HELM_CMD))"; \
-	 export SMAREGI_OPERATOR_IMAGE_ARCHIVE="$(CURDIR)/$(IMAGE_ARCHIVE)"; \
+	 export SMAREGI_OPERATOR_IMAGE_ARCHIVE="$(abspath $(IMAGE_ARCHIVE))"; \
 	 echo ">> KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS HELM=$$HELM SMAREGI_OPERATOR_IMAGE_ARCHIVE=$$SMAREGI_OPERATOR_IMAGE_ARCHIVE"; \
 	 go test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...; \
 	 echo ">> the Helm chart (test/chart, its own module)"; \
@@ -158,7 +158,7 @@ image: ## Build the operator image (no Docker needed) into dist/smaregi-operator
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -tags timetzdata -ldflags='-s -w -buildid=' -o $(IMAGE_BINARY) ./cmd
 	@go run -C hack/imagebuild . --binary "$(CURDIR)/$(IMAGE_BINARY)" --arch $(IMAGE_ARCH) --tag $(IMG) \
 	  --label org.opencontainers.image.source=https://github.com/stocksync/smaregi-operator \
-	  --out "$(CURDIR)/$(IMAGE_ARCHIVE)" > dist/image.digest
+	  --out "$(abspath $(IMAGE_ARCHIVE))" > dist/image.digest
 	@echo "$(IMG) $$(cat dist/image.digest) $(IMAGE_ARCHIVE)"
 
 .PHONY: docker-push

@@ -21,6 +21,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -274,13 +275,19 @@ func parseUser(s string) (int, int, error) {
 }
 
 // isStaticELF reports whether b is an ELF executable without a program
-// interpreter: the image has no dynamic loader or libc.
+// interpreter (PT_INTERP): the image has no dynamic loader or libc.
 func isStaticELF(b []byte) bool {
-	if len(b) < 4 || string(b[:4]) != "\x7fELF" {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
 		return false
 	}
-	return !bytes.Contains(b[:min(len(b), 4096)], []byte("/lib64/ld-linux")) &&
-		!bytes.Contains(b[:min(len(b), 4096)], []byte("/lib/ld-linux"))
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return f.Type == elf.ET_EXEC || f.Type == elf.ET_DYN
 }
 
 // writeArchive writes img as an OCI image layout in a tar that also carries

@@ -122,8 +122,8 @@ func prepareArtefacts() error {
 
 // operatorImage returns the path of the operator's image archive: the one
 // `make image` wrote (SMAREGI_OPERATOR_IMAGE_ARCHIVE, set by `make test`),
-// or, for `go test ./test/node` alone, one built here as `make image`
-// builds it: the static binary, packed by hack/imagebuild.
+// or, for `go test ./test/node` alone, the one `make image` writes when run
+// here (one recipe for the image, the Makefile's).
 func operatorImage() (string, error) {
 	if a := os.Getenv("SMAREGI_OPERATOR_IMAGE_ARCHIVE"); a != "" {
 		if _, err := os.Stat(a); err != nil {
@@ -131,19 +131,11 @@ func operatorImage() (string, error) {
 		}
 		return a, nil
 	}
-	builder := filepath.Join(env.repo, "hack", "imagebuild")
 	start := time.Now()
-	bin := filepath.Join(env.work, "manager")
-	build := exec.Command("go", "build", "-trimpath", "-tags", "timetzdata", "-ldflags", "-s -w -buildid=", "-o", bin, "./cmd")
-	build.Dir = env.repo
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd: %w\n%s", err, out)
-	}
 	archive := filepath.Join(env.work, "operator-image.tar")
-	pack := exec.Command("go", "run", "-C", builder, ".", "--binary", bin, "--tag", imageRepo+":"+art.appVersion, "--out", archive)
-	if out, err := pack.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("image builder: %w\n%s", err, out)
+	build := exec.Command("make", "-C", env.repo, "image", "IMAGE_ARCHIVE="+archive, "IMG="+imageRepo+":"+art.appVersion)
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("make image: %w\n%s", err, out)
 	}
 	fmt.Fprintf(os.Stderr, "test/node: operator image built in %s\n", time.Since(start).Round(time.Second))
 	return archive, nil
